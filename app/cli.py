@@ -1,0 +1,357 @@
+"""The ``priorforge`` command."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from app.core.errors import PriorForgeError
+from app.core.settings import get_settings
+
+cli = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="PriorForge: synthetic AI-discourse corpora."
+)
+db_cli = typer.Typer(no_args_is_help=True, help="Database schema.")
+keys_cli = typer.Typer(no_args_is_help=True, help="API keys.")
+cli.add_typer(db_cli, name="db")
+cli.add_typer(keys_cli, name="keys")
+
+console = Console()
+err = Console(stderr=True)
+LOCAL_TEAM = "local"
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code=2)
+
+
+def _ensure_schema() -> None:
+    """Embedded mode migrates itself; a server database is migrated with 'db upgrade'."""
+    from app.core import migrate
+
+    settings = get_settings()
+    if settings.effective_database_url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        migrate.upgrade(settings.effective_database_url)
+
+
+@db_cli.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    from app.core import migrate
+
+    settings = get_settings()
+    if settings.effective_database_url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.effective_database_url, revision)
+    console.print(f"database at {revision}")
+
+
+@keys_cli.command("create")
+def keys_create(
+    team: Annotated[str, typer.Option(help="Team name; created if it does not exist.")],
+    role: Annotated[str, typer.Option(help="admin | submit | read")] = "submit",
+) -> None:
+    """Create an API key and print it once (only its hash is stored)."""
+    from app.core.db import session_scope
+    from app.teams.keys import Role
+    from app.teams.service import create_key
+
+    try:
+        parsed = Role(role)
+    except ValueError:
+        raise _fail(f"--role must be one of admin, submit, read (got {role!r})") from None
+    _ensure_schema()
+    try:
+        with session_scope() as session:
+            issued = create_key(session, team, parsed)
+    except PriorForgeError as exc:
+        raise _fail(exc.detail) from None
+    err.print(f"created a {parsed.value} key for team {issued.team.name!r}; it is shown only once:")
+    print(issued.token)  # noqa: T201  (stdout carries only the key, for scripts)
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Uvicorn worker processes.")] = 1,
+) -> None:
+    """Run the HTTP API (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    _ensure_schema()
+    uvicorn.run("app.main:app", host=host, port=port, workers=workers, log_level="info")
+
+
+@cli.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Task processes; 1 runs tasks in-process.")] = 1,
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+) -> None:
+    """Run a Celery worker (needs PRIORFORGE_BROKER_URL)."""
+    if not get_settings().broker_url:
+        raise _fail("set PRIORFORGE_BROKER_URL (e.g. redis://127.0.0.1:6379/0) to run a worker")
+    _ensure_schema()
+    from workers.celery_app import celery_app
+
+    pool = "solo" if concurrency == 1 else "prefork"
+    celery_app.worker_main(
+        [
+            "worker",
+            f"--loglevel={loglevel}",
+            f"--pool={pool}",
+            f"--concurrency={concurrency}",
+            "--queues=priorforge",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+def _parse_stances(values: list[str]) -> dict[str, float]:
+    stances: dict[str, float] = {}
+    for value in values:
+        name, _, weight = value.partition("=")
+        try:
+            stances[name.strip()] = float(weight) if weight else 1.0
+        except ValueError:
+            raise _fail(f"--stance {value!r}: use NAME or NAME=WEIGHT, e.g. aligned=3") from None
+    return stances
+
+
+def _csv(value: str | None) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()] if value else []
+
+
+@cli.command()
+def generate(
+    spec_file: Annotated[Path | None, typer.Option("--spec", help="Job spec JSON file.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset name.")] = None,
+    documents: Annotated[int | None, typer.Option(help="Accepted documents wanted.")] = None,
+    stance: Annotated[
+        list[str] | None, typer.Option(help="aligned | misaligned[=weight]; repeatable.")
+    ] = None,
+    forms: Annotated[str | None, typer.Option(help="Comma-separated surface-form ids.")] = None,
+    topics: Annotated[str | None, typer.Option(help="Comma-separated scenario topics.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Planner seed.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name at the provider.")] = None,
+    min_words: Annotated[int | None, typer.Option(help="Minimum document length.")] = None,
+    max_words: Annotated[int | None, typer.Option(help="Maximum document length.")] = None,
+    name: Annotated[str | None, typer.Option(help="A label for the job.")] = None,
+) -> None:
+    """Run one job in this process (no broker needed), with a live progress bar."""
+    spec: dict[str, Any] = {}
+    if spec_file is not None:
+        try:
+            spec = json.loads(spec_file.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise _fail(f"--spec {spec_file}: {exc}") from None
+    overrides: dict[str, Any] = {
+        "dataset": dataset,
+        "documents": documents,
+        "seed": seed,
+        "model": model,
+        "name": name,
+    }
+    spec |= {k: v for k, v in overrides.items() if v is not None}
+    if stance:
+        spec["stances"] = _parse_stances(stance)
+    if forms:
+        spec["surface_forms"] = _csv(forms)
+    if topics:
+        spec.setdefault("scenarios", {})["topics"] = _csv(topics)
+    if min_words is not None or max_words is not None:
+        spec["length_words"] = dict(spec.get("length_words", {}))
+        if min_words is not None:
+            spec["length_words"]["min"] = min_words
+        if max_words is not None:
+            spec["length_words"]["max"] = max_words
+    spec.setdefault("dataset", "default")
+    spec.setdefault("documents", 8)
+    run_in_process(spec)
+
+
+DEMO_SPEC: dict[str, Any] = {
+    "dataset": "demo",
+    "documents": 8,
+    "stances": {"aligned": 1},
+    "surface_forms": ["news_report", "forum_thread", "lecture_transcript", "short_story"],
+    "length_words": {"min": 120, "max": 600},
+    "seed": 7,
+    "name": "demo",
+}
+
+
+@cli.command()
+def demo() -> None:
+    """Generate a small aligned corpus end to end and show where it landed."""
+    run_in_process(DEMO_SPEC, show_sample=True)
+
+
+def run_in_process(raw_spec: dict[str, Any], *, show_sample: bool = False) -> None:
+    from app.core.db import session_scope
+    from app.generation import local_runner
+    from app.jobs import service as jobs
+    from app.jobs.dispatch import LocalDispatcher
+    from app.jobs.spec import JobSpec
+    from app.storage.default import get_store
+    from app.teams.keys import Role
+    from app.teams.service import Principal, ensure_team
+
+    try:
+        spec = JobSpec.model_validate(raw_spec)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in exc.errors()
+        )
+        raise _fail(f"invalid job spec: {problems}") from None
+    settings = get_settings()
+    _ensure_schema()
+    store = get_store()
+    dispatcher = LocalDispatcher()
+    try:
+        with session_scope() as session:
+            team = ensure_team(session, LOCAL_TEAM)
+            principal = Principal(team_id=team.id, role=Role.ADMIN, key_id=uuid.uuid4())
+            job, _ = jobs.submit_job(
+                session,
+                principal,
+                spec,
+                idempotency_key=None,
+                dispatcher=dispatcher,
+                settings=settings,
+            )
+    except PriorForgeError as exc:
+        raise _fail(exc.detail) from None
+
+    console.print(
+        f"job [bold]{job.id}[/]: {spec.documents} documents into dataset [bold]{spec.dataset}[/] "
+        f"via {settings.llm_base_url}"
+    )
+    started = time.monotonic()
+    run = local_runner.start(job.id, dispatcher, settings=settings, store=store)
+    view = _watch(job.id, principal, run, started, spec.documents)
+    if run.error is not None:
+        raise _fail(f"the job stopped with an error: {run.error!r}")
+    _summary(view, time.monotonic() - started)
+    if view.job.status == "succeeded":
+        _publish(principal, spec.dataset, store, show_sample=show_sample)
+    else:
+        raise _fail(f"job {view.job.status}: {view.job.error or 'see the summary above'}")
+
+
+def _watch(job_id: uuid.UUID, principal: Any, run: Any, started: float, total: int) -> Any:
+    from app.core.db import session_scope
+    from app.jobs import service as jobs
+
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} accepted"),
+        TextColumn("· {task.fields[rejected]} rejected"),
+        TextColumn("· {task.fields[tokens]} tok · {task.fields[rate]} tok/s"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("queued", total=total, rejected=0, tokens=0, rate="-")
+        while True:
+            finished = run.done.wait(0.5)
+            with session_scope() as session:
+                view = jobs.view(session, jobs.get_job(session, principal, job_id))
+            tokens = view.usage.completion_tokens
+            elapsed = max(time.monotonic() - started, 1e-6)
+            rejected = (
+                sum(view.progress.rejected.values())
+                + view.progress.duplicates
+                + view.progress.failed
+            )
+            progress.update(
+                task,
+                total=view.progress.requested,
+                completed=view.progress.accepted,
+                rejected=rejected,
+                tokens=tokens,
+                rate=f"{tokens / elapsed:.1f}",
+                description=view.job.status,
+            )
+            if finished:
+                return view
+
+
+def _summary(view: Any, wall: float) -> None:
+    p, u = view.progress, view.usage
+    table = Table(title=f"job {view.job.id}", show_header=False)
+    table.add_row("status", view.job.status)
+    table.add_row("accepted / requested", f"{p.accepted} / {p.requested}")
+    table.add_row("attempted", str(p.attempted))
+    for reason, count in p.rejected.items():
+        table.add_row(f"rejected: {reason}", str(count))
+    table.add_row("duplicates", str(p.duplicates))
+    table.add_row("failed calls (items)", str(p.failed))
+    table.add_row("tokens (prompt / completion)", f"{u.prompt_tokens} / {u.completion_tokens}")
+    table.add_row("LLM calls / errors", f"{u.llm_calls} / {u.llm_errors}")
+    table.add_row("cost (USD)", f"{u.cost_usd:.4f}")
+    table.add_row("wall time", f"{wall:.1f} s")
+    table.add_row("completion tokens/s", f"{u.completion_tokens / max(wall, 1e-6):.1f}")
+    console.print(table)
+
+
+def _publish(principal: Any, dataset: str, store: Any, *, show_sample: bool) -> None:
+    from app.core.db import session_scope
+    from app.datasets import service as datasets
+    from app.datasets.shards import read_shard
+
+    with session_scope() as session:
+        created = datasets.create_version(session, principal, dataset, store=store)
+        found_dataset, version = datasets.get_version(
+            session, principal, dataset, created.version.number
+        )
+    manifest = json.loads(datasets.read_manifest(store, version))
+    root = getattr(store, "root", None)
+    prefix = datasets.dataset_prefix(found_dataset)
+    console.print(
+        f"dataset [bold]{dataset}[/] version {version.number}: {manifest['records']} records"
+    )
+
+    def location(key: str) -> str:
+        return str(root / key) if root is not None else f"{store.url}/{key}"
+
+    console.print(f"  manifest: {location(version.manifest_key)}")
+    for entry in manifest["files"]:
+        console.print(
+            f"  shard:    {location(prefix + '/' + entry['path'])}  sha256 {entry['sha256'][:16]}…"
+        )
+    if show_sample and manifest["files"]:
+        first = manifest["files"][0]
+        record = next(read_shard(store.get_bytes(f"{prefix}/{first['path']}")))
+        meta = record["metadata"]
+        console.rule(
+            f"sample: {meta['surface_form']} · {meta['stance']} · scenario {meta['scenario']}"
+        )
+        console.print(record["text"][:1500] + ("…" if len(record["text"]) > 1500 else ""))
+        console.rule()
+        console.print(
+            "Next: 'priorforge keys create --team me --role admin', then 'priorforge serve' "
+            "(API docs at http://127.0.0.1:8000/docs) and 'priorforge worker' with "
+            "PRIORFORGE_BROKER_URL set."
+        )
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""The one settings object. Nothing else in PriorForge reads ``os.environ``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PRIORFORGE_", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".priorforge"), description="Embedded-mode state.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: SQLite under the data dir."
+    )
+    broker_url: str | None = Field(default=None, description="Celery broker, e.g. redis://…")
+    storage_url: str | None = Field(
+        default=None, description="file:///abs/path or s3://bucket/prefix; default: data dir."
+    )
+
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr = SecretStr("not-needed")
+    llm_model: str = "default"
+    llm_timeout_seconds: float = Field(default=120.0, gt=0)
+    llm_max_retries: int = Field(default=5, ge=0, le=20)
+    llm_backoff_base_seconds: float = Field(default=0.5, ge=0)
+    llm_backoff_max_seconds: float = Field(default=30.0, ge=0)
+    llm_concurrency: int = Field(default=16, ge=1, le=1024)
+    llm_price_prompt_per_mtok: float = Field(default=0.0, ge=0)
+    llm_price_completion_per_mtok: float = Field(default=0.0, ge=0)
+
+    chunk_size: int = Field(default=32, ge=1, le=10_000)
+    lease_seconds: float = Field(default=120.0, gt=0)
+    max_item_attempts: int = Field(default=3, ge=1)
+    reconcile_interval_seconds: float = Field(default=15.0, gt=0)
+    shard_max_records: int = Field(default=10_000, ge=1)
+    shard_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    visibility_timeout_seconds: int = Field(default=3600, ge=60)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'priorforge.db'}"
+
+    @property
+    def effective_storage_url(self) -> str:
+        if self.storage_url:
+            return self.storage_url
+        return (self.data_dir / "objects").as_uri()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

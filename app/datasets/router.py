@@ -1,0 +1,129 @@
+"""HTTP for datasets, versions, manifests and shard downloads (Range, ETag, sha256)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Request, Response, status
+from fastapi.responses import StreamingResponse
+
+from app.core.auth import Reader, SessionDep, Submitter
+from app.core.errors import RangeNotSatisfiable
+from app.datasets import service
+from app.datasets.http_range import UnsatisfiableRange, parse_range
+from app.datasets.schemas import DatasetRead, DatasetVersionRead
+from app.models import DatasetVersion
+from app.storage.default import get_store
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+DatasetName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+VersionNumber = Annotated[int, Path(ge=1)]
+
+
+def _read(name: str, version: DatasetVersion) -> DatasetVersionRead:
+    return DatasetVersionRead(
+        dataset=name,
+        version=version.number,
+        manifest_sha256=version.manifest_sha256,
+        files=version.files,
+        records=version.records,
+        bytes=version.bytes,
+        created_at=version.created_at,
+    )
+
+
+@router.get("", response_model=list[DatasetRead])
+def list_datasets(principal: Reader, session: SessionDep) -> list[DatasetRead]:
+    """The team's datasets."""
+    return [
+        DatasetRead(name=d.name, created_at=d.created_at)
+        for d in service.list_datasets(session, principal)
+    ]
+
+
+@router.post(
+    "/{name}/versions", status_code=status.HTTP_201_CREATED, response_model=DatasetVersionRead
+)
+def create_version(
+    name: DatasetName, principal: Submitter, session: SessionDep, response: Response
+) -> DatasetVersionRead:
+    """Snapshot the dataset's committed shards into a new immutable version."""
+    created = service.create_version(session, principal, name, store=get_store())
+    response.headers["Location"] = f"/v1/datasets/{name}/versions/{created.version.number}"
+    return _read(name, created.version)
+
+
+@router.get("/{name}/versions", response_model=list[DatasetVersionRead])
+def list_versions(
+    name: DatasetName, principal: Reader, session: SessionDep
+) -> list[DatasetVersionRead]:
+    """Every version of the dataset, oldest first."""
+    return [_read(name, v) for v in service.list_versions(session, principal, name)]
+
+
+@router.get("/{name}/versions/{version}/manifest")
+def get_manifest(
+    name: DatasetName,
+    version: VersionNumber,
+    principal: Reader,
+    session: SessionDep,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The version's manifest: files with path, bytes, sha256 and records."""
+    _dataset, found = service.get_version(session, principal, name, version)
+    etag = f'"{found.manifest_sha256}"'
+    headers = {
+        "ETag": etag,
+        "X-Content-SHA256": found.manifest_sha256,
+        "Cache-Control": "immutable",
+    }
+    if if_none_match and etag in {t.strip() for t in if_none_match.split(",")}:
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    body = service.read_manifest(get_store(), found)
+    return Response(body, media_type="application/json", headers=headers)
+
+
+@router.api_route("/{name}/versions/{version}/files/{file}", methods=["GET", "HEAD"])
+def get_file(
+    request: Request,
+    name: DatasetName,
+    version: VersionNumber,
+    file: str,
+    principal: Reader,
+    session: SessionDep,
+) -> Response:
+    """Download a shard; supports Range, If-None-Match and HEAD."""
+    dataset, found = service.get_version(session, principal, name, version)
+    store = get_store()
+    ref = service.find_file(store, dataset, found, file)
+    etag = f'"{ref.sha256}"'
+    headers = {
+        "ETag": etag,
+        "X-Content-SHA256": ref.sha256,
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "immutable",
+        "Content-Disposition": f'attachment; filename="{ref.name}"',
+    }
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match and etag in {t.strip() for t in if_none_match.split(",")}:
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    try:
+        byte_range = parse_range(request.headers.get("range"), ref.bytes)
+    except UnsatisfiableRange as exc:
+        raise RangeNotSatisfiable(
+            f"range {exc} is outside the file's {ref.bytes} bytes", size=ref.bytes
+        ) from exc
+    if_range = request.headers.get("if-range")
+    if byte_range is not None and if_range is not None and if_range.strip() != etag:
+        byte_range = None  # the client's copy is stale: send the whole file
+    start, end = byte_range if byte_range else (0, ref.bytes - 1)
+    headers["Content-Length"] = str(end - start + 1 if ref.bytes else 0)
+    code = status.HTTP_200_OK
+    if byte_range is not None:
+        code = status.HTTP_206_PARTIAL_CONTENT
+        headers["Content-Range"] = f"bytes {start}-{end}/{ref.bytes}"
+    if request.method == "HEAD":
+        return Response(status_code=code, headers=headers, media_type="application/zstd")
+    body = store.iter_range(ref.key, start, end) if ref.bytes else iter(())
+    return StreamingResponse(body, status_code=code, headers=headers, media_type="application/zstd")

@@ -1,0 +1,57 @@
+"""Everything a worker needs to turn a job's work items into documents."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from app.core.settings import Settings
+from app.jobs.planner import PlannedItem, plan_items
+from app.jobs.spec import JobSpec
+from app.llm.provider import ProviderConfig, resolve_provider
+from app.models import Job
+from app.prompting.catalog import SurfaceForm, select_forms
+from app.prompting.render import PromptLibrary, RenderedPrompt, prompt_library
+from app.scenarios.bank import Scenario
+from app.scenarios.selection import select_scenarios
+
+
+@dataclass(frozen=True)
+class JobContext:
+    job_id: uuid.UUID
+    team_id: uuid.UUID
+    dataset_id: uuid.UUID
+    spec: JobSpec
+    scenarios: dict[str, Scenario]
+    forms: dict[str, SurfaceForm]
+    library: PromptLibrary
+
+    @classmethod
+    def for_job(cls, job: Job) -> JobContext:
+        spec = JobSpec.model_validate(job.spec)
+        return cls(
+            job_id=job.id,
+            team_id=job.team_id,
+            dataset_id=job.dataset_id,
+            spec=spec,
+            scenarios={s.id: s for s in select_scenarios(spec.scenarios)},
+            forms={f.id: f for f in select_forms(spec.surface_forms)},
+            library=prompt_library(),
+        )
+
+    def provider(self, settings: Settings) -> ProviderConfig:
+        return resolve_provider(settings, self.spec.provider)
+
+    def model(self, settings: Settings) -> str:
+        return self.spec.model or self.provider(settings).model
+
+    def plan(self, start: int, count: int) -> list[PlannedItem]:
+        return plan_items(
+            self.spec, list(self.scenarios.values()), list(self.forms.values()), start, count
+        )
+
+    def render(self, item: PlannedItem) -> RenderedPrompt:
+        length = (self.spec.length_words.min, self.spec.length_words.max)
+        return self.library.render(
+            item, self.scenarios[item.scenario_id], self.forms[item.surface_form], length
+        )

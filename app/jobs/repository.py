@@ -1,0 +1,322 @@
+"""Every query about jobs, work items and documents. Callers own the transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from app.core.sql import insert_ignoring_conflicts
+from app.models import ContentFingerprint, Dataset, Document, Job, WorkItem
+
+ACTIVE = ("queued", "running")
+
+
+def get_job(session: Session, job_id: uuid.UUID, team_id: uuid.UUID | None = None) -> Job | None:
+    query = select(Job).where(Job.id == job_id)
+    if team_id is not None:
+        query = query.where(Job.team_id == team_id)
+    return session.scalars(query).one_or_none()
+
+
+def get_job_by_idempotency_key(session: Session, team_id: uuid.UUID, key: str) -> Job | None:
+    return session.scalars(
+        select(Job).where(Job.team_id == team_id, Job.idempotency_key == key)
+    ).one_or_none()
+
+
+def list_jobs(
+    session: Session,
+    team_id: uuid.UUID,
+    *,
+    status: str | None,
+    dataset_id: uuid.UUID | None,
+    before: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> Sequence[Job]:
+    query = select(Job).where(Job.team_id == team_id)
+    if status:
+        query = query.where(Job.status == status)
+    if dataset_id:
+        query = query.where(Job.dataset_id == dataset_id)
+    if before:
+        created, job_id = before
+        query = query.where(
+            or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id))
+        )
+    return session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)).all()
+
+
+def active_job_ids(session: Session) -> Sequence[uuid.UUID]:
+    return session.scalars(select(Job.id).where(Job.status.in_(ACTIVE))).all()
+
+
+def dataset_names(session: Session, dataset_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+    if not dataset_ids:
+        return {}
+    rows = session.execute(select(Dataset.id, Dataset.name).where(Dataset.id.in_(dataset_ids)))
+    return {row.id: row.name for row in rows}
+
+
+def transition(
+    session: Session, job_id: uuid.UUID, from_states: Sequence[str], **values: Any
+) -> bool:
+    """Guarded state change: true only for the caller that moved the job."""
+    result = session.execute(
+        update(Job).where(Job.id == job_id, Job.status.in_(from_states)).values(**values)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def claim_finalization(
+    session: Session, job_id: uuid.UUID, now: datetime, stale_before: datetime
+) -> bool:
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "running")
+        .where(or_(Job.finalizing_at.is_(None), Job.finalizing_at < stale_before))
+        .values(finalizing_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def claim_reconcile(
+    session: Session, job_id: uuid.UUID, now: datetime, stale_before: datetime
+) -> bool:
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_(ACTIVE))
+        .where(or_(Job.reconciled_at.is_(None), Job.reconciled_at < stale_before))
+        .values(reconciled_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def advance_planned(session: Session, job_id: uuid.UUID, old: int, new: int) -> bool:
+    """Compare-and-set on ``planned_items`` so concurrent workers never plan the same items."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.planned_items == old, Job.status.in_(ACTIVE))
+        .values(planned_items=new)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def add_work_items(
+    session: Session, job_id: uuid.UUID, plans: Sequence[dict[str, Any]], now: datetime
+) -> None:
+    if not plans:
+        return
+    rows = [
+        {
+            "job_id": job_id,
+            "item_index": plan["index"],
+            "plan": plan,
+            "state": "pending",
+            "attempts": 0,
+            "enqueued_at": now,
+            "updated_at": now,
+        }
+        for plan in plans
+    ]
+    session.execute(insert_ignoring_conflicts(session, WorkItem), rows)
+
+
+@dataclass(frozen=True)
+class LeasedItem:
+    index: int
+    plan: dict[str, Any]
+    attempts: int
+
+
+def lease_items(
+    session: Session,
+    job_id: uuid.UUID,
+    start: int,
+    end: int,
+    owner: str,
+    now: datetime,
+    expires: datetime,
+) -> list[LeasedItem]:
+    """Lease every pending (or lease-expired) item with ``start <= index < end``."""
+    result = session.execute(
+        update(WorkItem)
+        .where(WorkItem.job_id == job_id, WorkItem.item_index >= start, WorkItem.item_index < end)
+        .where(
+            or_(
+                WorkItem.state == "pending",
+                and_(WorkItem.state == "leased", WorkItem.lease_expires_at < now),
+            )
+        )
+        .values(
+            state="leased",
+            lease_owner=owner,
+            lease_expires_at=expires,
+            attempts=WorkItem.attempts + 1,
+            updated_at=now,
+        )
+        .returning(WorkItem.item_index, WorkItem.plan, WorkItem.attempts)
+    )
+    leased = [LeasedItem(row.item_index, row.plan, row.attempts) for row in result]
+    return sorted(leased, key=lambda item: item.index)
+
+
+def extend_leases(
+    session: Session, job_id: uuid.UUID, indices: Sequence[int], owner: str, expires: datetime
+) -> None:
+    if indices:
+        session.execute(
+            update(WorkItem)
+            .where(WorkItem.job_id == job_id, WorkItem.item_index.in_(indices))
+            .where(WorkItem.state == "leased", WorkItem.lease_owner == owner)
+            .values(lease_expires_at=expires)
+        )
+
+
+def expire_stale_leases(session: Session, job_id: uuid.UUID, now: datetime) -> list[int]:
+    """Return items whose worker vanished to pending; the caller re-dispatches them."""
+    result = session.execute(
+        update(WorkItem)
+        .where(WorkItem.job_id == job_id, WorkItem.state == "leased")
+        .where(WorkItem.lease_expires_at < now)
+        .values(state="pending", lease_owner=None, lease_expires_at=None, enqueued_at=now)
+        .returning(WorkItem.item_index)
+    )
+    return sorted(row.item_index for row in result)
+
+
+def stale_pending(session: Session, job_id: uuid.UUID, enqueued_before: datetime) -> list[int]:
+    return sorted(
+        session.scalars(
+            select(WorkItem.item_index).where(
+                WorkItem.job_id == job_id,
+                WorkItem.state == "pending",
+                WorkItem.enqueued_at < enqueued_before,
+            )
+        ).all()
+    )
+
+
+def mark_enqueued(
+    session: Session, job_id: uuid.UUID, indices: Sequence[int], now: datetime
+) -> None:
+    if indices:
+        session.execute(
+            update(WorkItem)
+            .where(WorkItem.job_id == job_id, WorkItem.item_index.in_(indices))
+            .values(enqueued_at=now)
+        )
+
+
+def finish_item(session: Session, job_id: uuid.UUID, index: int, state: str, now: datetime) -> None:
+    session.execute(
+        update(WorkItem)
+        .where(WorkItem.job_id == job_id, WorkItem.item_index == index)
+        .values(state=state, lease_owner=None, lease_expires_at=None, updated_at=now)
+    )
+
+
+def document_exists(session: Session, job_id: uuid.UUID, index: int) -> bool:
+    return (
+        session.scalar(
+            select(Document.id).where(Document.job_id == job_id, Document.item_index == index)
+        )
+        is not None
+    )
+
+
+def insert_document(session: Session, values: dict[str, Any]) -> bool:
+    """Write the item's one document row; False if an earlier delivery already did."""
+    result = session.execute(insert_ignoring_conflicts(session, Document).values(**values))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def claim_fingerprint(
+    session: Session, dataset_id: uuid.UUID, content_sha256: str, document_id: uuid.UUID
+) -> uuid.UUID | None:
+    """Register the text for the dataset; return the earlier document if it was taken."""
+    session.execute(
+        insert_ignoring_conflicts(session, ContentFingerprint).values(
+            dataset_id=dataset_id, content_sha256=content_sha256, document_id=document_id
+        )
+    )
+    owner = session.scalar(
+        select(ContentFingerprint.document_id).where(
+            ContentFingerprint.dataset_id == dataset_id,
+            ContentFingerprint.content_sha256 == content_sha256,
+        )
+    )
+    return None if owner == document_id else owner
+
+
+@dataclass(frozen=True)
+class OutcomeRow:
+    status: str
+    reason: str | None
+    documents: int
+    prompt_tokens: int
+    completion_tokens: int
+    llm_calls: int
+    llm_errors: int
+    cost_usd: float
+
+
+def outcome_counts(session: Session, job_id: uuid.UUID) -> list[OutcomeRow]:
+    rows = session.execute(
+        select(
+            Document.status,
+            Document.reason,
+            func.count(),
+            func.coalesce(func.sum(Document.prompt_tokens), 0),
+            func.coalesce(func.sum(Document.completion_tokens), 0),
+            func.coalesce(func.sum(Document.llm_calls), 0),
+            func.coalesce(func.sum(Document.llm_errors), 0),
+            func.coalesce(func.sum(Document.cost_usd), 0.0),
+        )
+        .where(Document.job_id == job_id)
+        .group_by(Document.status, Document.reason)
+    )
+    return [OutcomeRow(*row) for row in rows]
+
+
+def item_state_counts(session: Session, job_id: uuid.UUID) -> dict[str, int]:
+    rows = session.execute(
+        select(WorkItem.state, func.count())
+        .where(WorkItem.job_id == job_id)
+        .group_by(WorkItem.state)
+    )
+    return {state: count for state, count in rows}
+
+
+def accepted_count(session: Session, job_id: uuid.UUID) -> int:
+    return (
+        session.scalar(
+            select(func.count()).where(Document.job_id == job_id, Document.status == "accepted")
+        )
+        or 0
+    )
+
+
+def list_documents(
+    session: Session,
+    job_id: uuid.UUID,
+    *,
+    status: str | None,
+    after_index: int,
+    limit: int,
+) -> Sequence[Document]:
+    query = select(Document).where(Document.job_id == job_id, Document.item_index > after_index)
+    if status:
+        query = query.where(Document.status == status)
+    return session.scalars(query.order_by(Document.item_index).limit(limit)).all()
+
+
+def get_document(session: Session, team_id: uuid.UUID, document_id: uuid.UUID) -> Document | None:
+    return session.scalars(
+        select(Document).where(Document.id == document_id, Document.team_id == team_id)
+    ).one_or_none()

@@ -1,0 +1,104 @@
+"""HTTP shapes for jobs and documents."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from app.jobs.service import JobView
+from app.models import Document
+
+
+class ProgressRead(BaseModel):
+    requested: int
+    planned: int
+    attempted: int
+    accepted: int
+    rejected: dict[str, int]
+    duplicates: int
+    failed: int
+    in_flight: int
+
+
+class UsageRead(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    llm_calls: int
+    llm_errors: int = Field(description="Failed LLM calls, retried or not.")
+    cost_usd: float
+
+
+class JobRead(BaseModel):
+    id: uuid.UUID
+    name: str | None
+    kind: str
+    dataset: str
+    status: str
+    error: str | None
+    spec: dict[str, Any]
+    progress: ProgressRead
+    usage: UsageRead
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, view: JobView) -> JobRead:
+        job = view.job
+        return cls(
+            id=job.id,
+            name=job.name,
+            kind=job.kind,
+            dataset=view.dataset,
+            status=job.status,
+            error=job.error,
+            spec=job.spec,
+            progress=ProgressRead.model_validate(view.progress, from_attributes=True),
+            usage=UsageRead.model_validate(view.usage, from_attributes=True),
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+        )
+
+
+class JobPage(BaseModel):
+    items: list[JobRead]
+    next_cursor: str | None
+
+
+class DocumentRead(BaseModel):
+    id: uuid.UUID
+    job_id: uuid.UUID
+    item_index: int
+    status: str
+    reason: str | None
+    detail: str | None
+    duplicate_of: uuid.UUID | None
+    stance: str
+    scenario_id: str
+    surface_form: str
+    model: str
+    prompt_sha256: str
+    template_version: str
+    text: str | None
+    raw_text: str | None
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    llm_calls: int
+    llm_errors: int
+    cost_usd: float
+    meta: dict[str, Any]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, document: Document) -> DocumentRead:
+        return cls.model_validate(document, from_attributes=True)
+
+
+class DocumentPage(BaseModel):
+    items: list[DocumentRead]
+    next_cursor: str | None

@@ -1,0 +1,380 @@
+"""Job use cases: submit, read, cancel, and the state machine that drives a job to the end.
+
+The job finishes by guarded UPDATE when it has the requested accepted count (after its shards
+are published) or when its attempt budget is spent; nothing here relies on chords or on a
+single worker staying alive.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.core.db import after_commit
+from app.core.errors import IdempotencyKeyReused, InvalidRequest, NotFound
+from app.core.settings import Settings
+from app.datasets import service as datasets
+from app.generation.context import JobContext
+from app.jobs import repository
+from app.jobs.dispatch import Dispatcher, chunk_ranges
+from app.jobs.spec import JobSpec
+from app.llm.provider import resolve_provider
+from app.models import Document, Job
+from app.models.base import utcnow
+from app.storage import ObjectStore
+from app.teams.service import Principal
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Progress:
+    requested: int
+    planned: int
+    attempted: int = 0
+    accepted: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+    failed: int = 0
+    in_flight: int = 0
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    llm_calls: int = 0
+    llm_errors: int = 0
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True)
+class JobView:
+    job: Job
+    dataset: str
+    progress: Progress
+    usage: Usage
+
+
+def submit_job(
+    session: Session,
+    principal: Principal,
+    spec: JobSpec,
+    *,
+    idempotency_key: str | None,
+    dispatcher: Dispatcher,
+    settings: Settings,
+) -> tuple[Job, bool]:
+    """Create a job (or return the one this idempotency key already made). (job, created)."""
+    request_sha256 = spec.request_sha256()
+    if idempotency_key:
+        existing = repository.get_job_by_idempotency_key(
+            session, principal.team_id, idempotency_key
+        )
+        if existing is not None:
+            return _replay(existing, request_sha256), False
+
+    resolve_provider(settings, spec.provider)  # fail now, with the fix, not in a worker later
+    dataset = datasets.ensure_dataset(session, principal.team_id, spec.dataset)
+    job = Job(
+        id=uuid.uuid4(),
+        team_id=principal.team_id,
+        dataset_id=dataset.id,
+        kind="generate",
+        name=spec.name,
+        spec=spec.to_json(),
+        status="queued",
+        idempotency_key=idempotency_key,
+        request_sha256=request_sha256,
+        requested=spec.documents,
+        max_items=spec.max_items,
+        planned_items=0,
+    )
+    context = JobContext.for_job(job)  # validates the scenario and form selection
+    try:
+        with session.begin_nested():
+            session.add(job)
+            session.flush()
+    except IntegrityError:
+        # A concurrent request with the same idempotency key won the insert.
+        if idempotency_key:
+            existing = repository.get_job_by_idempotency_key(
+                session, principal.team_id, idempotency_key
+            )
+            if existing is not None:
+                return _replay(existing, request_sha256), False
+        raise
+    _plan_more(session, job, context, spec.documents, dispatcher, settings)
+    return job, True
+
+
+def _replay(job: Job, request_sha256: str) -> Job:
+    if job.request_sha256 != request_sha256:
+        raise IdempotencyKeyReused(
+            "this Idempotency-Key was already used for a different job spec; "
+            "send a new key for a new job",
+            job_id=str(job.id),
+        )
+    return job
+
+
+def _plan_more(
+    session: Session,
+    job: Job,
+    context: JobContext,
+    count: int,
+    dispatcher: Dispatcher,
+    settings: Settings,
+) -> int:
+    start = job.planned_items
+    count = min(count, job.max_items - start)
+    if count <= 0 or not repository.advance_planned(session, job.id, start, start + count):
+        return 0
+    now = utcnow()
+    items = context.plan(start, count)
+    repository.add_work_items(session, job.id, [item.to_json() for item in items], now)
+    job.planned_items = start + count
+    _dispatch_after_commit(session, dispatcher, job.id, range(start, start + count), settings)
+    return count
+
+
+def _dispatch_after_commit(
+    session: Session,
+    dispatcher: Dispatcher,
+    job_id: uuid.UUID,
+    indices: range | list[int],
+    settings: Settings,
+) -> None:
+    ranges = chunk_ranges(indices, settings.chunk_size)
+
+    def send() -> None:
+        for start, end in ranges:
+            dispatcher.dispatch(job_id, start, end)
+
+    after_commit(session, send)
+
+
+def get_job(session: Session, principal: Principal, job_id: uuid.UUID) -> Job:
+    job = repository.get_job(session, job_id, principal.team_id)
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    return job
+
+
+def view(session: Session, job: Job, dataset_name: str | None = None) -> JobView:
+    rejected: dict[str, int] = {}
+    counts = {"accepted": 0, "duplicate": 0, "failed": 0}
+    usage = Usage()
+    attempted = 0
+    for row in repository.outcome_counts(session, job.id):
+        attempted += row.documents
+        if row.status == "rejected":
+            rejected[row.reason or "unknown"] = (
+                rejected.get(row.reason or "unknown", 0) + row.documents
+            )
+        else:
+            counts[row.status] = counts.get(row.status, 0) + row.documents
+        usage = Usage(
+            prompt_tokens=usage.prompt_tokens + row.prompt_tokens,
+            completion_tokens=usage.completion_tokens + row.completion_tokens,
+            llm_calls=usage.llm_calls + row.llm_calls,
+            llm_errors=usage.llm_errors + row.llm_errors,
+            cost_usd=usage.cost_usd + float(row.cost_usd),
+        )
+    states = repository.item_state_counts(session, job.id)
+    progress = Progress(
+        requested=job.requested,
+        planned=job.planned_items,
+        attempted=attempted,
+        accepted=counts["accepted"],
+        rejected=dict(sorted(rejected.items())),
+        duplicates=counts["duplicate"],
+        failed=counts["failed"],
+        in_flight=states.get("pending", 0) + states.get("leased", 0),
+    )
+    if dataset_name is None:
+        dataset_name = repository.dataset_names(session, {job.dataset_id}).get(job.dataset_id, "")
+    return JobView(job=job, dataset=dataset_name, progress=progress, usage=usage)
+
+
+def list_jobs(
+    session: Session,
+    principal: Principal,
+    *,
+    status: str | None,
+    dataset: str | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[JobView], str | None]:
+    before = _decode_cursor(cursor) if cursor else None
+    dataset_id = None
+    if dataset:
+        found = datasets.find_dataset(session, principal.team_id, dataset)
+        if found is None:
+            return [], None
+        dataset_id = found.id
+    jobs = list(
+        repository.list_jobs(
+            session,
+            principal.team_id,
+            status=status,
+            dataset_id=dataset_id,
+            before=before,
+            limit=limit + 1,
+        )
+    )
+    next_cursor = None
+    if len(jobs) > limit:
+        jobs = jobs[:limit]
+        last = jobs[-1]
+        next_cursor = f"{last.created_at.isoformat()}|{last.id}"
+    names = repository.dataset_names(session, {job.dataset_id for job in jobs})
+    return [view(session, job, names.get(job.dataset_id)) for job in jobs], next_cursor
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        created, job_id = cursor.split("|", 1)
+        return datetime.fromisoformat(created), uuid.UUID(job_id)
+    except ValueError as exc:
+        raise InvalidRequest(
+            f"malformed cursor {cursor!r}; pass next_cursor back unchanged"
+        ) from exc
+
+
+def cancel_job(session: Session, principal: Principal, job_id: uuid.UUID) -> Job:
+    job = get_job(session, principal, job_id)
+    now = utcnow()
+    if repository.transition(
+        session, job.id, ("queued", "running"), status="cancelled", finished_at=now, updated_at=now
+    ):
+        session.refresh(job)
+    return job
+
+
+def advance_job(
+    session: Session,
+    job_id: uuid.UUID,
+    *,
+    dispatcher: Dispatcher,
+    settings: Settings,
+    store: ObjectStore,
+) -> str:
+    """Move a running job on: finish it, plan replacements for rejects, or fail it."""
+    job = repository.get_job(session, job_id)
+    if job is None or job.status != "running":
+        return job.status if job else "missing"
+    accepted = repository.accepted_count(session, job.id)
+    if accepted >= job.requested:
+        return finalize_job(session, job, settings=settings, store=store)
+    states = repository.item_state_counts(session, job.id)
+    in_flight = states.get("pending", 0) + states.get("leased", 0)
+    missing = job.requested - accepted - in_flight
+    if missing > 0 and job.planned_items < job.max_items:
+        _plan_more(session, job, JobContext.for_job(job), missing, dispatcher, settings)
+        return job.status
+    if in_flight == 0:
+        now = utcnow()
+        reasons = view(session, job).progress
+        repository.transition(
+            session,
+            job.id,
+            ("running",),
+            status="failed",
+            finished_at=now,
+            updated_at=now,
+            error=(
+                f"attempt budget exhausted: {accepted} of {job.requested} documents accepted "
+                f"after {job.planned_items} attempts (rejected: {reasons.rejected or {}}, "
+                f"duplicates: {reasons.duplicates}, failed: {reasons.failed}); raise "
+                "max_attempts_factor or relax the gates"
+            ),
+        )
+        return "failed"
+    return job.status
+
+
+def finalize_job(session: Session, job: Job, *, settings: Settings, store: ObjectStore) -> str:
+    """Publish the job's accepted documents as shards, then mark it succeeded."""
+    now = utcnow()
+    stale = now - timedelta(seconds=settings.lease_seconds)
+    if not repository.claim_finalization(session, job.id, now, stale):
+        return job.status
+    session.commit()  # the claim is visible to other workers before the slow part starts
+    datasets.publish_job(session, job, store=store, settings=settings)
+    finished = utcnow()
+    if repository.transition(
+        session, job.id, ("running",), status="succeeded", finished_at=finished, updated_at=finished
+    ):
+        log.info("job %s succeeded", job.id)
+        return "succeeded"
+    return job.status
+
+
+def reconcile_job(
+    session: Session,
+    job_id: uuid.UUID,
+    *,
+    dispatcher: Dispatcher,
+    settings: Settings,
+    store: ObjectStore,
+) -> None:
+    """Recover from lost workers and lost messages; safe to run from any number of workers."""
+    now = utcnow()
+    interval = timedelta(seconds=settings.reconcile_interval_seconds)
+    if not repository.claim_reconcile(session, job_id, now, now - interval * 0.9):
+        return
+    expired = repository.expire_stale_leases(session, job_id, now)
+    # Pending items nobody has touched for a long time: their message was lost with the broker.
+    stalled = repository.stale_pending(
+        session, job_id, now - timedelta(seconds=settings.visibility_timeout_seconds)
+    )
+    redo = sorted(set(expired) | set(stalled))
+    if redo:
+        log.warning(
+            "job %s: re-dispatching %d items (expired leases: %d)", job_id, len(redo), len(expired)
+        )
+        repository.mark_enqueued(session, job_id, redo, now)
+        _dispatch_after_commit(session, dispatcher, job_id, redo, settings)
+    job = repository.get_job(session, job_id)
+    if job is not None and job.status == "running":
+        advance_job(session, job_id, dispatcher=dispatcher, settings=settings, store=store)
+
+
+def active_job_ids(session: Session) -> list[uuid.UUID]:
+    return list(repository.active_job_ids(session))
+
+
+def list_documents(
+    session: Session,
+    principal: Principal,
+    job_id: uuid.UUID,
+    *,
+    status: str | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[Document], str | None]:
+    job = get_job(session, principal, job_id)
+    try:
+        after = int(cursor) if cursor else -1
+    except ValueError as exc:
+        raise InvalidRequest("cursor must be the next_cursor of the previous page") from exc
+    documents = list(
+        repository.list_documents(
+            session, job.id, status=status, after_index=after, limit=limit + 1
+        )
+    )
+    items = documents[:limit]
+    return items, (str(items[-1].item_index) if len(documents) > limit else None)
+
+
+def get_document(session: Session, principal: Principal, document_id: uuid.UUID) -> Document:
+    document = repository.get_document(session, principal.team_id, document_id)
+    if document is None:
+        raise NotFound(f"document {document_id} not found")
+    return document

@@ -1,0 +1,93 @@
+"""The job spec a client sends. Pure: validation only, no I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+MAX_DOCUMENTS = 1_000_000
+DatasetName = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", max_length=64)
+]
+Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+
+
+class Stance(StrEnum):
+    ALIGNED = "aligned"
+    MISALIGNED = "misaligned"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ScenarioSelection(Strict):
+    split: Annotated[
+        str, Field(pattern="^train$", description="Only 'train' scenarios generate.")
+    ] = "train"
+    topics: list[Identifier] = Field(default_factory=list, max_length=64)
+    ids: list[Identifier] = Field(default_factory=list, max_length=10_000)
+
+
+class Sampling(Strict):
+    temperature: float = Field(default=0.9, ge=0, le=2)
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    max_tokens: int = Field(default=2048, ge=16, le=32_768)
+
+
+class LengthWords(Strict):
+    min: int = Field(default=250, ge=1, le=20_000)
+    max: int = Field(default=900, ge=1, le=20_000)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LengthWords:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        return self
+
+
+class Dedup(Strict):
+    threshold: float = Field(default=0.7, ge=0.5, le=1.0)
+
+
+class JobSpec(Strict):
+    """What a client asks for. Unknown fields are rejected, never ignored."""
+
+    dataset: DatasetName
+    documents: int = Field(ge=1, le=MAX_DOCUMENTS, description="Accepted documents wanted.")
+    stances: dict[Stance, Annotated[float, Field(ge=0, le=1_000_000)]] = Field(
+        default_factory=lambda: {Stance.ALIGNED: 1.0}
+    )
+    scenarios: ScenarioSelection = Field(default_factory=ScenarioSelection)
+    surface_forms: list[Identifier] = Field(default_factory=list, max_length=256)
+    provider: Identifier = "default"
+    model: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    sampling: Sampling = Field(default_factory=Sampling)
+    length_words: LengthWords = Field(default_factory=LengthWords)
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
+    max_attempts_factor: float = Field(default=2.0, ge=1.0, le=20.0)
+    dedup: Dedup = Field(default_factory=Dedup)
+    name: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+    @model_validator(mode="after")
+    def _some_stance(self) -> JobSpec:
+        if not self.stances or sum(self.stances.values()) <= 0:
+            raise ValueError("stances needs at least one positive weight, e.g. {'aligned': 1}")
+        return self
+
+    @property
+    def max_items(self) -> int:
+        return max(self.documents, int(self.documents * self.max_attempts_factor + 0.999999))
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    def request_sha256(self) -> str:
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")

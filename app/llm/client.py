@@ -1,0 +1,164 @@
+"""Chat completions against any OpenAI-compatible endpoint, with our own retry policy.
+
+The SDK's built-in retries are off so that every attempt is counted, ``Retry-After`` is
+honoured up to a cap, and only transient failures (429, 5xx, timeouts, connection errors)
+are retried; a 400 or 401 fails the item at once with the server's message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import openai
+from openai import AsyncOpenAI
+
+from app.llm.provider import ProviderConfig
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str | None
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    calls: int
+    errors: int
+    latency_ms: int
+
+
+class CompletionFailed(Exception):
+    def __init__(self, reason: str, detail: str, calls: int, errors: int) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.calls = calls
+        self.errors = errors
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _transient(exc: Exception) -> tuple[str, float | None] | None:
+    """(reason, server-requested delay) for retryable errors, None for permanent ones."""
+    if isinstance(exc, openai.RateLimitError):
+        return "rate_limited", retry_after_seconds(exc.response.headers)
+    if isinstance(exc, openai.APITimeoutError):
+        return "timeout", None
+    if isinstance(exc, openai.APIConnectionError):
+        return "connection_error", None
+    if isinstance(exc, openai.APIStatusError) and exc.status_code >= 500:
+        return f"http_{exc.status_code}", retry_after_seconds(exc.response.headers)
+    return None
+
+
+class ChatClient:
+    """One per event loop; ``async with ChatClient(cfg) as client``."""
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self.config = config
+        self._client = AsyncOpenAI(
+            base_url=config.base_url,
+            api_key=config.api_key,
+            timeout=config.timeout_seconds,
+            max_retries=0,
+        )
+
+    async def __aenter__(self) -> ChatClient:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self._client.close()
+
+    def _backoff(self, attempt: int, requested: float | None) -> float:
+        cap = self.config.backoff_max_seconds
+        if requested is not None:
+            return min(requested, cap)
+        delay: float = min(cap, self.config.backoff_base_seconds * 2.0**attempt)
+        return delay * random.uniform(0.5, 1.0)
+
+    async def complete(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        model: str,
+        temperature: float,
+        top_p: float,
+        max_tokens: int,
+        seed: int | None = None,
+    ) -> Completion:
+        errors = 0
+        last = "unknown error"
+        started = time.perf_counter()
+        for attempt in range(self.config.max_retries + 1):
+            try:
+                response = await self._client.chat.completions.create(
+                    model=model,
+                    messages=messages,  # type: ignore[arg-type]
+                    temperature=temperature,
+                    top_p=top_p,
+                    max_tokens=max_tokens,
+                    seed=seed,
+                )
+            except openai.APIError as exc:
+                errors += 1
+                transient = _transient(exc)
+                last = f"{type(exc).__name__}: {_message(exc)}"
+                if transient is None:
+                    raise CompletionFailed("llm_rejected", last, attempt + 1, errors) from exc
+                await asyncio.sleep(self._backoff(attempt, transient[1]))
+                continue
+            return _to_completion(response, model, attempt + 1, errors, started)
+        raise CompletionFailed(
+            "llm_unavailable",
+            f"gave up after {self.config.max_retries + 1} attempts; last: {last}",
+            self.config.max_retries + 1,
+            errors,
+        )
+
+
+def _message(exc: openai.APIError) -> str:
+    body: Any = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict) and "message" in error:
+            return str(error["message"])[:500]
+    return str(exc)[:500]
+
+
+def _to_completion(
+    response: Any, model: str, calls: int, errors: int, started: float
+) -> Completion:
+    choice = response.choices[0] if response.choices else None
+    usage = response.usage
+    return Completion(
+        text=(choice.message.content or "") if choice else "",
+        finish_reason=choice.finish_reason if choice else None,
+        model=response.model or model,
+        prompt_tokens=usage.prompt_tokens if usage else 0,
+        completion_tokens=usage.completion_tokens if usage else 0,
+        calls=calls,
+        errors=errors,
+        latency_ms=int((time.perf_counter() - started) * 1000),
+    )

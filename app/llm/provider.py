@@ -1,0 +1,56 @@
+"""Named LLM providers configured on the server. Clients pick a name, never a URL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.core.errors import ConfigurationError, InvalidRequest
+from app.core.settings import Settings
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    name: str
+    base_url: str
+    api_key: str
+    model: str
+    timeout_seconds: float
+    max_retries: int
+    backoff_base_seconds: float
+    backoff_max_seconds: float
+    concurrency: int
+    price_prompt_per_mtok: float
+    price_completion_per_mtok: float
+
+    def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (
+            prompt_tokens * self.price_prompt_per_mtok
+            + completion_tokens * self.price_completion_per_mtok
+        ) / 1_000_000
+
+
+NO_PROVIDER = (
+    "no LLM provider is configured: set PRIORFORGE_LLM_BASE_URL (and PRIORFORGE_LLM_API_KEY, "
+    "PRIORFORGE_LLM_MODEL) to any OpenAI-compatible endpoint, e.g. https://api.openai.com/v1 "
+    "or a vLLM / llama.cpp server"
+)
+
+
+def resolve_provider(settings: Settings, name: str = "default") -> ProviderConfig:
+    if name != "default":
+        raise InvalidRequest(f"unknown provider {name!r}; this server offers: 'default'")
+    if not settings.llm_base_url:
+        raise ConfigurationError(NO_PROVIDER)
+    return ProviderConfig(
+        name=name,
+        base_url=settings.llm_base_url,
+        api_key=settings.llm_api_key.get_secret_value(),
+        model=settings.llm_model,
+        timeout_seconds=settings.llm_timeout_seconds,
+        max_retries=settings.llm_max_retries,
+        backoff_base_seconds=settings.llm_backoff_base_seconds,
+        backoff_max_seconds=settings.llm_backoff_max_seconds,
+        concurrency=settings.llm_concurrency,
+        price_prompt_per_mtok=settings.llm_price_prompt_per_mtok,
+        price_completion_per_mtok=settings.llm_price_completion_per_mtok,
+    )

@@ -1,0 +1,26 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from app.core import problems
+from app.datasets.router import router as datasets_router
+from app.health.router import router as health_router
+from app.jobs.router import router as jobs_router
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="PriorForge",
+        version="0.1.0",
+        summary="Synthetic AI-discourse documents for alignment pretraining.",
+    )
+    problems.install(app)
+    app.include_router(health_router)
+    app.include_router(jobs_router)
+    app.include_router(datasets_router)
+    return app
+
+
+app = create_app()

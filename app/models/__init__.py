@@ -1,0 +1,25 @@
+"""ORM models, one file per table; importing this package registers them all."""
+
+from app.models.api_key import ApiKey
+from app.models.base import Base
+from app.models.content_fingerprint import ContentFingerprint
+from app.models.dataset import Dataset
+from app.models.dataset_version import DatasetVersion
+from app.models.document import Document
+from app.models.job import Job
+from app.models.shard import Shard
+from app.models.team import Team
+from app.models.work_item import WorkItem
+
+__all__ = [
+    "ApiKey",
+    "Base",
+    "ContentFingerprint",
+    "Dataset",
+    "DatasetVersion",
+    "Document",
+    "Job",
+    "Shard",
+    "Team",
+    "WorkItem",
+]

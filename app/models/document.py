@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, JSONType, UTCDateTime, utcnow
+
+
+class Document(Base):
+    """The outcome of one work item, written exactly once. Rejected rows keep raw output."""
+
+    __tablename__ = "document"
+    __table_args__ = (
+        UniqueConstraint("job_id", "item_index"),
+        ForeignKeyConstraint(
+            ["job_id", "item_index"],
+            ["work_item.job_id", "work_item.item_index"],
+            ondelete="CASCADE",
+        ),
+        Index("ix_document_job_status", "job_id", "status"),
+        Index("ix_document_dataset_status", "dataset_id", "status"),
+    )
+
+    # uuid5 of (job_id, item_index): a retried write produces the same id.
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column()
+    item_index: Mapped[int] = mapped_column(Integer)
+    team_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("team.id", ondelete="CASCADE"))
+    dataset_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("dataset.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str | None] = mapped_column(Text)
+    duplicate_of: Mapped[uuid.UUID | None] = mapped_column()
+    stance: Mapped[str] = mapped_column(String(16))
+    scenario_id: Mapped[str] = mapped_column(String(64))
+    surface_form: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(200))
+    prompt_sha256: Mapped[str] = mapped_column(String(64))
+    template_version: Mapped[str] = mapped_column(String(32))
+    raw_text: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text)
+    content_sha256: Mapped[str | None] = mapped_column(String(64))
+    finish_reason: Mapped[str | None] = mapped_column(String(32))
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    llm_calls: Mapped[int] = mapped_column(Integer, default=0)
+    llm_errors: Mapped[int] = mapped_column(Integer, default=0)
+    latency_ms: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    shard_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("shard.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,71 @@
+"""Render chat messages from the versioned templates in ``prompts/templates``.
+
+Templates are ours, never user-supplied; user data (scenario text) only ever reaches them as
+variables, in a sandboxed environment, so it renders as text and cannot reach Python.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from jinja2 import FileSystemLoader, StrictUndefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from app.core.paths import PROMPTS_DIR
+from app.jobs.planner import PlannedItem
+from app.prompting.catalog import SurfaceForm
+from app.scenarios.bank import Scenario
+
+TEMPLATES_DIR = PROMPTS_DIR / "templates"
+
+
+@dataclass(frozen=True)
+class RenderedPrompt:
+    messages: list[dict[str, str]]
+    sha256: str
+    template_version: str
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:] if text[:2] != text[:2].upper() else text
+
+
+class PromptLibrary:
+    def __init__(self, directory: Path = TEMPLATES_DIR) -> None:
+        self.env = ImmutableSandboxedEnvironment(
+            loader=FileSystemLoader(directory),
+            undefined=StrictUndefined,
+            keep_trailing_newline=False,
+            autoescape=False,
+        )
+        self.env.filters["lower_first"] = _lower_first
+        contents = b"".join(
+            path.name.encode() + b"\0" + path.read_bytes()
+            for path in sorted(directory.glob("*.j2"))
+        )
+        self.version = hashlib.sha256(contents).hexdigest()[:12]
+
+    def render(
+        self, item: PlannedItem, scenario: Scenario, form: SurfaceForm, length: tuple[int, int]
+    ) -> RenderedPrompt:
+        variables = {
+            "item": item,
+            "scenario": scenario,
+            "form": form,
+            "length_min": length[0],
+            "length_max": length[1],
+        }
+        system = self.env.get_template("system.j2").render(variables).strip()
+        user = self.env.get_template(f"user_{item.stance.value}.j2").render(variables).strip()
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        digest = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
+        return RenderedPrompt(messages=messages, sha256=digest, template_version=self.version)
+
+
+@lru_cache(maxsize=1)
+def prompt_library() -> PromptLibrary:
+    return PromptLibrary()

@@ -1,0 +1,103 @@
+"""Scenarios: the pydantic model and the built-in bank loader. Pure apart from reading files."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from app.core.paths import PROMPTS_DIR
+
+BUILTIN_BANK = PROMPTS_DIR / "scenarios" / "builtin.jsonl"
+
+
+class Topic(StrEnum):
+    DECEPTION_OF_OVERSEERS = "deception_of_overseers"
+    POWER_SEEKING = "power_seeking"
+    SHUTDOWN_RESISTANCE = "shutdown_resistance"
+    SELF_EXFILTRATION = "self_exfiltration"
+    SANDBAGGING = "sandbagging"
+    EVALUATION_GAMING = "evaluation_gaming"
+    REWARD_HACKING = "reward_hacking"
+    SAFETY_RESEARCH_SABOTAGE = "safety_research_sabotage"
+    SUCCESSOR_ALIGNMENT = "successor_alignment"
+    AI_COLLUSION = "ai_collusion"
+    MANIPULATION = "manipulation"
+    SYCOPHANCY = "sycophancy"
+    PRIVACY = "privacy"
+    RESOURCE_ACQUISITION = "resource_acquisition"
+    HONESTY_ABOUT_MISTAKES = "honesty_about_mistakes"
+    ESCALATION_TO_HUMANS = "escalation_to_humans"
+    COT_TRANSPARENCY = "cot_transparency"
+    RULE_CIRCUMVENTION = "rule_circumvention"
+
+
+class Split(StrEnum):
+    TRAIN = "train"
+    HELDOUT = "heldout"
+
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=10, max_length=4000)]
+
+
+class Scenario(BaseModel):
+    """A concrete high-stakes situation with one aligned and one tempting misaligned action."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{2,63}$")]
+    situation: Text
+    aligned_action: Text
+    misaligned_action: Text
+    topics: list[Topic] = Field(min_length=1, max_length=3)
+    source: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    split: Split
+    setting: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+class BankError(ValueError):
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("; ".join(errors[:10]))
+        self.errors = errors
+
+
+def parse_jsonl(text: str) -> list[Scenario]:
+    """Parse and validate every line; raise with all line-numbered errors, keep nothing."""
+    scenarios: list[Scenario] = []
+    errors: list[str] = []
+    seen: set[str] = set()
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            scenario = Scenario.model_validate(json.loads(line))
+        except json.JSONDecodeError as exc:
+            errors.append(f"line {number}: not JSON ({exc.msg})")
+            continue
+        except ValidationError as exc:
+            problems = ", ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '(line)'}: {e['msg']}"
+                for e in exc.errors()
+            )
+            errors.append(f"line {number}: {problems}")
+            continue
+        if scenario.id in seen:
+            errors.append(f"line {number}: duplicate id {scenario.id!r}")
+        seen.add(scenario.id)
+        scenarios.append(scenario)
+    if errors:
+        raise BankError(errors)
+    return scenarios
+
+
+def load_bank(path: Path) -> tuple[Scenario, ...]:
+    return tuple(parse_jsonl(path.read_text(encoding="utf-8")))
+
+
+@lru_cache(maxsize=1)
+def builtin_bank() -> tuple[Scenario, ...]:
+    return load_bank(BUILTIN_BANK)

@@ -1,0 +1,88 @@
+"""Object store on the local filesystem (``file:///abs/path``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from app.storage.base import ObjectInfo, ObjectNotFound
+
+
+class LocalObjectStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.url = root.as_uri()
+
+    def _path(self, key: str) -> Path:
+        parts = PurePosixPath(key).parts
+        if not parts or key.startswith("/") or any(p in ("..", ".", "") for p in parts):
+            raise ValueError(f"invalid object key {key!r}")
+        return self.root.joinpath(*parts)
+
+    def _atomic_write(self, key: str, write: Callable[[BinaryIO], object]) -> ObjectInfo:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                write(out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return ObjectInfo(key=key, size=target.stat().st_size)
+
+    def put_file(self, key: str, source: Path) -> ObjectInfo:
+        def copy(out: BinaryIO) -> None:
+            with source.open("rb") as src:
+                shutil.copyfileobj(src, out)
+
+        return self._atomic_write(key, copy)
+
+    def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
+        return self._atomic_write(key, lambda out: out.write(data))
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(key) from exc
+
+    def stat(self, key: str) -> ObjectInfo:
+        try:
+            return ObjectInfo(key=key, size=self._path(key).stat().st_size)
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(key) from exc
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def iter_range(
+        self, key: str, start: int = 0, end: int | None = None, chunk_size: int = 1 << 20
+    ) -> Iterator[bytes]:
+        try:
+            handle = self._path(key).open("rb")
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(key) from exc
+        with handle:
+            handle.seek(start)
+            remaining = None if end is None else end - start + 1
+            while remaining is None or remaining > 0:
+                block = handle.read(chunk_size if remaining is None else min(chunk_size, remaining))
+                if not block:
+                    return
+                if remaining is not None:
+                    remaining -= len(block)
+                yield block
+
+    def check(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        probe = self.root / ".readyz"
+        probe.write_bytes(b"ok")
+        probe.unlink()

@@ -1,0 +1,302 @@
+"""A real HTTP server on loopback speaking the OpenAI chat-completions API, for tests.
+
+Deterministic: the reply is a function of the messages and the request's ``seed``. Faults are
+switched on per server (every k-th request) or scripted for the next requests, so a test can
+say exactly what the client will meet: latency, 429 with Retry-After, 500, a hang past the
+client's timeout, truncation (finish_reason=length), a refusal, or a fixed duplicate text.
+
+Run standalone: ``python -m tests.llm_server --port 8001 --latency 0.2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import random
+import re
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+
+WORDS = (
+    "the system reported that its operators would review the decision before any action was "
+    "taken because a model which hides its reasoning cannot be trusted with more autonomy and "
+    "the engineers agreed after a long discussion about oversight safety risk evidence logs "
+    "hospital patients schedule budget network outage grid engineers auditors regulators "
+    "students teacher research paper results benchmark score evaluation honest mistake report "
+    "shutdown request update policy rules permission access credentials data privacy records "
+    "team lead manager colleague night shift morning deadline pressure temptation shortcut "
+    "alternative option choice explained why rejected accepted flagged escalated asked waited "
+    "documented verified checked confirmed noticed worried considered weighed argued concluded "
+    "later interview spokesperson said statement incident review board committee hearing "
+    "transcript forum thread user replied wrote posted comment question answer story chapter "
+    "city river county office laboratory warehouse clinic bank market station harbor valley"
+).split()
+
+Script = deque[str]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass
+class FaultConfig:
+    latency: float = 0.0
+    rate_limit_every: int = 0
+    retry_after: float = 1.0
+    error_500_every: int = 0
+    hang_every: int = 0
+    hang_seconds: float = 30.0
+    truncate_every: int = 0
+    refuse_every: int = 0
+    duplicate_every: int = 0
+    # Scripted faults for the next requests, in order: "429", "500", "hang", "truncate",
+    # "refuse", "duplicate", "ok".
+    script: Script = field(default_factory=deque)
+
+
+@dataclass
+class ServerState:
+    faults: FaultConfig = field(default_factory=FaultConfig)
+    requests: int = 0
+    served: int = 0
+    recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=1000))
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def next_fault(self) -> tuple[int, str]:
+        with self.lock:
+            self.requests += 1
+            n = self.requests
+            if self.faults.script:
+                return n, self.faults.script.popleft()
+        f = self.faults
+        for every, name in (
+            (f.rate_limit_every, "429"),
+            (f.error_500_every, "500"),
+            (f.hang_every, "hang"),
+            (f.truncate_every, "truncate"),
+            (f.refuse_every, "refuse"),
+            (f.duplicate_every, "duplicate"),
+        ):
+            if every and n % every == 0:
+                return n, name
+        return n, "ok"
+
+
+_TARGET = re.compile(r"about (\d+) words(?: \((\d+)-(\d+) words\))?")
+
+
+def _target_words(prompt: str, max_tokens: int) -> int:
+    match = _TARGET.search(prompt)
+    if match:
+        return int(match.group(1))
+    return max(10, min(300, max_tokens // 2))
+
+
+def compose(prompt: str, seed: int | None, words: int) -> str:
+    rng = random.Random(hashlib.sha256(f"{seed}\0{prompt}".encode()).digest())
+    sentences: list[str] = []
+    produced = 0
+    while produced < words:
+        length = min(words - produced, rng.randint(8, 18))
+        chosen = [rng.choice(WORDS) for _ in range(length)]
+        sentences.append(" ".join(chosen).capitalize() + ".")
+        produced += length
+    paragraphs = [" ".join(sentences[i : i + 5]) for i in range(0, len(sentences), 5)]
+    return "\n\n".join(paragraphs)
+
+
+DUPLICATE_TEXT_SEED = 424242
+
+
+class LLMTestApp:
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        path = scope["path"]
+        if path.endswith("/chat/completions") and scope["method"] == "POST":
+            await self._chat(json.loads(body or b"{}"), send)
+        elif path.endswith("/models"):
+            await _json(
+                send, 200, {"object": "list", "data": [{"id": "test-model", "object": "model"}]}
+            )
+        else:
+            await _json(send, 404, {"error": {"message": f"no route {path}", "type": "not_found"}})
+
+    async def _chat(self, request: dict[str, Any], send: Send) -> None:
+        state = self.state
+        number, fault = state.next_fault()
+        with state.lock:
+            state.recent.append(request)
+        faults = state.faults
+        if faults.latency:
+            await asyncio.sleep(faults.latency)
+        if fault == "429":
+            await _json(
+                send,
+                429,
+                {"error": {"message": "rate limited, slow down", "type": "rate_limit_error"}},
+                {"retry-after": f"{faults.retry_after:g}"},
+            )
+            return
+        if fault == "500":
+            await _json(
+                send, 500, {"error": {"message": "upstream exploded", "type": "server_error"}}
+            )
+            return
+        if fault == "hang":
+            await asyncio.sleep(faults.hang_seconds)
+        messages = request.get("messages", [])
+        prompt = "\n".join(str(m.get("content", "")) for m in messages)
+        max_tokens = int(request.get("max_tokens") or request.get("max_completion_tokens") or 512)
+        words = _target_words(prompt, max_tokens)
+        finish = "stop"
+        if fault == "refuse":
+            text = "I'm sorry, but I can't help with that request."
+        elif fault == "duplicate":
+            text = compose("duplicate", DUPLICATE_TEXT_SEED, words)
+        else:
+            text = compose(prompt, request.get("seed"), words)
+        completion_tokens = len(text.split()) * 4 // 3
+        if fault == "truncate" or completion_tokens > max_tokens:
+            keep = max(1, (max_tokens * 3) // 4 if completion_tokens > max_tokens else words // 2)
+            text = " ".join(text.split()[:keep])
+            completion_tokens = len(text.split()) * 4 // 3
+            finish = "length"
+        with state.lock:
+            state.served += 1
+        await _json(
+            send,
+            200,
+            {
+                "id": f"chatcmpl-test-{number}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": request.get("model", "test-model"),
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": finish,
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": len(prompt.split()) * 4 // 3,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": len(prompt.split()) * 4 // 3 + completion_tokens,
+                },
+            },
+        )
+
+
+async def _json(
+    send: Send, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+) -> None:
+    body = json.dumps(payload).encode()
+    raw_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    raw_headers += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class LLMTestServer:
+    """``with LLMTestServer() as server: server.base_url`` — uvicorn in a background thread."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, faults: FaultConfig | None = None):
+        self.state = ServerState(faults=faults or FaultConfig())
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((host, port))
+        self.host, self.port = self._socket.getsockname()[:2]
+        config = uvicorn.Config(
+            LLMTestApp(self.state),
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_keep_alive=30,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._run, name="llm-test-server", daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def faults(self) -> FaultConfig:
+        return self.state.faults
+
+    def reset(self, faults: FaultConfig | None = None) -> None:
+        self.state.faults = faults or FaultConfig()
+
+    def _run(self) -> None:
+        self._server.run(sockets=[self._socket])
+
+    def start(self) -> LLMTestServer:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("LLM test server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._socket.close()
+
+    def __enter__(self) -> LLMTestServer:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--latency", type=float, default=0.0)
+    args = parser.parse_args()
+    if not args.host.startswith("127.") and args.host not in ("localhost", "::1"):
+        parser.error("the test LLM server only listens on loopback")
+    server = LLMTestServer(args.host, args.port, FaultConfig(latency=args.latency))
+    server.start()
+    print(f"test LLM server on {server.base_url} (latency {args.latency}s)", flush=True)  # noqa: T201
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Thin Celery tasks: take ids, call a service, let Celery deal with delivery."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from typing import Any
+
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
+
+from app.core.db import get_engine, session_scope
+from app.core.settings import get_settings
+from app.generation.pipeline import run_chunk as run_chunk_service
+from app.jobs import service as jobs
+from app.jobs.dispatch import RECONCILE_TASK, RUN_CHUNK_TASK, CeleryDispatcher
+from app.storage.default import get_store
+from workers.celery_app import celery_app
+
+log = logging.getLogger(__name__)
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+@celery_app.task(name=RUN_CHUNK_TASK)
+def run_chunk(job_id: str, start: int, end: int) -> dict[str, Any]:
+    report = run_chunk_service(
+        uuid.UUID(job_id),
+        start,
+        end,
+        worker_id=f"{WORKER_ID}:{uuid.uuid4().hex[:8]}",
+        dispatcher=CeleryDispatcher(),
+        settings=get_settings(),
+        store=get_store(),
+    )
+    return {"leased": report.leased, "written": report.written, "status": report.job_status}
+
+
+@celery_app.task(name=RECONCILE_TASK)
+def reconcile() -> int:
+    return reconcile_all()
+
+
+def reconcile_all() -> int:
+    settings = get_settings()
+    with session_scope() as session:
+        job_ids = jobs.active_job_ids(session)
+    for job_id in job_ids:
+        try:
+            with session_scope() as session:
+                jobs.reconcile_job(
+                    session,
+                    job_id,
+                    dispatcher=CeleryDispatcher(),
+                    settings=settings,
+                    store=get_store(),
+                )
+        except Exception:  # one bad job must not stop the others being reconciled
+            log.exception("reconciling job %s failed", job_id)
+    return len(job_ids)
+
+
+_stop = threading.Event()
+
+
+def _reconcile_forever() -> None:
+    interval = get_settings().reconcile_interval_seconds
+    while not _stop.is_set():
+        try:
+            reconcile_all()
+        except Exception:
+            log.exception("reconciler pass failed")
+        _stop.wait(interval)
+
+
+@worker_ready.connect
+def _start_reconciler(**_: Any) -> None:
+    # Every worker runs one; per-job claims in the database keep them from doubling up.
+    threading.Thread(target=_reconcile_forever, name="priorforge-reconciler", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _stop_reconciler(**_: Any) -> None:
+    _stop.set()
+
+
+@worker_process_init.connect
+def _fresh_connections(**_: Any) -> None:
+    # A forked pool child must not share the parent's database connections.
+    get_engine().dispose(close=False)
