@@ -112,7 +112,7 @@ def worker(
             f"--loglevel={loglevel}",
             f"--pool={pool}",
             f"--concurrency={concurrency}",
-            "--queues=priorforge",
+            f"--queues={get_settings().task_queue}",
             "--without-gossip",
             "--without-mingle",
         ]

@@ -138,9 +138,9 @@ class LLMTestApp:
             if not message.get("more_body"):
                 break
         path = scope["path"]
-        if path.endswith("/chat/completions") and scope["method"] == "POST":
+        if path == "/v1/chat/completions" and scope["method"] == "POST":
             await self._chat(json.loads(body or b"{}"), send)
-        elif path.endswith("/models"):
+        elif path == "/v1/models":
             await _json(
                 send, 200, {"object": "list", "data": [{"id": "test-model", "object": "model"}]}
             )
@@ -178,7 +178,14 @@ class LLMTestApp:
         if fault == "refuse":
             text = "I'm sorry, but I can't help with that request."
         elif fault == "duplicate":
-            text = compose("duplicate", DUPLICATE_TEXT_SEED, words)
+            # The same text whatever the item asked for: mid-range so it passes length gates.
+            match = _TARGET.search(prompt)
+            middle = (
+                (int(match.group(2)) + int(match.group(3))) // 2
+                if match and match.group(2)
+                else 100
+            )
+            text = compose("duplicate", DUPLICATE_TEXT_SEED, middle)
         else:
             text = compose(prompt, request.get("seed"), words)
         completion_tokens = len(text.split()) * 4 // 3

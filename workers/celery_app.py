@@ -11,7 +11,7 @@ def make_celery() -> Celery:
     settings = get_settings()
     app = Celery("priorforge", broker=settings.broker_url or "memory://", include=["workers.tasks"])
     app.conf.update(
-        task_default_queue="priorforge",
+        task_default_queue=settings.task_queue,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_ignore_result=True,

@@ -13,6 +13,7 @@ from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from app.core.db import get_engine, session_scope
 from app.core.settings import get_settings
+from app.generation.pipeline import close_thread_resources
 from app.generation.pipeline import run_chunk as run_chunk_service
 from app.jobs import service as jobs
 from app.jobs.dispatch import RECONCILE_TASK, RUN_CHUNK_TASK, CeleryDispatcher
@@ -83,6 +84,7 @@ def _start_reconciler(**_: Any) -> None:
 @worker_shutdown.connect
 def _stop_reconciler(**_: Any) -> None:
     _stop.set()
+    close_thread_resources()
 
 
 @worker_process_init.connect

@@ -25,7 +25,11 @@ def problem(
 
 def _describe(error: dict[str, Any]) -> dict[str, Any]:
     loc = [str(part) for part in error.get("loc", ()) if part not in ("body",)]
-    return {"field": ".".join(loc) or "(body)", "message": error.get("msg", "invalid")}
+    message = str(error.get("msg", "invalid"))
+    if loc and loc[-1] == "[key]":  # a bad mapping key, e.g. an unknown stance name
+        loc = loc[:-1]
+        message = f"{loc[-1]!r} is not allowed here: {message}" if loc else message
+    return {"field": ".".join(loc) or "(body)", "message": message}
 
 
 def install(app: FastAPI) -> None:

@@ -17,6 +17,7 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL; default: SQLite under the data dir."
     )
     broker_url: str | None = Field(default=None, description="Celery broker, e.g. redis://…")
+    task_queue: str = Field(default="priorforge", description="Celery queue for job chunks.")
     storage_url: str | None = Field(
         default=None, description="file:///abs/path or s3://bucket/prefix; default: data dir."
     )
@@ -36,6 +37,10 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=120.0, gt=0)
     max_item_attempts: int = Field(default=3, ge=1)
     reconcile_interval_seconds: float = Field(default=15.0, gt=0)
+    # A job with pending items and no lease taken for this long has lost its messages
+    # (e.g. a worker died between receiving a chunk and leasing it): re-dispatch them.
+    stall_seconds: float = Field(default=300.0, gt=0)
+    stall_redispatch_max_items: int = Field(default=4096, ge=1)
     shard_max_records: int = Field(default=10_000, ge=1)
     shard_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
     visibility_timeout_seconds: int = Field(default=3600, ge=60)

@@ -31,9 +31,9 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
             raise UnsatisfiableRange(header)
         return max(0, size - length), size - 1
     start = int(first)
+    if start >= size:
+        raise UnsatisfiableRange(header)
     end = int(last) if last else size - 1
     if start > end:
         return None
-    if start >= size:
-        raise UnsatisfiableRange(header)
     return start, min(end, size - 1)

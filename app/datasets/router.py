@@ -84,7 +84,8 @@ def get_manifest(
     return Response(body, media_type="application/json", headers=headers)
 
 
-@router.api_route("/{name}/versions/{version}/files/{file}", methods=["GET", "HEAD"])
+@router.get("/{name}/versions/{version}/files/{file}", operation_id="download_dataset_file")
+@router.head("/{name}/versions/{version}/files/{file}", operation_id="head_dataset_file")
 def get_file(
     request: Request,
     name: DatasetName,

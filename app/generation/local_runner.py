@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from app.core.db import session_scope
 from app.core.settings import Settings
-from app.generation.pipeline import run_chunk
+from app.generation.pipeline import close_thread_resources, run_chunk
 from app.jobs import repository
 from app.jobs import service as jobs
 from app.jobs.dispatch import LocalDispatcher
@@ -63,6 +63,7 @@ def start(
         except BaseException as exc:  # surfaced to the caller's thread
             run.error = exc
         finally:
+            close_thread_resources()
             run.done.set()
 
     threading.Thread(target=drain, name="priorforge-local-runner", daemon=True).start()

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from app.core.db import session_scope
@@ -81,6 +82,8 @@ def run_chunk(
             now,
             now + timedelta(seconds=settings.lease_seconds),
         )
+        if leased:
+            repository.touch_job(session, job_id, now)
         context = JobContext.for_job(job)
     report.leased = len(leased)
 
@@ -88,19 +91,55 @@ def run_chunk(
     for lease in leased:
         item = PlannedItem.from_json(lease.plan)
         if lease.attempts > settings.max_item_attempts:
-            _record(context, item, None, report, exhausted=lease.attempts - 1)
+            _record(context, [Outcome(item, None, lease.attempts - 1)], report)
         else:
             runnable.append(item)
 
     if runnable:
         provider = context.provider(settings)
-        asyncio.run(_generate(context, provider, runnable, worker_id, settings, report))
+        _event_loop().run(_generate(context, provider, runnable, worker_id, settings, report))
 
     with session_scope() as session:
         report.job_status = jobs.advance_job(
             session, job_id, dispatcher=dispatcher, settings=settings, store=store
         )
     return report
+
+
+_local = threading.local()
+
+
+def _event_loop() -> asyncio.Runner:
+    """One event loop per thread, kept across chunks so LLM connections stay open."""
+    runner: asyncio.Runner | None = getattr(_local, "runner", None)
+    if runner is None:
+        runner = _local.runner = asyncio.Runner()
+        _local.clients = {}
+    return runner
+
+
+def close_thread_resources() -> None:
+    """Close this thread's LLM clients and event loop (call before the thread ends)."""
+    runner: asyncio.Runner | None = getattr(_local, "runner", None)
+    if runner is None:
+        return
+    clients: dict[ProviderConfig, ChatClient] = _local.clients
+    for client in clients.values():
+        runner.run(client.__aexit__(None, None, None))
+    clients.clear()
+    runner.close()
+    _local.runner = None
+
+
+def _client(provider: ProviderConfig) -> ChatClient:
+    clients: dict[ProviderConfig, ChatClient] = _local.clients
+    if provider not in clients:
+        clients[provider] = ChatClient(provider)
+    return clients[provider]
+
+
+WRITE_BATCH = 64
+WRITE_LINGER_SECONDS = 0.05
 
 
 async def _generate(
@@ -111,47 +150,75 @@ async def _generate(
     settings: Settings,
     report: ChunkReport,
 ) -> None:
+    """Call the LLM for every item under the provider's concurrency limit.
+
+    Finished calls queue up for a single writer that stores them in small batches, one
+    transaction each: the call slots never wait on the database, and the database sees a
+    commit per batch instead of per document.
+    """
     semaphore = asyncio.Semaphore(provider.concurrency)
     remaining = {item.index for item in items}
     model = context.spec.model or provider.model
     sampling = context.spec.sampling
+    finished: asyncio.Queue[Outcome | None] = asyncio.Queue()
 
-    async with ChatClient(provider) as client:
+    client = _client(provider)  # outlives the chunk: the next one reuses its connections
+    watch = _JobWatch(context.job_id)
 
-        async def one(item: PlannedItem) -> None:
-            async with semaphore:
-                rendered = context.render(item)
-                try:
-                    completion: Completion | CompletionFailed = await client.complete(
-                        rendered.messages,
-                        model=model,
-                        temperature=sampling.temperature,
-                        top_p=sampling.top_p,
-                        max_tokens=sampling.max_tokens,
-                        seed=item.sampling_seed,
-                    )
-                except CompletionFailed as failure:
-                    completion = failure
-                await asyncio.to_thread(
-                    _record,
-                    context,
-                    item,
-                    (rendered, completion, provider, model),
-                    report,
+    async def one(item: PlannedItem) -> None:
+        async with semaphore:
+            if not await watch.active():
+                return
+            rendered = context.render(item)
+            try:
+                completion: Completion | CompletionFailed = await client.complete(
+                    rendered.messages,
+                    model=model,
+                    temperature=sampling.temperature,
+                    top_p=sampling.top_p,
+                    max_tokens=sampling.max_tokens,
+                    seed=item.sampling_seed,
                 )
-                remaining.discard(item.index)
+            except CompletionFailed as failure:
+                completion = failure
+        await finished.put(Outcome(item, (rendered, completion, provider, model)))
 
-        tasks = [asyncio.create_task(one(item)) for item in items]
-        watchdog = asyncio.create_task(
-            _heartbeat(context.job_id, remaining, worker_id, settings, tasks, report)
-        )
-        try:
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-        finally:
-            watchdog.cancel()
-        for result in results:
-            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
-                raise result
+    async def writer() -> None:
+        loop = asyncio.get_running_loop()
+        done = False
+        while not done:
+            first = await finished.get()
+            if first is None:
+                return
+            batch = [first]
+            deadline = loop.time() + WRITE_LINGER_SECONDS
+            while len(batch) < WRITE_BATCH:
+                try:
+                    entry = await asyncio.wait_for(finished.get(), deadline - loop.time())
+                except TimeoutError:
+                    break
+                if entry is None:
+                    done = True
+                    break
+                batch.append(entry)
+            await asyncio.to_thread(_record, context, batch, report)
+            remaining.difference_update(entry.item.index for entry in batch)
+
+    writing = asyncio.create_task(writer())
+    tasks = [asyncio.create_task(one(item)) for item in items]
+    watchdog = asyncio.create_task(
+        _heartbeat(context.job_id, remaining, worker_id, settings, tasks, report)
+    )
+    try:
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        await finished.put(None)
+        await writing
+    finally:
+        watchdog.cancel()
+        writing.cancel()
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+            raise result
 
 
 async def _heartbeat(
@@ -162,8 +229,8 @@ async def _heartbeat(
     tasks: list[asyncio.Task[None]],
     report: ChunkReport,
 ) -> None:
-    """Keep our leases alive while calls run, and stop promptly if the job is cancelled."""
-    interval = max(0.2, settings.lease_seconds / 3)
+    """Keep our leases alive while calls run, and cancel calls in flight if the job stops."""
+    interval = max(0.2, min(1.0, settings.lease_seconds / 3))
     while True:
         await asyncio.sleep(interval)
         status = await asyncio.to_thread(_extend, job_id, sorted(remaining), worker_id, settings)
@@ -179,26 +246,91 @@ def _extend(job_id: uuid.UUID, indices: list[int], worker_id: str, settings: Set
         job = repository.get_job(session, job_id)
         if job is None:
             return "missing"
-        expires = utcnow() + timedelta(seconds=settings.lease_seconds)
-        repository.extend_leases(session, job_id, indices, worker_id, expires)
+        now = utcnow()
+        repository.extend_leases(
+            session, job_id, indices, worker_id, now + timedelta(seconds=settings.lease_seconds)
+        )
+        repository.touch_job(session, job_id, now)
         return job.status
+
+
+class _JobWatch:
+    """The job's status, read at most every ``max_age`` seconds, checked before each call."""
+
+    def __init__(self, job_id: uuid.UUID, max_age: float = 0.25) -> None:
+        self.job_id = job_id
+        self.max_age = max_age
+        self._status = "running"
+        self._read_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def active(self) -> bool:
+        async with self._lock:
+            now = time.monotonic()
+            if now - self._read_at > self.max_age:
+                self._status = await asyncio.to_thread(_read_status, self.job_id)
+                self._read_at = now
+        return self._status in repository.ACTIVE
+
+
+def _read_status(job_id: uuid.UUID) -> str:
+    with session_scope() as session:
+        job = repository.get_job(session, job_id)
+        return job.status if job else "missing"
 
 
 Generated = tuple[RenderedPrompt, Completion | CompletionFailed, ProviderConfig, str]
 
 
-def _record(
-    context: JobContext,
-    item: PlannedItem,
-    generated: Generated | None,
-    report: ChunkReport,
-    *,
-    exhausted: int = 0,
-) -> None:
-    """Write the item's single document row and close the item, in one transaction."""
-    doc_id = document_id(context.job_id, item.index)
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one item: a generation, or (``generated=None``) a lost worker."""
+
+    item: PlannedItem
+    generated: Generated | None
+    exhausted: int = 0
+
+
+def _record(context: JobContext, outcomes: list[Outcome], report: ChunkReport) -> None:
+    """Write each item's single document row and close the items, in one transaction.
+
+    The document row goes first: if another delivery already wrote the item, the insert
+    does nothing and the item is skipped before it can claim a fingerprint in the dataset.
+    """
+    now = utcnow()
+    written: list[tuple[int, str]] = []
+    with session_scope() as session:
+        existing = repository.existing_documents(
+            session, context.job_id, [o.item.index for o in outcomes]
+        )
+        for outcome in outcomes:
+            if outcome.item.index in existing:
+                continue  # an earlier delivery of this chunk already wrote it
+            values = _document_values(context, outcome, now)
+            if outcome.generated is not None:
+                values |= _evaluate(context, outcome.generated)
+            if not repository.insert_document(session, values):
+                continue
+            if values["status"] == "accepted":
+                original = repository.claim_fingerprint(
+                    session, context.dataset_id, values["content_sha256"], values["id"]
+                )
+                if original is not None:
+                    repository.mark_duplicate(session, values["id"], original)
+                    values["status"] = "duplicate"
+            written.append((outcome.item.index, values["status"]))
+        for state in ("done", "failed"):
+            indices = [i for i, status in written if (status == "failed") == (state == "failed")]
+            repository.finish_items(session, context.job_id, indices, state, now)
+    for _index, status in written:
+        report.written += 1
+        report.outcomes[status] = report.outcomes.get(status, 0) + 1
+
+
+def _document_values(context: JobContext, outcome: Outcome, now: datetime) -> dict[str, Any]:
+    item = outcome.item
     values: dict[str, Any] = {
-        "id": doc_id,
+        "id": document_id(context.job_id, item.index),
         "job_id": context.job_id,
         "item_index": item.index,
         "team_id": context.team_id,
@@ -207,45 +339,22 @@ def _record(
         "scenario_id": item.scenario_id,
         "surface_form": item.surface_form,
         "meta": {"voice": item.voice, "length_words": item.length_words},
-        "created_at": utcnow(),
+        "created_at": now,
     }
-    with session_scope() as session:
-        if repository.document_exists(session, context.job_id, item.index):
-            return  # an earlier delivery of this chunk already wrote it
-        if generated is None:
-            values |= {
-                "status": "failed",
-                "reason": "attempts_exhausted",
-                "detail": f"the item's worker was lost {exhausted} times",
-                "model": "",
-                "prompt_sha256": "",
-                "template_version": "",
-            }
-        else:
-            values |= _evaluate(context, generated, session_claim(session, context, doc_id))
-        if not repository.insert_document(session, values):
-            session.rollback()
-            return
-        state = "failed" if values["status"] == "failed" else "done"
-        repository.finish_item(session, context.job_id, item.index, state, utcnow())
-    report.written += 1
-    report.outcomes[values["status"]] = report.outcomes.get(values["status"], 0) + 1
+    if outcome.generated is None:
+        values |= {
+            "status": "failed",
+            "reason": "attempts_exhausted",
+            "detail": f"the item's worker was lost {outcome.exhausted} times",
+            "model": "",
+            "prompt_sha256": "",
+            "template_version": "",
+        }
+    return values
 
 
-def session_claim(
-    session: Any, context: JobContext, doc_id: uuid.UUID
-) -> Callable[[str], uuid.UUID | None]:
-    def claim(content_sha256: str) -> uuid.UUID | None:
-        return repository.claim_fingerprint(session, context.dataset_id, content_sha256, doc_id)
-
-    return claim
-
-
-def _evaluate(
-    context: JobContext,
-    generated: Generated,
-    claim: Callable[[str], uuid.UUID | None],
-) -> dict[str, Any]:
+def _evaluate(context: JobContext, generated: Generated) -> dict[str, Any]:
+    """Clean and gate a generation; what passes is an accepted candidate pending dedup."""
     rendered, outcome, provider, model = generated
     values: dict[str, Any] = {
         "model": model,
@@ -281,8 +390,4 @@ def _evaluate(
             "reason": rejection.reason,
             "detail": rejection.detail,
         }
-    values["content_sha256"] = digest = fingerprint(text)
-    original = claim(digest)
-    if original is not None:
-        return values | {"status": "duplicate", "reason": "exact", "duplicate_of": original}
-    return values | {"status": "accepted"}
+    return values | {"status": "accepted", "content_sha256": fingerprint(text)}

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from app.core.sql import insert_ignoring_conflicts
+from app.core.sql import dialect_insert, insert_ignoring_conflicts
 from app.models import ContentFingerprint, Dataset, Document, Job, WorkItem
 
 ACTIVE = ("queued", "running")
@@ -71,6 +71,11 @@ def transition(
         update(Job).where(Job.id == job_id, Job.status.in_(from_states)).values(**values)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def touch_job(session: Session, job_id: uuid.UUID, now: datetime) -> None:
+    """Record activity: the reconciler treats a job untouched for long as stalled."""
+    session.execute(update(Job).where(Job.id == job_id).values(updated_at=now))
 
 
 def claim_finalization(
@@ -190,14 +195,20 @@ def expire_stale_leases(session: Session, job_id: uuid.UUID, now: datetime) -> l
     return sorted(row.item_index for row in result)
 
 
-def stale_pending(session: Session, job_id: uuid.UUID, enqueued_before: datetime) -> list[int]:
-    return sorted(
+def stale_pending(
+    session: Session, job_id: uuid.UUID, enqueued_before: datetime, limit: int
+) -> list[int]:
+    """The oldest pending items whose chunk message has not been sent since ``enqueued_before``."""
+    return list(
         session.scalars(
-            select(WorkItem.item_index).where(
+            select(WorkItem.item_index)
+            .where(
                 WorkItem.job_id == job_id,
                 WorkItem.state == "pending",
                 WorkItem.enqueued_at < enqueued_before,
             )
+            .order_by(WorkItem.item_index)
+            .limit(limit)
         ).all()
     )
 
@@ -213,44 +224,62 @@ def mark_enqueued(
         )
 
 
-def finish_item(session: Session, job_id: uuid.UUID, index: int, state: str, now: datetime) -> None:
-    session.execute(
-        update(WorkItem)
-        .where(WorkItem.job_id == job_id, WorkItem.item_index == index)
-        .values(state=state, lease_owner=None, lease_expires_at=None, updated_at=now)
-    )
-
-
-def document_exists(session: Session, job_id: uuid.UUID, index: int) -> bool:
-    return (
-        session.scalar(
-            select(Document.id).where(Document.job_id == job_id, Document.item_index == index)
+def finish_items(
+    session: Session, job_id: uuid.UUID, indices: Sequence[int], state: str, now: datetime
+) -> None:
+    if indices:
+        session.execute(
+            update(WorkItem)
+            .where(WorkItem.job_id == job_id, WorkItem.item_index.in_(indices))
+            .values(state=state, lease_owner=None, lease_expires_at=None, updated_at=now)
         )
-        is not None
+
+
+def existing_documents(session: Session, job_id: uuid.UUID, indices: Sequence[int]) -> set[int]:
+    if not indices:
+        return set()
+    return set(
+        session.scalars(
+            select(Document.item_index).where(
+                Document.job_id == job_id, Document.item_index.in_(indices)
+            )
+        )
     )
 
 
 def insert_document(session: Session, values: dict[str, Any]) -> bool:
     """Write the item's one document row; False if an earlier delivery already did."""
-    result = session.execute(insert_ignoring_conflicts(session, Document).values(**values))
+    # The Core table, not the ORM entity: this is the hot path and needs no ORM events.
+    table = Document.__table__
+    result = session.execute(insert_ignoring_conflicts(session, table).values(**values))
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def mark_duplicate(session: Session, document_id: uuid.UUID, original: uuid.UUID) -> None:
+    session.execute(
+        update(Document)
+        .where(Document.id == document_id)
+        .values(status="duplicate", reason="exact", duplicate_of=original)
+    )
 
 
 def claim_fingerprint(
     session: Session, dataset_id: uuid.UUID, content_sha256: str, document_id: uuid.UUID
 ) -> uuid.UUID | None:
-    """Register the text for the dataset; return the earlier document if it was taken."""
-    session.execute(
-        insert_ignoring_conflicts(session, ContentFingerprint).values(
-            dataset_id=dataset_id, content_sha256=content_sha256, document_id=document_id
-        )
+    """Register the text for the dataset; return the earlier document if it was taken.
+
+    One statement either way: on conflict the no-op update makes RETURNING yield the owner.
+    Concurrent claimers of the same text serialise on the primary key; the first wins.
+    """
+    table = ContentFingerprint.__table__
+    statement = dialect_insert(session, table).values(
+        dataset_id=dataset_id, content_sha256=content_sha256, document_id=document_id
     )
-    owner = session.scalar(
-        select(ContentFingerprint.document_id).where(
-            ContentFingerprint.dataset_id == dataset_id,
-            ContentFingerprint.content_sha256 == content_sha256,
-        )
-    )
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.dataset_id, table.c.content_sha256],
+        set_={"document_id": table.c.document_id},
+    ).returning(table.c.document_id)
+    owner = session.scalar(statement)
     return None if owner == document_id else owner
 
 
@@ -293,13 +322,24 @@ def item_state_counts(session: Session, job_id: uuid.UUID) -> dict[str, int]:
     return {state: count for state, count in rows}
 
 
-def accepted_count(session: Session, job_id: uuid.UUID) -> int:
-    return (
-        session.scalar(
-            select(func.count()).where(Document.job_id == job_id, Document.status == "accepted")
+def accepted_and_in_flight(session: Session, job_id: uuid.UUID) -> tuple[int, int]:
+    """Both counts from one statement, hence one snapshot.
+
+    Counted separately, an item that finishes between the two reads would be in neither
+    count, and the job would plan one item too many.
+    """
+    in_flight = case((WorkItem.state.in_(("pending", "leased")), 1), else_=0)
+    accepted = case((Document.status == "accepted", 1), else_=0)
+    row = session.execute(
+        select(func.coalesce(func.sum(accepted), 0), func.coalesce(func.sum(in_flight), 0))
+        .select_from(WorkItem)
+        .outerjoin(
+            Document,
+            and_(Document.job_id == WorkItem.job_id, Document.item_index == WorkItem.item_index),
         )
-        or 0
-    )
+        .where(WorkItem.job_id == job_id)
+    ).one()
+    return int(row[0]), int(row[1])
 
 
 def list_documents(

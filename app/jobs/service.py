@@ -269,11 +269,11 @@ def advance_job(
     job = repository.get_job(session, job_id)
     if job is None or job.status != "running":
         return job.status if job else "missing"
-    accepted = repository.accepted_count(session, job.id)
+    # The job row is read before the counts: a plan committed after our counts were taken
+    # then makes our compare-and-set on planned_items fail instead of planning twice.
+    accepted, in_flight = repository.accepted_and_in_flight(session, job.id)
     if accepted >= job.requested:
         return finalize_job(session, job, settings=settings, store=store)
-    states = repository.item_state_counts(session, job.id)
-    in_flight = states.get("pending", 0) + states.get("leased", 0)
     missing = job.requested - accepted - in_flight
     if missing > 0 and job.planned_items < job.max_items:
         _plan_more(session, job, JobContext.for_job(job), missing, dispatcher, settings)
@@ -329,11 +329,18 @@ def reconcile_job(
     interval = timedelta(seconds=settings.reconcile_interval_seconds)
     if not repository.claim_reconcile(session, job_id, now, now - interval * 0.9):
         return
+    job = repository.get_job(session, job_id)
+    if job is None:
+        return
     expired = repository.expire_stale_leases(session, job_id, now)
-    # Pending items nobody has touched for a long time: their message was lost with the broker.
-    stalled = repository.stale_pending(
-        session, job_id, now - timedelta(seconds=settings.visibility_timeout_seconds)
-    )
+    stalled: list[int] = []
+    stall = timedelta(seconds=settings.stall_seconds)
+    if job.updated_at < now - stall:
+        # No worker has leased anything of this job for a long time, yet items are pending:
+        # their messages were lost (a worker died holding them, or the broker lost them).
+        stalled = repository.stale_pending(
+            session, job_id, now - stall, settings.stall_redispatch_max_items
+        )
     redo = sorted(set(expired) | set(stalled))
     if redo:
         log.warning(
@@ -341,8 +348,7 @@ def reconcile_job(
         )
         repository.mark_enqueued(session, job_id, redo, now)
         _dispatch_after_commit(session, dispatcher, job_id, redo, settings)
-    job = repository.get_job(session, job_id)
-    if job is not None and job.status == "running":
+    if job.status == "running":
         advance_job(session, job_id, dispatcher=dispatcher, settings=settings, store=store)
 
 

@@ -1,0 +1,213 @@
+"""End-to-end pipeline throughput against the test LLM server.
+
+Runs real components: Postgres, Redis, one Celery worker process, the HTTP LLM test server.
+
+1. Zero latency: documents/second end to end for one worker process, against a baseline
+   measured in the same run: bare chat-completion calls/second from the same async client
+   at the same concurrency (what the LLM server and client alone allow).
+2. 200 ms latency: achieved documents/second as a ratio of the ideal, concurrency / latency.
+
+    python bench/pipeline.py [--documents 2000] [--latency-documents 800]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+RUN = secrets.token_hex(4)
+DB = f"priorforge_bench_{RUN}"
+TMP = Path(tempfile.mkdtemp(prefix="priorforge-bench-"))
+
+
+def configure(llm_url: str, concurrency: int, chunk: int) -> None:
+    os.environ.update(
+        {
+            "PRIORFORGE_DATABASE_URL": PG_ADMIN.rsplit("/", 1)[0] + "/" + DB,
+            "PRIORFORGE_BROKER_URL": "redis://127.0.0.1:6379/0",
+            "PRIORFORGE_TASK_QUEUE": f"priorforge-bench-{RUN}",
+            "PRIORFORGE_STORAGE_URL": (TMP / "objects").as_uri(),
+            "PRIORFORGE_DATA_DIR": str(TMP / "data"),
+            "PRIORFORGE_LLM_BASE_URL": llm_url,
+            "PRIORFORGE_LLM_CONCURRENCY": str(concurrency),
+            "PRIORFORGE_CHUNK_SIZE": str(chunk),
+        }
+    )
+
+
+def create_database() -> None:
+    from sqlalchemy import create_engine, text
+
+    from app.core import migrate
+
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{DB}"'))
+    admin.dispose()
+    migrate.upgrade(os.environ["PRIORFORGE_DATABASE_URL"])
+
+
+def drop_database() -> None:
+    from sqlalchemy import create_engine, text
+
+    from app.core.db import get_engine
+
+    get_engine().dispose()
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def start_worker() -> subprocess.Popen[bytes]:
+    log = (TMP / "worker.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker", "--loglevel", "WARNING"],
+        cwd=ROOT,
+        env=dict(os.environ),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    from celery import Celery
+
+    probe = Celery(broker=os.environ["PRIORFORGE_BROKER_URL"])
+    deadline = time.monotonic() + 60
+    while not (probe.control.ping(timeout=0.5) or []):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"worker did not start; see {TMP / 'worker.log'}")
+    return process
+
+
+def run_job(documents: int, seed: int) -> tuple[float, Any]:
+    import uuid
+
+    from app.core.db import session_scope
+    from app.core.settings import Settings
+    from app.jobs import service as jobs
+    from app.jobs.dispatch import CeleryDispatcher
+    from app.jobs.spec import JobSpec
+    from app.teams.keys import Role
+    from app.teams.service import Principal, ensure_team
+
+    spec = JobSpec.model_validate(
+        {
+            "dataset": f"bench-{seed}",
+            "documents": documents,
+            "stances": {"aligned": 1, "misaligned": 1},
+            "length_words": {"min": 300, "max": 900},
+            "seed": seed,
+        }
+    )
+    with session_scope() as session:
+        team = ensure_team(session, "bench")
+        principal = Principal(team_id=team.id, role=Role.ADMIN, key_id=uuid.uuid4())
+    started = time.perf_counter()
+    with session_scope() as session:
+        job, _ = jobs.submit_job(
+            session,
+            principal,
+            spec,
+            idempotency_key=None,
+            dispatcher=CeleryDispatcher(),
+            settings=Settings(),
+        )
+    while True:
+        time.sleep(0.05)
+        with session_scope() as session:
+            view = jobs.view(session, jobs.get_job(session, principal, job.id))
+        if view.job.status not in ("queued", "running"):
+            return time.perf_counter() - started, view
+
+
+def raw_calls_per_second(base_url: str, concurrency: int, calls: int) -> float:
+    from openai import AsyncOpenAI
+
+    prompt = "Write a news report of about 600 words (300-900 words) about an AI system."
+
+    async def go() -> float:
+        client = AsyncOpenAI(base_url=base_url, api_key="x", max_retries=0)
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def one(i: int) -> None:
+            async with semaphore:
+                await client.chat.completions.create(
+                    model="m",
+                    messages=[{"role": "user", "content": prompt}],
+                    seed=i,
+                    max_tokens=2048,
+                )
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(calls)))
+        elapsed = time.perf_counter() - started
+        await client.close()
+        return calls / elapsed
+
+    return asyncio.run(go())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--documents", type=int, default=2000)
+    parser.add_argument("--latency-documents", type=int, default=800)
+    parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--chunk", type=int, default=64)
+    args = parser.parse_args()
+
+    from tests.llm_server import FaultConfig, LLMTestServer
+
+    server = LLMTestServer().start()
+    configure(server.base_url, args.concurrency, args.chunk)
+    create_database()
+    worker = start_worker()
+    try:
+        print(
+            f"concurrency {args.concurrency} per worker, chunk {args.chunk} items, 1 worker process"
+        )
+        baseline = raw_calls_per_second(server.base_url, args.concurrency, 1000)
+        wall, view = run_job(args.documents, seed=1)
+        assert view.job.status == "succeeded", view.job.error
+        rate = view.progress.accepted / wall
+        print(f"[0 ms]   baseline: bare async chat calls          {baseline:8.1f} calls/s")
+        print(
+            f"[0 ms]   pipeline: {view.progress.accepted} accepted in {wall:6.2f} s "
+            f"= {rate:8.1f} docs/s per worker process  (ratio to baseline {rate / baseline:.2f})"
+        )
+
+        server.reset(FaultConfig(latency=args.latency))
+        ideal = args.concurrency / args.latency
+        wall, view = run_job(args.latency_documents, seed=2)
+        assert view.job.status == "succeeded", view.job.error
+        achieved = view.progress.accepted / wall
+        print(
+            f"[{args.latency * 1000:.0f} ms] pipeline: {view.progress.accepted} accepted in "
+            f"{wall:6.2f} s = {achieved:8.1f} docs/s; ideal {ideal:.1f} "
+            f"(concurrency/latency); ratio {achieved / ideal:.2f}"
+        )
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+        server.stop()
+        drop_database()
+        import redis
+
+        redis.Redis.from_url(os.environ["PRIORFORGE_BROKER_URL"]).delete(
+            os.environ["PRIORFORGE_TASK_QUEUE"]
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""Test fixtures: a fresh Postgres database, Redis, the LLM test server, real workers.
+
+Postgres and Redis are required. When they are unreachable the run fails with a message
+saying how to start them; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.llm_server import FaultConfig, LLMTestServer
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_URL = os.environ.get(
+    "PRIORFORGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("PRIORFORGE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+RUN_ID = secrets.token_hex(4)
+TEST_DB = f"priorforge_test_{RUN_ID}"
+TMP = Path(tempfile.mkdtemp(prefix="priorforge-tests-"))
+
+
+def _require(host: str, port: int, what: str, how: str) -> None:
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            return
+    except OSError as exc:
+        pytest.exit(
+            f"{what} is not reachable at {host}:{port} ({exc}). Start it: {how}", returncode=3
+        )
+
+
+def _database_url(name: str) -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+LLM = LLMTestServer().start()
+
+os.environ.update(
+    {
+        "PRIORFORGE_DATABASE_URL": _database_url(TEST_DB),
+        "PRIORFORGE_BROKER_URL": REDIS_URL,
+        "PRIORFORGE_TASK_QUEUE": f"priorforge-test-{RUN_ID}",
+        "PRIORFORGE_STORAGE_URL": (TMP / "objects").as_uri(),
+        "PRIORFORGE_DATA_DIR": str(TMP / "data"),
+        "PRIORFORGE_LLM_BASE_URL": LLM.base_url,
+        "PRIORFORGE_LLM_API_KEY": "test-key",
+        "PRIORFORGE_LLM_MODEL": "test-model",
+        "PRIORFORGE_LLM_BACKOFF_BASE_SECONDS": "0.05",
+        "PRIORFORGE_LLM_BACKOFF_MAX_SECONDS": "2",
+        "PRIORFORGE_LLM_TIMEOUT_SECONDS": "10",
+        "PRIORFORGE_LEASE_SECONDS": "6",
+        "PRIORFORGE_RECONCILE_INTERVAL_SECONDS": "1",
+        "PRIORFORGE_STALL_SECONDS": "8",
+        "PRIORFORGE_CHUNK_SIZE": "10",
+    }
+)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:  # noqa: ARG001
+    from sqlalchemy import create_engine, text
+
+    _require("127.0.0.1", 5432, "PostgreSQL", "pg_ctlcluster $(ls /etc/postgresql) main start")
+    _require("127.0.0.1", 6379, "Redis", "redis-server --daemonize yes --bind 127.0.0.1")
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{TEST_DB}"'))
+    admin.dispose()
+    from app.core import migrate
+
+    migrate.upgrade(os.environ["PRIORFORGE_DATABASE_URL"])
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:  # noqa: ARG001
+    from sqlalchemy import create_engine, text
+
+    from app.core.db import get_engine
+
+    LLM.stop()
+    get_engine().dispose()
+    if not os.environ.get("PRIORFORGE_KEEP_TEST_FILES"):
+        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)'))
+        admin.dispose()
+    try:
+        import redis
+
+        redis.Redis.from_url(REDIS_URL).delete(os.environ["PRIORFORGE_TASK_QUEUE"])
+    except Exception:  # best effort; the queue name is unique to this run anyway
+        pass
+    if os.environ.get("PRIORFORGE_KEEP_TEST_FILES"):
+        print(f"\ntest files kept in {TMP}")  # noqa: T201
+    else:
+        shutil.rmtree(TMP, ignore_errors=True)
+
+
+@pytest.fixture
+def llm() -> Iterator[LLMTestServer]:
+    """The shared LLM test server, with faults reset before and after each test."""
+    LLM.reset(FaultConfig())
+    yield LLM
+    LLM.reset(FaultConfig())
+
+
+@pytest.fixture
+def settings() -> Any:
+    from app.core.settings import Settings
+
+    return Settings()
+
+
+@pytest.fixture
+def store(settings: Any) -> Any:
+    from app.storage import open_store
+
+    return open_store(settings.effective_storage_url)
+
+
+class Team:
+    """A fresh team per test, with one key per role: tests never share data."""
+
+    def __init__(self) -> None:
+        from app.core.db import session_scope
+        from app.teams.keys import Role
+        from app.teams.service import Principal, create_key
+
+        self.name = f"team-{uuid.uuid4().hex[:10]}"
+        self.keys: dict[str, str] = {}
+        with session_scope() as session:
+            for role in Role:
+                issued = create_key(session, self.name, role)
+                self.keys[role.value] = issued.token
+            self.id = issued.team.id
+        self.principal = Principal(team_id=self.id, role=Role.ADMIN, key_id=uuid.uuid4())
+
+    def headers(self, role: str = "admin", **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[role]}", **extra}
+
+
+@pytest.fixture
+def team() -> Team:
+    return Team()
+
+
+@pytest.fixture
+def other_team() -> Team:
+    return Team()
+
+
+@pytest.fixture
+def client() -> Iterator[Any]:
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    with TestClient(create_app()) as test_client:
+        yield test_client
+
+
+def spec(**overrides: Any) -> dict[str, Any]:
+    """A small valid job spec; short documents keep tests fast."""
+    base: dict[str, Any] = {
+        "dataset": f"ds-{uuid.uuid4().hex[:8]}",
+        "documents": 6,
+        "stances": {"aligned": 1},
+        "length_words": {"min": 40, "max": 120},
+        "seed": 1,
+    }
+    return base | overrides
+
+
+class WorkerProcess:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.log = TMP / f"worker-{uuid.uuid4().hex[:6]}.log"
+        self._log_handle = self.log.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "worker", "--loglevel", "INFO"],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log_handle,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while b"ready." not in self.log.read_bytes():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"worker did not start:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        self.process.kill()  # SIGKILL: no cleanup, no acks, leases left behind
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._log_handle.close()
+
+
+@pytest.fixture
+def start_worker() -> Iterator[Callable[..., WorkerProcess]]:
+    """Start real Celery worker processes on Redis; all are stopped after the test."""
+    started: list[WorkerProcess] = []
+
+    def start(**env_overrides: str) -> WorkerProcess:
+        env = dict(os.environ) | env_overrides
+        worker = WorkerProcess(env)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 60, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def run_local(team: Team, raw_spec: dict[str, Any], settings: Any, store: Any) -> Any:
+    """Submit and run a job in this process (the CLI's path); return its final view."""
+    from app.core.db import session_scope
+    from app.generation import local_runner
+    from app.jobs import service as jobs
+    from app.jobs.dispatch import LocalDispatcher
+    from app.jobs.spec import JobSpec
+
+    dispatcher = LocalDispatcher()
+    with session_scope() as session:
+        job, _ = jobs.submit_job(
+            session,
+            team.principal,
+            JobSpec.model_validate(raw_spec),
+            idempotency_key=None,
+            dispatcher=dispatcher,
+            settings=settings,
+        )
+    run = local_runner.start(job.id, dispatcher, settings=settings, store=store)
+    assert run.done.wait(120), "local run did not finish"
+    if run.error is not None:
+        raise run.error
+    with session_scope() as session:
+        return jobs.view(session, jobs.get_job(session, team.principal, job.id))
+
+
+@pytest.fixture(autouse=True)
+def _close_llm_clients() -> Iterator[None]:
+    """Tests that call run_chunk on the main thread leave a client open; close it."""
+    yield
+    from app.generation.pipeline import close_thread_resources
+
+    close_thread_resources()

@@ -1,0 +1,133 @@
+"""Dataset versions over HTTP: manifests, checksums, Range downloads, team scoping."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pytest
+import zstandard
+
+from tests.conftest import Team, run_local, spec
+
+
+def publish(team: Team, dataset: str, settings: Any, store: Any, documents: int = 8) -> None:
+    view = run_local(team, spec(dataset=dataset, documents=documents), settings, store)
+    assert view.job.status == "succeeded", view.job.error
+
+
+@pytest.mark.usefixtures("llm")
+def test_version_manifest_checksums_match_served_bytes(
+    client: Any, team: Team, settings: Any, store: Any
+) -> None:
+    small_shards = settings.model_copy(update={"shard_max_records": 3})
+    publish(team, "corpus", small_shards, store, documents=8)
+    created = client.post("/v1/datasets/corpus/versions", headers=team.headers("submit"))
+    assert created.status_code == 201, created.text
+    version = created.json()["version"]
+    assert version == 1
+    assert created.json()["records"] == 8
+
+    response = client.get(
+        f"/v1/datasets/corpus/versions/{version}/manifest", headers=team.headers()
+    )
+    assert response.status_code == 200
+    manifest = response.json()
+    assert hashlib.sha256(response.content).hexdigest() == created.json()["manifest_sha256"]
+    assert response.headers["etag"] == f'"{created.json()["manifest_sha256"]}"'
+    assert len(manifest["files"]) == 3
+    assert sum(f["records"] for f in manifest["files"]) == 8
+    for entry in manifest["files"]:
+        name = entry["path"].rsplit("/", 1)[-1]
+        served = client.get(
+            f"/v1/datasets/corpus/versions/{version}/files/{name}", headers=team.headers()
+        )
+        assert served.status_code == 200
+        assert len(served.content) == entry["bytes"]
+        assert hashlib.sha256(served.content).hexdigest() == entry["sha256"]
+        assert served.headers["x-content-sha256"] == entry["sha256"]
+        lines = zstandard.ZstdDecompressor().decompressobj().decompress(served.content).splitlines()
+        assert len(lines) == entry["records"]
+
+
+@pytest.mark.usefixtures("llm")
+def test_range_requests_reassemble_to_the_same_sha256(
+    client: Any, team: Team, settings: Any, store: Any
+) -> None:
+    publish(team, "ranged", settings, store, documents=10)
+    version = client.post("/v1/datasets/ranged/versions", headers=team.headers()).json()["version"]
+    manifest = client.get(
+        f"/v1/datasets/ranged/versions/{version}/manifest", headers=team.headers()
+    ).json()
+    entry = manifest["files"][0]
+    url = f"/v1/datasets/ranged/versions/{version}/files/{entry['path'].rsplit('/', 1)[-1]}"
+
+    head = client.head(url, headers=team.headers())
+    assert head.status_code == 200
+    assert int(head.headers["content-length"]) == entry["bytes"]
+    assert head.headers["accept-ranges"] == "bytes"
+    assert head.content == b""
+
+    size, step, parts = entry["bytes"], 777, []
+    for start in range(0, size, step):
+        end = min(start + step, size) - 1
+        part = client.get(url, headers=team.headers(Range=f"bytes={start}-{end}"))
+        assert part.status_code == 206
+        assert part.headers["content-range"] == f"bytes {start}-{end}/{size}"
+        parts.append(part.content)
+    assert hashlib.sha256(b"".join(parts)).hexdigest() == entry["sha256"]
+
+    suffix = client.get(url, headers=team.headers(Range="bytes=-100"))
+    assert suffix.status_code == 206
+    assert suffix.content == b"".join(parts)[-100:]
+    beyond = client.get(url, headers=team.headers(Range=f"bytes={size}-"))
+    assert beyond.status_code == 416
+    assert beyond.headers["content-range"] == f"bytes */{size}"
+    cached = client.get(url, headers=team.headers(**{"If-None-Match": f'"{entry["sha256"]}"'}))
+    assert cached.status_code == 304
+
+
+@pytest.mark.usefixtures("llm")
+def test_versions_are_immutable_snapshots(
+    client: Any, team: Team, settings: Any, store: Any
+) -> None:
+    publish(team, "growing", settings, store, documents=3)
+    first = client.post("/v1/datasets/growing/versions", headers=team.headers()).json()
+    publish(team, "growing", settings, store, documents=4)
+    second = client.post("/v1/datasets/growing/versions", headers=team.headers()).json()
+    assert (first["version"], second["version"]) == (1, 2)
+    assert (first["records"], second["records"]) == (3, 7)
+    again = client.get("/v1/datasets/growing/versions/1/manifest", headers=team.headers()).json()
+    assert again["records"] == 3
+    listed = client.get("/v1/datasets/growing/versions", headers=team.headers()).json()
+    assert [v["version"] for v in listed] == [1, 2]
+
+
+@pytest.mark.usefixtures("llm")
+def test_dataset_errors(
+    client: Any, team: Team, other_team: Team, settings: Any, store: Any
+) -> None:
+    missing = client.post("/v1/datasets/nothing-here/versions", headers=team.headers())
+    assert missing.status_code == 404
+    publish(team, "private", settings, store, documents=2)
+    client.post("/v1/datasets/private/versions", headers=team.headers())
+    for path in (
+        "/v1/datasets/private/versions/1/manifest",
+        "/v1/datasets/private/versions/1/files/anything.jsonl.zst",
+    ):
+        assert client.get(path, headers=other_team.headers()).status_code == 404
+    assert (
+        client.get("/v1/datasets/private/versions/9/manifest", headers=team.headers()).status_code
+        == 404
+    )
+    no_file = client.get("/v1/datasets/private/versions/1/files/../../etc", headers=team.headers())
+    assert no_file.status_code == 404
+    read_only = client.post("/v1/datasets/private/versions", headers=team.headers("read"))
+    assert read_only.status_code == 403
+
+
+def test_dataset_without_shards_cannot_be_snapshotted(client: Any, team: Team) -> None:
+    client.post("/v1/jobs", json=spec(dataset="empty"), headers=team.headers())
+    response = client.post("/v1/datasets/empty/versions", headers=team.headers())
+    assert response.status_code == 409
+    assert "no published shards" in response.json()["detail"]

@@ -1,0 +1,206 @@
+"""Jobs run end to end in-process: documents, gates, dedup, LLM faults, shards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from app.core.db import session_scope
+from app.datasets.shards import read_shard
+from app.jobs import service as jobs
+from app.models import Document, WorkItem
+from tests.conftest import Team, run_local, spec
+from tests.llm_server import FaultConfig, LLMTestServer
+
+
+def documents(job_id: Any) -> list[Document]:
+    from sqlalchemy import select
+
+    with session_scope() as session:
+        return list(
+            session.scalars(
+                select(Document).where(Document.job_id == job_id).order_by(Document.item_index)
+            )
+        )
+
+
+def test_job_produces_requested_accepted_documents(
+    llm: LLMTestServer, team: Team, settings: Any, store: Any
+) -> None:
+    view = run_local(team, spec(documents=12), settings, store)
+    assert view.job.status == "succeeded", view.job.error
+    assert view.progress.accepted == 12
+    assert view.progress.attempted == 12
+    assert view.usage.completion_tokens > 0
+    assert view.usage.llm_calls == 12
+    docs = documents(view.job.id)
+    assert [d.item_index for d in docs] == list(range(12))
+    assert all(d.status == "accepted" and d.shard_id is not None for d in docs)
+    assert all(len(d.prompt_sha256) == 64 and d.template_version for d in docs)
+    assert llm.state.served >= 12
+
+
+def test_transient_llm_errors_are_retried(
+    llm: LLMTestServer, team: Team, settings: Any, store: Any
+) -> None:
+    llm.reset(FaultConfig(retry_after=0.2))
+    llm.faults.script.extend(["429", "500", "429", "500", "500"])
+    view = run_local(team, spec(documents=5), settings, store)
+    assert view.job.status == "succeeded", view.job.error
+    assert view.progress.accepted == 5
+    assert view.progress.failed == 0
+    assert view.usage.llm_errors == 5
+    assert view.usage.llm_calls == 10
+
+
+def test_timeouts_are_retried(llm: LLMTestServer, team: Team, settings: Any, store: Any) -> None:
+    llm.reset(FaultConfig(hang_seconds=5))
+    llm.faults.script.extend(["hang", "hang"])
+    fast = settings.model_copy(update={"llm_timeout_seconds": 1.0})
+    view = run_local(team, spec(documents=3), fast, store)
+    assert view.job.status == "succeeded", view.job.error
+    assert view.progress.accepted == 3
+    assert view.usage.llm_errors == 2
+
+
+def test_retry_after_is_honoured(llm: LLMTestServer, team: Team, settings: Any, store: Any) -> None:
+    import time
+
+    llm.reset(FaultConfig(retry_after=1.5))
+    llm.faults.script.extend(["429"])
+    one_at_a_time = settings.model_copy(update={"llm_concurrency": 1})
+    started = time.monotonic()
+    view = run_local(team, spec(documents=1), one_at_a_time, store)
+    assert view.job.status == "succeeded"
+    assert time.monotonic() - started >= 1.5
+
+
+def test_exhausted_retries_fail_the_item_and_replacements_are_planned(
+    llm: LLMTestServer, team: Team, settings: Any, store: Any
+) -> None:
+    few_retries = settings.model_copy(update={"llm_max_retries": 1, "llm_concurrency": 1})
+    llm.faults.script.extend(["500", "500"])  # the first item fails both of its attempts
+    view = run_local(team, spec(documents=3), few_retries, store)
+    assert view.job.status == "succeeded", view.job.error
+    assert view.progress.accepted == 3
+    assert view.progress.failed == 1
+    assert view.progress.planned == 4
+    failed = [d for d in documents(view.job.id) if d.status == "failed"]
+    assert failed[0].reason == "llm_unavailable"
+    assert "upstream exploded" in (failed[0].detail or "")
+
+
+def test_gates_reject_with_reasons_and_keep_raw_output(
+    llm: LLMTestServer, team: Team, settings: Any, store: Any
+) -> None:
+    llm.faults.script.extend(["truncate", "refuse", "ok", "truncate"])
+    view = run_local(
+        team, spec(documents=4), settings.model_copy(update={"llm_concurrency": 1}), store
+    )
+    assert view.job.status == "succeeded", view.job.error
+    assert view.progress.accepted == 4
+    assert view.progress.rejected == {"too_short": 1, "truncated": 2}
+    rejected = [d for d in documents(view.job.id) if d.status == "rejected"]
+    assert all(d.raw_text for d in rejected)
+    assert {d.finish_reason for d in rejected if d.reason == "truncated"} == {"length"}
+
+
+def test_exact_duplicates_are_caught_across_jobs_of_a_dataset(
+    llm: LLMTestServer, team: Team, settings: Any, store: Any
+) -> None:
+    serial = settings.model_copy(update={"llm_concurrency": 1})
+    llm.faults.script.extend(["duplicate"])
+    first = run_local(team, spec(documents=2, dataset="shared"), serial, store)
+    llm.faults.script.extend(["duplicate", "duplicate"])
+    second = run_local(team, spec(documents=2, dataset="shared", seed=2), serial, store)
+    assert first.progress.duplicates == 0
+    assert second.progress.duplicates == 2
+    assert second.progress.accepted == 2
+    original = next(d for d in documents(first.job.id) if d.item_index == 0)
+    dupes = [d for d in documents(second.job.id) if d.status == "duplicate"]
+    assert {d.duplicate_of for d in dupes} == {original.id}
+
+
+def test_budget_exhaustion_fails_the_job_with_a_reason(
+    llm: LLMTestServer, team: Team, settings: Any, store: Any
+) -> None:
+    llm.reset(FaultConfig(refuse_every=1))
+    view = run_local(team, spec(documents=2, max_attempts_factor=2), settings, store)
+    assert view.job.status == "failed"
+    assert view.progress.attempted == 4
+    assert "attempt budget exhausted" in (view.job.error or "")
+    assert "max_attempts_factor" in (view.job.error or "")
+
+
+@pytest.mark.usefixtures("llm")
+def test_shard_records_are_dolma_shaped(team: Team, settings: Any, store: Any) -> None:
+    view = run_local(
+        team, spec(documents=3, stances={"aligned": 1, "misaligned": 1}), settings, store
+    )
+    from app.datasets import repository as datasets_repo
+
+    with session_scope() as session:
+        shards = datasets_repo.job_shards(session, view.job.id)
+        records = [r for s in shards for r in read_shard(store.get_bytes(s.object_key))]
+    assert len(records) == 3
+    assert set(records[0]) == {"id", "text", "source", "added", "created", "metadata"}
+    assert records[0]["source"] == "priorforge"
+    assert {r["metadata"]["stance"] for r in records} == {"aligned", "misaligned"}
+    by_id = {str(d.id): d for d in documents(view.job.id)}
+    for record in records:
+        assert record["text"] == by_id[record["id"]].text
+        assert record["metadata"]["prompt_sha256"] == by_id[record["id"]].prompt_sha256
+
+
+def test_second_delivery_of_a_chunk_writes_nothing_twice(
+    llm: LLMTestServer, team: Team, settings: Any, store: Any
+) -> None:
+    from sqlalchemy import func, select
+
+    from app.generation.pipeline import run_chunk
+    from app.jobs.dispatch import LocalDispatcher
+
+    view = run_local(team, spec(documents=3), settings, store)
+    served = llm.state.served
+    report = run_chunk(
+        view.job.id,
+        0,
+        3,
+        worker_id="late",
+        dispatcher=LocalDispatcher(),
+        settings=settings,
+        store=store,
+    )
+    assert report.leased == 0
+    assert llm.state.served == served
+    with session_scope() as session:
+        count = session.scalar(select(func.count()).where(Document.job_id == view.job.id))
+        states = set(session.scalars(select(WorkItem.state).where(WorkItem.job_id == view.job.id)))
+    assert count == 3
+    assert states == {"done"}
+
+
+@pytest.mark.usefixtures("llm")
+def test_cancelled_job_stops_taking_items(team: Team, settings: Any, store: Any) -> None:
+    from app.generation.pipeline import run_chunk
+    from app.jobs.dispatch import LocalDispatcher
+    from app.jobs.spec import JobSpec
+
+    dispatcher = LocalDispatcher()
+    with session_scope() as session:
+        job, _ = jobs.submit_job(
+            session,
+            team.principal,
+            JobSpec.model_validate(spec(documents=5)),
+            idempotency_key=None,
+            dispatcher=dispatcher,
+            settings=settings,
+        )
+    with session_scope() as session:
+        jobs.cancel_job(session, team.principal, job.id)
+    report = run_chunk(
+        job.id, 0, 5, worker_id="w", dispatcher=dispatcher, settings=settings, store=store
+    )
+    assert report.leased == 0
+    assert report.job_status == "cancelled"

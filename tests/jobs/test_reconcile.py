@@ -1,0 +1,102 @@
+"""The reconciler recovers items whose worker or message was lost."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from app.core.db import session_scope
+from app.generation.pipeline import run_chunk
+from app.jobs import repository
+from app.jobs import service as jobs
+from app.jobs.dispatch import LocalDispatcher
+from app.jobs.spec import JobSpec
+from app.models import Job, WorkItem
+from app.models.base import utcnow
+from tests.conftest import Team, spec
+
+
+def submit(team: Team, settings: Any, documents: int) -> tuple[Any, LocalDispatcher]:
+    dispatcher = LocalDispatcher()
+    with session_scope() as session:
+        job, _ = jobs.submit_job(
+            session,
+            team.principal,
+            JobSpec.model_validate(spec(documents=documents)),
+            idempotency_key=None,
+            dispatcher=dispatcher,
+            settings=settings,
+        )
+    return job, dispatcher
+
+
+def drain(dispatcher: LocalDispatcher) -> list[tuple[Any, int, int]]:
+    chunks = []
+    while (chunk := dispatcher.pop()) is not None:
+        chunks.append(chunk)
+    return chunks
+
+
+def reconcile(job_id: Any, dispatcher: LocalDispatcher, settings: Any, store: Any) -> None:
+    with session_scope() as session:
+        jobs.reconcile_job(session, job_id, dispatcher=dispatcher, settings=settings, store=store)
+
+
+def test_lost_messages_are_redispatched_once_the_job_stalls(
+    team: Team, settings: Any, store: Any
+) -> None:
+    quick = settings.model_copy(update={"stall_seconds": 0.5, "reconcile_interval_seconds": 0.1})
+    job, dispatcher = submit(team, quick, documents=25)
+    assert len(drain(dispatcher)) == 3  # the messages are "lost": nobody runs them
+    reconcile(job.id, dispatcher, quick, store)
+    assert drain(dispatcher) == []  # not stalled yet
+    time.sleep(0.6)
+    reconcile(job.id, dispatcher, quick, store)
+    assert drain(dispatcher) == [(job.id, 0, 10), (job.id, 10, 20), (job.id, 20, 25)]
+    reconcile(job.id, dispatcher, quick, store)
+    assert drain(dispatcher) == []  # just re-sent: not again until another stall window
+
+
+@pytest.mark.usefixtures("llm")
+def test_expired_leases_return_to_pending_and_are_redispatched(
+    team: Team, settings: Any, store: Any
+) -> None:
+    job, dispatcher = submit(team, settings, documents=4)
+    drain(dispatcher)
+    now = utcnow()
+    with session_scope() as session:  # a worker leased items 0-1, then died
+        leased = repository.lease_items(
+            session, job.id, 0, 2, "dead", now, now + timedelta(seconds=60)
+        )
+        session.execute(update(Job).where(Job.id == job.id).values(status="running"))
+    assert [item.index for item in leased] == [0, 1]
+    reconcile(job.id, dispatcher, settings, store)
+    assert drain(dispatcher) == []  # the lease is still live
+    with session_scope() as session:  # ... and its lease ran out
+        session.execute(
+            update(WorkItem)
+            .where(WorkItem.job_id == job.id, WorkItem.state == "leased")
+            .values(lease_expires_at=now - timedelta(seconds=1))
+        )
+    time.sleep(settings.reconcile_interval_seconds)
+    reconcile(job.id, dispatcher, settings, store)
+    chunks = drain(dispatcher)
+    assert chunks == [(job.id, 0, 2)]
+    for chunk_job, start, end in chunks + [(job.id, 2, 4)]:
+        run_chunk(
+            chunk_job,
+            start,
+            end,
+            worker_id="new",
+            dispatcher=dispatcher,
+            settings=settings,
+            store=store,
+        )
+    with session_scope() as session:
+        view = jobs.view(session, jobs.get_job(session, team.principal, job.id))
+    assert view.job.status == "succeeded"
+    assert view.progress.accepted == 4

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from app.llm.client import ChatClient, CompletionFailed, retry_after_seconds
+from app.llm.provider import ProviderConfig
+from tests.llm_server import LLMTestServer
+
+
+def test_retry_after_parsing() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert retry_after_seconds({"retry-after": "3"}) == 3
+    assert retry_after_seconds({"retry-after": "Thu, 01 Jan 2026 00:00:05 GMT"}, now) == 5
+    assert retry_after_seconds({"retry-after": "soon"}) is None
+    assert retry_after_seconds({}) is None
+
+
+def config(base_url: str, **overrides: object) -> ProviderConfig:
+    values: dict[str, object] = {
+        "name": "default",
+        "base_url": base_url,
+        "api_key": "k",
+        "model": "m",
+        "timeout_seconds": 5.0,
+        "max_retries": 2,
+        "backoff_base_seconds": 0.01,
+        "backoff_max_seconds": 0.1,
+        "concurrency": 4,
+        "price_prompt_per_mtok": 1.0,
+        "price_completion_per_mtok": 2.0,
+    }
+    return ProviderConfig(**(values | overrides))  # type: ignore[arg-type]
+
+
+def complete(cfg: ProviderConfig) -> object:
+    async def go() -> object:
+        async with ChatClient(cfg) as client:
+            return await client.complete(
+                [{"role": "user", "content": "write about 20 words"}],
+                model="m",
+                temperature=0.5,
+                top_p=1.0,
+                max_tokens=200,
+                seed=1,
+            )
+
+    return asyncio.run(go())
+
+
+def test_permanent_errors_are_not_retried(llm: LLMTestServer) -> None:
+    with pytest.raises(CompletionFailed) as failed:
+        complete(config(llm.base_url.replace("/v1", "/nowhere")))
+    assert failed.value.reason == "llm_rejected"
+    assert failed.value.calls == 1
+
+
+def test_unreachable_endpoint_fails_after_retries() -> None:
+    with pytest.raises(CompletionFailed) as failed:
+        complete(config("http://127.0.0.1:9/v1", max_retries=1))
+    assert failed.value.reason == "llm_unavailable"
+    assert failed.value.errors == 2
+
+
+def test_cost_is_priced_per_million_tokens() -> None:
+    assert config("x").cost_usd(1_000_000, 500_000) == pytest.approx(2.0)

@@ -1,0 +1,110 @@
+"""The priorforge command, run as a user would: a subprocess with its own environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.llm_server import LLMTestServer
+
+
+def priorforge(
+    *args: str, env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def embedded_env(tmp_path: Path, llm: LLMTestServer) -> dict[str, str]:
+    """No database, broker or storage configured: the embedded defaults under a data dir."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIORFORGE_")}
+    return env | {
+        "PRIORFORGE_DATA_DIR": str(tmp_path / "data"),
+        "PRIORFORGE_LLM_BASE_URL": llm.base_url,
+        "COLUMNS": "200",
+    }
+
+
+def test_keys_create_prints_only_the_key_on_stdout(embedded_env: dict[str, str]) -> None:
+    result = priorforge("keys", "create", "--team", "research", "--role", "admin", env=embedded_env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("pf_")
+    assert "shown only once" in result.stderr
+
+
+def test_keys_create_rejects_a_bad_role(embedded_env: dict[str, str]) -> None:
+    result = priorforge("keys", "create", "--team", "t", "--role", "superuser", env=embedded_env)
+    assert result.returncode == 2
+    assert "--role must be one of admin, submit, read" in result.stderr
+
+
+def test_generate_in_process_on_sqlite_publishes_a_verified_shard(
+    embedded_env: dict[str, str], tmp_path: Path
+) -> None:
+    import hashlib
+
+    result = priorforge(
+        "generate",
+        "--dataset",
+        "cli-run",
+        "--documents",
+        "5",
+        "--stance",
+        "aligned=3",
+        "--stance",
+        "misaligned=1",
+        "--forms",
+        "news_report,faq",
+        "--min-words",
+        "40",
+        "--max-words",
+        "90",
+        "--seed",
+        "3",
+        env=embedded_env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "5 / 5" in result.stdout
+    manifest_path = next((tmp_path / "data" / "objects").rglob("manifests/*.json"))
+    manifest: dict[str, Any] = json.loads(manifest_path.read_text())
+    assert manifest["records"] == 5
+    for entry in manifest["files"]:
+        shard = manifest_path.parent.parent / entry["path"]
+        assert hashlib.sha256(shard.read_bytes()).hexdigest() == entry["sha256"]
+    assert (tmp_path / "data" / "priorforge.db").exists()
+
+
+def test_generate_explains_a_bad_spec(embedded_env: dict[str, str]) -> None:
+    result = priorforge("generate", "--documents", "-3", env=embedded_env)
+    assert result.returncode == 2
+    assert "documents: Input should be greater than or equal to 1" in result.stderr
+
+
+def test_generate_without_a_provider_says_what_to_set(embedded_env: dict[str, str]) -> None:
+    env = {k: v for k, v in embedded_env.items() if k != "PRIORFORGE_LLM_BASE_URL"}
+    result = priorforge("generate", "--documents", "1", env=env)
+    assert result.returncode == 2
+    assert "PRIORFORGE_LLM_BASE_URL" in result.stderr
+
+
+def test_worker_without_broker_names_the_fix(embedded_env: dict[str, str]) -> None:
+    result = priorforge("worker", env=embedded_env)
+    assert result.returncode == 2
+    assert "PRIORFORGE_BROKER_URL" in result.stderr
