@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     llm_price_prompt_per_mtok: float = Field(default=0.0, ge=0)
     llm_price_completion_per_mtok: float = Field(default=0.0, ge=0)
 
-    chunk_size: int = Field(default=32, ge=1, le=10_000)
+    chunk_size: int = Field(default=64, ge=1, le=10_000)
     lease_seconds: float = Field(default=120.0, gt=0)
     max_item_attempts: int = Field(default=3, ge=1)
     reconcile_interval_seconds: float = Field(default=15.0, gt=0)
