@@ -164,7 +164,7 @@ def main() -> None:
     parser.add_argument("--latency-documents", type=int, default=800)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--chunk", type=int, default=64)
+    parser.add_argument("--chunk", type=int, default=64, help="items per task (the default)")
     args = parser.parse_args()
 
     from tests.llm_server import FaultConfig, LLMTestServer
