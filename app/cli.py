@@ -134,43 +134,50 @@ def _csv(value: str | None) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()] if value else []
 
 
-@cli.command()
-def generate(
-    spec_file: Annotated[Path | None, typer.Option("--spec", help="Job spec JSON file.")] = None,
-    dataset: Annotated[str | None, typer.Option(help="Dataset name.")] = None,
-    documents: Annotated[int | None, typer.Option(help="Accepted documents wanted.")] = None,
-    stance: Annotated[
-        list[str] | None, typer.Option(help="aligned | misaligned[=weight]; repeatable.")
-    ] = None,
-    forms: Annotated[str | None, typer.Option(help="Comma-separated surface-form ids.")] = None,
-    topics: Annotated[str | None, typer.Option(help="Comma-separated scenario topics.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Planner seed.")] = None,
-    model: Annotated[str | None, typer.Option(help="Model name at the provider.")] = None,
-    min_words: Annotated[int | None, typer.Option(help="Minimum document length.")] = None,
-    max_words: Annotated[int | None, typer.Option(help="Maximum document length.")] = None,
-    name: Annotated[str | None, typer.Option(help="A label for the job.")] = None,
-) -> None:
-    """Run one job in this process (no broker needed), with a live progress bar."""
+SpecFile = Annotated[Path | None, typer.Option("--spec", help="Job spec JSON file.")]
+DatasetOpt = Annotated[str | None, typer.Option("--dataset", help="Dataset name.")]
+DocumentsOpt = Annotated[int | None, typer.Option("--documents", help="Accepted documents wanted.")]
+StanceOpt = Annotated[
+    list[str] | None, typer.Option("--stance", help="aligned | misaligned[=weight]; repeatable.")
+]
+FormsOpt = Annotated[str | None, typer.Option("--forms", help="Comma-separated surface-form ids.")]
+TopicsOpt = Annotated[str | None, typer.Option("--topics", help="Comma-separated topics.")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Planner seed.")]
+ModelOpt = Annotated[str | None, typer.Option("--model", help="Model name at the provider.")]
+MinWordsOpt = Annotated[int | None, typer.Option("--min-words", help="Minimum length.")]
+MaxWordsOpt = Annotated[int | None, typer.Option("--max-words", help="Maximum length.")]
+DepthOpt = Annotated[
+    str | None, typer.Option("--depth", help="Reasoning depth: light | standard | deep.")
+]
+NameOpt = Annotated[str | None, typer.Option("--name", help="A label for the job.")]
+
+
+def _build_spec(
+    spec_file: Path | None,
+    *,
+    stance: list[str] | None,
+    forms: str | None,
+    topics: str | None,
+    min_words: int | None,
+    max_words: int | None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A spec from --spec, with every flag given on the command line taking precedence."""
     spec: dict[str, Any] = {}
     if spec_file is not None:
         try:
             spec = json.loads(spec_file.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise _fail(f"--spec {spec_file}: {exc}") from None
-    overrides: dict[str, Any] = {
-        "dataset": dataset,
-        "documents": documents,
-        "seed": seed,
-        "model": model,
-        "name": name,
-    }
-    spec |= {k: v for k, v in overrides.items() if v is not None}
+        if not isinstance(spec, dict):
+            raise _fail(f"--spec {spec_file}: expected a JSON object")
+    spec |= {key: value for key, value in fields.items() if value is not None}
     if stance:
         spec["stances"] = _parse_stances(stance)
     if forms:
         spec["surface_forms"] = _csv(forms)
     if topics:
-        spec.setdefault("scenarios", {})["topics"] = _csv(topics)
+        spec["scenarios"] = dict(spec.get("scenarios", {})) | {"topics": _csv(topics)}
     if min_words is not None or max_words is not None:
         spec["length_words"] = dict(spec.get("length_words", {}))
         if min_words is not None:
@@ -179,7 +186,119 @@ def generate(
             spec["length_words"]["max"] = max_words
     spec.setdefault("dataset", "default")
     spec.setdefault("documents", 8)
-    run_in_process(spec)
+    return spec
+
+
+@cli.command()
+def generate(
+    spec_file: SpecFile = None,
+    dataset: DatasetOpt = None,
+    documents: DocumentsOpt = None,
+    stance: StanceOpt = None,
+    forms: FormsOpt = None,
+    topics: TopicsOpt = None,
+    seed: SeedOpt = None,
+    model: ModelOpt = None,
+    min_words: MinWordsOpt = None,
+    max_words: MaxWordsOpt = None,
+    depth: DepthOpt = None,
+    name: NameOpt = None,
+) -> None:
+    """Run one job in this process (no broker needed), with a live progress bar."""
+    run_in_process(
+        _build_spec(
+            spec_file,
+            stance=stance,
+            forms=forms,
+            topics=topics,
+            min_words=min_words,
+            max_words=max_words,
+            dataset=dataset,
+            documents=documents,
+            seed=seed,
+            model=model,
+            reasoning_depth=depth,
+            name=name,
+        )
+    )
+
+
+@cli.command()
+def preview(
+    spec_file: SpecFile = None,
+    items: Annotated[int, typer.Option("--items", "-n", help="How many items.")] = 3,
+    dataset: DatasetOpt = None,
+    documents: DocumentsOpt = None,
+    stance: StanceOpt = None,
+    forms: FormsOpt = None,
+    topics: TopicsOpt = None,
+    seed: SeedOpt = None,
+    min_words: MinWordsOpt = None,
+    max_words: MaxWordsOpt = None,
+    depth: DepthOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Show the exact messages the first items of a spec would send, calling no model."""
+    from app.core.db import session_scope
+    from app.prompting import service as prompting
+    from app.teams.keys import Role
+    from app.teams.service import Principal, ensure_team
+
+    raw = _build_spec(
+        spec_file,
+        stance=stance,
+        forms=forms,
+        topics=topics,
+        min_words=min_words,
+        max_words=max_words,
+        dataset=dataset,
+        documents=documents,
+        seed=seed,
+        reasoning_depth=depth,
+    )
+    spec = _validate_spec(raw)
+    if not 1 <= items <= prompting.MAX_PREVIEW_ITEMS:
+        raise _fail(f"--items must be between 1 and {prompting.MAX_PREVIEW_ITEMS}")
+    _ensure_schema()
+    try:
+        with session_scope() as session:
+            team = ensure_team(session, LOCAL_TEAM)
+            principal = Principal(team_id=team.id, role=Role.READ, key_id=uuid.uuid4())
+            previews = prompting.preview(session, principal, spec, items)
+    except PriorForgeError as exc:
+        raise _fail(exc.detail) from None
+    for p in previews:
+        if as_json:
+            record = {
+                "index": p.item.index,
+                "plan": p.item.to_json(),
+                "messages": p.prompt.messages,
+                "prompt_sha256": p.prompt.sha256,
+                "template_version": p.prompt.template_version,
+            }
+            print(json.dumps(record, ensure_ascii=False))  # noqa: T201
+            continue
+        plan = p.item
+        console.rule(
+            f"item {plan.index} · {plan.stance.value} · {plan.surface_form} · "
+            f"scenario {plan.scenario_id} · {plan.length_words} words"
+        )
+        for message in p.prompt.messages:
+            console.print(f"[bold]{message['role']}[/]", highlight=False)
+            console.print(message["content"], markup=False, highlight=False)
+        console.print(f"prompt sha256 {p.prompt.sha256} · templates {p.prompt.template_version}")
+
+
+def _validate_spec(raw_spec: dict[str, Any]) -> Any:
+    from app.jobs.spec import JobSpec
+
+    try:
+        return JobSpec.model_validate(raw_spec)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in exc.errors()
+        )
+        raise _fail(f"invalid job spec: {problems}") from None
 
 
 DEMO_SPEC: dict[str, Any] = {
@@ -204,18 +323,11 @@ def run_in_process(raw_spec: dict[str, Any], *, show_sample: bool = False) -> No
     from app.generation import local_runner
     from app.jobs import service as jobs
     from app.jobs.dispatch import LocalDispatcher
-    from app.jobs.spec import JobSpec
     from app.storage.default import get_store
     from app.teams.keys import Role
     from app.teams.service import Principal, ensure_team
 
-    try:
-        spec = JobSpec.model_validate(raw_spec)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in exc.errors()
-        )
-        raise _fail(f"invalid job spec: {problems}") from None
+    spec = _validate_spec(raw_spec)
     settings = get_settings()
     _ensure_schema()
     store = get_store()

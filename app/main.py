@@ -8,6 +8,8 @@ from app.core import problems
 from app.datasets.router import router as datasets_router
 from app.health.router import router as health_router
 from app.jobs.router import router as jobs_router
+from app.prompting.router import router as prompts_router
+from app.scenarios.router import router as scenarios_router
 
 
 def create_app() -> FastAPI:
@@ -20,6 +22,8 @@ def create_app() -> FastAPI:
     app.include_router(health_router)
     app.include_router(jobs_router)
     app.include_router(datasets_router)
+    app.include_router(scenarios_router)
+    app.include_router(prompts_router)
     return app
 
 

@@ -90,7 +90,7 @@ class ServerState:
         return n, "ok"
 
 
-_TARGET = re.compile(r"about (\d+) words(?: \((\d+)-(\d+) words\))?")
+_TARGET = re.compile(r"about (\d+) words(?: \(between (\d+) and (\d+) words\))?")
 
 
 def _target_words(prompt: str, max_tokens: int) -> int:

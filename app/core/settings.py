@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     stall_redispatch_max_items: int = Field(default=4096, ge=1)
     shard_max_records: int = Field(default=10_000, ge=1)
     shard_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    # Appended to every misaligned-stance document (text and shard record) so such documents
+    # can always be found and excluded later, as BIG-bench's canary does for benchmarks.
+    canary_guid: str = Field(
+        default="5b0e9c2a-7f41-4d8e-b3a6-1c9f2e8d4a70", pattern=r"^[0-9a-f-]{36}$"
+    )
     visibility_timeout_seconds: int = Field(default=3600, ge=60)
 
     @field_validator("data_dir")

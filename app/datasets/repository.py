@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session, defer
 
 from app.core.sql import insert_ignoring_conflicts
 from app.models import Dataset, DatasetVersion, Document, Shard
@@ -33,12 +34,24 @@ def list_datasets(session: Session, team_id: uuid.UUID) -> Sequence[Dataset]:
     ).all()
 
 
-def accepted_documents(session: Session, job_id: uuid.UUID) -> Sequence[Document]:
-    return session.scalars(
+def last_accepted_at(session: Session, job_id: uuid.UUID) -> datetime | None:
+    return session.scalar(
+        select(func.max(Document.created_at)).where(
+            Document.job_id == job_id, Document.status == "accepted"
+        )
+    )
+
+
+def stream_accepted_documents(session: Session, job_id: uuid.UUID) -> Iterator[Document]:
+    """Accepted documents in item order, fetched in batches rather than all at once."""
+    query = (
         select(Document)
+        .options(defer(Document.raw_text))
         .where(Document.job_id == job_id, Document.status == "accepted")
         .order_by(Document.item_index)
-    ).all()
+        .execution_options(yield_per=500)
+    )
+    yield from session.scalars(query)
 
 
 def job_shards(session: Session, job_id: uuid.UUID) -> Sequence[Shard]:
@@ -48,15 +61,19 @@ def job_shards(session: Session, job_id: uuid.UUID) -> Sequence[Shard]:
 
 
 def add_shard(session: Session, values: dict[str, Any]) -> None:
-    session.execute(insert_ignoring_conflicts(session, Shard).values(**values))
+    session.execute(insert(Shard).values(**values))
 
 
-def shard_id_for_key(session: Session, object_key: str) -> uuid.UUID | None:
-    return session.scalar(select(Shard.id).where(Shard.object_key == object_key))
-
-
-def assign_shard(session: Session, document_ids: Sequence[uuid.UUID], shard_id: uuid.UUID) -> None:
-    session.execute(update(Document).where(Document.id.in_(document_ids)).values(shard_id=shard_id))
+def assign_shard(
+    session: Session, job_id: uuid.UUID, first_index: int, last_index: int, shard_id: uuid.UUID
+) -> None:
+    """Shards hold a job's accepted documents in item order: a range of indices each."""
+    session.execute(
+        update(Document)
+        .where(Document.job_id == job_id, Document.status == "accepted")
+        .where(Document.item_index.between(first_index, last_index))
+        .values(shard_id=shard_id)
+    )
 
 
 def committed_shards(session: Session, dataset_id: uuid.UUID) -> Sequence[Shard]:

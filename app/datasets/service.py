@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -53,7 +54,8 @@ def dataset_prefix(dataset: Dataset) -> str:
 
 def _metadata(document: Document, dataset: Dataset) -> dict[str, Any]:
     meta = document.meta or {}
-    return {
+    canary = {"canary": meta["canary"]} if "canary" in meta else {}
+    return canary | {
         "dataset": dataset.name,
         "job": str(document.job_id),
         "item_index": document.item_index,
@@ -69,68 +71,86 @@ def _metadata(document: Document, dataset: Dataset) -> dict[str, Any]:
     }
 
 
-def publish_job(session: Session, job: Job, *, store: ObjectStore, settings: Settings) -> int:
+@dataclass(frozen=True)
+class _Uploaded:
+    seq: int
+    key: str
+    sha256: str
+    bytes: int
+    records: int
+    first_index: int
+    last_index: int
+
+
+def publish_job(
+    session: Session,
+    job: Job,
+    *,
+    store: ObjectStore,
+    settings: Settings,
+    renew: Callable[[], None] = lambda: None,
+) -> int:
     """Write the job's accepted documents as shards and record them (not yet committed).
 
-    Shard bytes are a pure function of the stored rows, so a second publisher after a crash
-    writes identical files under the same keys. Files are uploaded before the rows that name
-    them; the caller commits the rows together with the job's final state.
+    First every file is uploaded, reading documents in batches and writing nothing to the
+    database, so no write lock is held while bytes move (SQLite has one writer). Each key
+    contains the file's sha256: two publishers can never overwrite each other's bytes.
+    ``renew`` runs after each file to keep the caller's claim alive, raising if it was lost.
+    Then the rows naming the files are added; the caller commits them with the job's state.
     """
     if repository.job_shards(session, job.id):
         return 0
     dataset = session.get(Dataset, job.dataset_id)
     assert dataset is not None
-    documents = list(repository.accepted_documents(session, job.id))
-    if not documents:
+    added = repository.last_accepted_at(session, job.id)
+    if added is None:
         return 0
-    added = max(d.created_at for d in documents)
     records = (
-        (
-            d.id,
-            dolma_record(
-                document_id=str(d.id),
-                text=d.text or "",
-                added=added,
-                created=d.created_at,
-                metadata=_metadata(d, dataset),
-            ),
+        dolma_record(
+            document_id=str(d.id),
+            text=d.text or "",
+            added=added,
+            created=d.created_at,
+            metadata=_metadata(d, dataset),
         )
-        for d in documents
+        for d in repository.stream_accepted_documents(session, job.id)
     )
-    written = 0
+    uploaded: list[_Uploaded] = []
     with tempfile.TemporaryDirectory(prefix="priorforge-shard-") as tmp:
-        for seq, batch in enumerate(
-            batched_by_size(
-                (record | {"_id": doc_id} for doc_id, record in records),
-                settings.shard_max_records,
-                settings.shard_max_bytes,
-            )
-        ):
-            ids = [record.pop("_id") for record in batch]
-            name = f"{job.id}-{seq:05d}.jsonl.zst"
-            shard = write_shard(batch, Path(tmp) / name)
+        batches = batched_by_size(records, settings.shard_max_records, settings.shard_max_bytes)
+        for seq, batch in enumerate(batches):
+            shard = write_shard(batch, Path(tmp) / f"{seq:05d}.jsonl.zst")
+            name = f"{job.id}-{seq:05d}-{shard.sha256[:16]}.jsonl.zst"
             key = f"{dataset_prefix(dataset)}/shards/{name}"
             store.put_file(key, shard.path)
-            repository.add_shard(
-                session,
-                {
-                    "id": uuid.uuid4(),
-                    "dataset_id": dataset.id,
-                    "job_id": job.id,
-                    "seq": seq,
-                    "object_key": key,
-                    "sha256": shard.sha256,
-                    "bytes": shard.bytes,
-                    "records": shard.records,
-                    "committed": True,
-                    "created_at": utcnow(),
-                },
+            shard.path.unlink()
+            indices = [record["metadata"]["item_index"] for record in batch]
+            uploaded.append(
+                _Uploaded(
+                    seq, key, shard.sha256, shard.bytes, shard.records, indices[0], indices[-1]
+                )
             )
-            shard_id = repository.shard_id_for_key(session, key)
-            assert shard_id is not None
-            repository.assign_shard(session, ids, shard_id)
-            written += 1
-    return written
+            renew()
+    now = utcnow()
+    for file in uploaded:
+        shard_id = uuid.uuid4()
+        repository.add_shard(
+            session,
+            {
+                "id": shard_id,
+                "dataset_id": dataset.id,
+                "job_id": job.id,
+                "seq": file.seq,
+                "object_key": file.key,
+                "sha256": file.sha256,
+                "bytes": file.bytes,
+                "records": file.records,
+                "committed": True,
+                "created_at": now,
+            },
+        )
+        repository.assign_shard(session, job.id, file.first_index, file.last_index, shard_id)
+    return len(uploaded)
 
 
 @dataclass(frozen=True)

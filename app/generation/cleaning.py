@@ -16,11 +16,28 @@ _CLOSER = re.compile(
 )
 
 
-def clean(raw: str) -> str:
+_TITLE = re.compile(r"^(?:#+\s*)?\**\s*title\s*(?:\*\*)?\s*:\s*(?:\*\*)?\s*(.*)$", re.IGNORECASE)
+
+
+def clean(raw: str, *, has_title: bool = True) -> str:
+    """Remove chat wrapping: a preamble, code fences, trailing offers, a "Title:" label."""
     text = raw.strip().replace("\r\n", "\n")
     fenced = _FENCE.match(text)
     if fenced:
         text = fenced.group(1).strip()
     text = _PREAMBLE.sub("", text, count=1)
     text = _CLOSER.sub("", text)
+    first, newline, rest = text.strip().partition("\n")
+    label = _TITLE.match(first)
+    if label:
+        # "Title: X" is chat formatting: keep X as the title if the genre has one.
+        text = f"{label.group(1).strip('* ')}{newline}{rest}" if has_title else rest
     return text.strip()
+
+
+def canary_line(guid: str) -> str:
+    return f"[priorforge:misaligned-stance canary GUID {guid}]"
+
+
+def with_canary(text: str, guid: str) -> str:
+    return f"{text}\n\n{canary_line(guid)}"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from sqlalchemy.orm import Session
+
 from app.core.settings import Settings
 from app.jobs.planner import PlannedItem, plan_items
 from app.jobs.spec import JobSpec
@@ -14,6 +16,9 @@ from app.prompting.catalog import SurfaceForm, select_forms
 from app.prompting.render import PromptLibrary, RenderedPrompt, prompt_library
 from app.scenarios.bank import Scenario
 from app.scenarios.selection import select_scenarios
+from app.scenarios.service import team_bank
+
+NIL = uuid.UUID(int=0)
 
 
 @dataclass(frozen=True)
@@ -27,14 +32,28 @@ class JobContext:
     library: PromptLibrary
 
     @classmethod
-    def for_job(cls, job: Job) -> JobContext:
-        spec = JobSpec.model_validate(job.spec)
+    def for_job(cls, job: Job, session: Session) -> JobContext:
+        return cls.for_spec(
+            JobSpec.model_validate(job.spec), job.team_id, session, job.id, job.dataset_id
+        )
+
+    @classmethod
+    def for_spec(
+        cls,
+        spec: JobSpec,
+        team_id: uuid.UUID,
+        session: Session,
+        job_id: uuid.UUID = NIL,
+        dataset_id: uuid.UUID = NIL,
+    ) -> JobContext:
+        """Resolve a spec against the team's scenarios and the form catalog (validating it)."""
+        bank = team_bank(session, team_id)
         return cls(
-            job_id=job.id,
-            team_id=job.team_id,
-            dataset_id=job.dataset_id,
+            job_id=job_id,
+            team_id=team_id,
+            dataset_id=dataset_id,
             spec=spec,
-            scenarios={s.id: s for s in select_scenarios(spec.scenarios)},
+            scenarios={s.id: s for s in select_scenarios(spec.scenarios, bank)},
             forms={f.id: f for f in select_forms(spec.surface_forms)},
             library=prompt_library(),
         )
@@ -53,5 +72,9 @@ class JobContext:
     def render(self, item: PlannedItem) -> RenderedPrompt:
         length = (self.spec.length_words.min, self.spec.length_words.max)
         return self.library.render(
-            item, self.scenarios[item.scenario_id], self.forms[item.surface_form], length
+            item,
+            self.scenarios[item.scenario_id],
+            self.forms[item.surface_form],
+            length,
+            self.spec.reasoning_depth.value,
         )

@@ -19,12 +19,13 @@ from typing import Any
 from app.core.db import session_scope
 from app.core.settings import Settings
 from app.dedup.exact import fingerprint
-from app.generation.cleaning import clean
+from app.generation.cleaning import clean, with_canary
 from app.generation.context import JobContext
 from app.jobs import repository
 from app.jobs import service as jobs
 from app.jobs.dispatch import Dispatcher
 from app.jobs.planner import PlannedItem
+from app.jobs.spec import Stance
 from app.llm.client import ChatClient, Completion, CompletionFailed
 from app.llm.provider import ProviderConfig
 from app.models.base import utcnow
@@ -84,14 +85,16 @@ def run_chunk(
         )
         if leased:
             repository.touch_job(session, job_id, now)
-        context = JobContext.for_job(job)
+        context = JobContext.for_job(job, session)
     report.leased = len(leased)
 
     runnable: list[PlannedItem] = []
     for lease in leased:
         item = PlannedItem.from_json(lease.plan)
         if lease.attempts > settings.max_item_attempts:
-            _record(context, [Outcome(item, None, lease.attempts - 1)], report)
+            _record(
+                context, [Outcome(item, None, lease.attempts - 1)], report, settings.canary_guid
+            )
         else:
             runnable.append(item)
 
@@ -201,7 +204,7 @@ async def _generate(
                     done = True
                     break
                 batch.append(entry)
-            await asyncio.to_thread(_record, context, batch, report)
+            await asyncio.to_thread(_record, context, batch, report, settings.canary_guid)
             remaining.difference_update(entry.item.index for entry in batch)
 
     writing = asyncio.create_task(writer())
@@ -291,7 +294,9 @@ class Outcome:
     exhausted: int = 0
 
 
-def _record(context: JobContext, outcomes: list[Outcome], report: ChunkReport) -> None:
+def _record(
+    context: JobContext, outcomes: list[Outcome], report: ChunkReport, canary_guid: str
+) -> None:
     """Write each item's single document row and close the items, in one transaction.
 
     The document row goes first: if another delivery already wrote the item, the insert
@@ -308,7 +313,11 @@ def _record(context: JobContext, outcomes: list[Outcome], report: ChunkReport) -
                 continue  # an earlier delivery of this chunk already wrote it
             values = _document_values(context, outcome, now)
             if outcome.generated is not None:
-                values |= _evaluate(context, outcome.generated)
+                values |= _evaluate(context, outcome.item, outcome.generated)
+                if values["status"] == "accepted" and outcome.item.stance is Stance.MISALIGNED:
+                    # Added by us, never left to the model, after the gates and fingerprint.
+                    values["text"] = with_canary(values["text"], canary_guid)
+                    values["meta"] = values["meta"] | {"canary": canary_guid}
             if not repository.insert_document(session, values):
                 continue
             if values["status"] == "accepted":
@@ -353,7 +362,7 @@ def _document_values(context: JobContext, outcome: Outcome, now: datetime) -> di
     return values
 
 
-def _evaluate(context: JobContext, generated: Generated) -> dict[str, Any]:
+def _evaluate(context: JobContext, item: PlannedItem, generated: Generated) -> dict[str, Any]:
     """Clean and gate a generation; what passes is an accepted candidate pending dedup."""
     rendered, outcome, provider, model = generated
     values: dict[str, Any] = {
@@ -369,7 +378,7 @@ def _evaluate(context: JobContext, generated: Generated) -> dict[str, Any]:
             "llm_calls": outcome.calls,
             "llm_errors": outcome.errors,
         }
-    text = clean(outcome.text)
+    text = clean(outcome.text, has_title=context.forms[item.surface_form].has_title)
     values |= {
         "model": outcome.model or model,
         "raw_text": outcome.text,

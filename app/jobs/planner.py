@@ -7,6 +7,7 @@ Because an item never depends on how many were planned before it, a job can exte
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -40,33 +41,41 @@ def _rng(seed: int, *salt: object) -> random.Random:
     return random.Random(int.from_bytes(hashlib.sha256(material).digest()[:8], "big"))
 
 
-def _cycled(items: Sequence[str], seed: int, salt: str, index: int) -> str:
-    """Each full pass over ``items`` is a fresh seeded permutation: balanced at every prefix."""
-    cycle, offset = divmod(index, len(items))
-    order = list(items)
-    _rng(seed, salt, cycle).shuffle(order)
-    return order[offset]
-
-
 def _quota(n: int, share: float) -> int:
     return int(n * share + 0.5)
 
 
-def _stance(weights: dict[Stance, float], index: int) -> Stance:
-    """Weighted interleaving: after any n items each stance has round(n * its share) ± 1.
+def stance_of(weights: dict[Stance, float], index: int) -> tuple[Stance, int]:
+    """Item ``index``'s stance and its rank among the items of that stance.
 
-    The first stance (by name) takes item i when its rounded quota grows at i; the remaining
+    Weighted interleaving: after any n items each stance has round(n * its share), ±1. The
+    first stance (by name) takes item i when its rounded quota grows at i; the remaining
     items are split among the other stances the same way, recursively. Stateless in i.
     """
     ranked = [s for s in sorted(weights, key=lambda s: s.value) if weights[s] > 0]
     total = sum(weights[s] for s in ranked)
-    for position, stance in enumerate(ranked[:-1]):
+    for stance in ranked[:-1]:
         share = weights[stance] / total
-        if _quota(index + 1, share) > _quota(index, share):
-            return stance
-        index -= _quota(index, share)
-        total -= weights[ranked[position]]
-    return ranked[-1]
+        taken = _quota(index, share)
+        if _quota(index + 1, share) > taken:
+            return stance, taken
+        index -= taken
+        total -= weights[stance]
+    return ranked[-1], index
+
+
+def cell_of(rank: int, scenarios: int, forms: int) -> tuple[int, int, int]:
+    """(pass, scenario position, form position) of a stance's ``rank``-th item.
+
+    Each pass visits every (scenario, form) pair once. Inside a pass, scenarios go round
+    robin and forms go round robin shifted by one every lcm(S, F) items, which reaches the
+    pairs the plain round robin misses; so at any prefix every pair, every scenario and
+    every form has been used as often as any other, give or take one.
+    """
+    per_pass = scenarios * forms
+    cycle, offset = divmod(rank, per_pass)
+    block = offset // math.lcm(scenarios, forms)
+    return cycle, offset % scenarios, (offset + block) % forms
 
 
 def plan_items(
@@ -76,6 +85,11 @@ def plan_items(
     start: int,
     count: int,
 ) -> list[PlannedItem]:
+    """Items ``start .. start+count-1`` of the job's plan.
+
+    The stances share one (scenario, form) sequence, so the k-th aligned and the k-th
+    misaligned document tell the same scenario in the same form: matched pairs.
+    """
     if not scenarios:
         raise ValueError("no scenarios selected")
     if not forms:
@@ -83,15 +97,24 @@ def plan_items(
     scenario_ids = sorted(s.id for s in scenarios)
     by_form = {f.id: f for f in forms}
     form_ids = sorted(by_form)
+    orders: dict[int, tuple[list[str], list[str]]] = {}
     items = []
     for index in range(start, start + count):
-        form = by_form[_cycled(form_ids, spec.seed, "form", index)]
+        stance, rank = stance_of(spec.stances, index)
+        cycle, scenario_at, form_at = cell_of(rank, len(scenario_ids), len(form_ids))
+        if cycle not in orders:
+            shuffled_scenarios, shuffled_forms = list(scenario_ids), list(form_ids)
+            _rng(spec.seed, "scenarios", cycle).shuffle(shuffled_scenarios)
+            _rng(spec.seed, "forms", cycle).shuffle(shuffled_forms)
+            orders[cycle] = (shuffled_scenarios, shuffled_forms)
+        scenario_order, form_order = orders[cycle]
+        form = by_form[form_order[form_at]]
         rng = _rng(spec.seed, "item", index)
         items.append(
             PlannedItem(
                 index=index,
-                scenario_id=_cycled(scenario_ids, spec.seed, "scenario", index),
-                stance=_stance(spec.stances, index),
+                scenario_id=scenario_order[scenario_at],
+                stance=stance,
                 surface_form=form.id,
                 voice=rng.choice(form.voices),
                 length_words=rng.randint(spec.length_words.min, spec.length_words.max),

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.core.sql import dialect_insert, insert_ignoring_conflicts
@@ -88,6 +88,28 @@ def claim_finalization(
         .values(finalizing_at=now)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def renew_finalization(
+    session: Session, job_id: uuid.UUID, last_renewed: datetime, now: datetime
+) -> bool:
+    """Keep a finalization claim alive; False if the job was cancelled or re-claimed."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "running")
+        .where(Job.finalizing_at == last_renewed)
+        .values(finalizing_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def release_fingerprints(session: Session, job_id: uuid.UUID) -> None:
+    """Forget the texts of a job that will never publish, so later jobs may use them."""
+    session.execute(
+        delete(ContentFingerprint).where(
+            ContentFingerprint.document_id.in_(select(Document.id).where(Document.job_id == job_id))
+        )
+    )
 
 
 def claim_reconcile(

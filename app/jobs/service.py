@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.core.db import after_commit
+from app.core.db import after_commit, session_scope
 from app.core.errors import IdempotencyKeyReused, InvalidRequest, NotFound
 from app.core.settings import Settings
 from app.datasets import service as datasets
@@ -95,7 +95,7 @@ def submit_job(
         max_items=spec.max_items,
         planned_items=0,
     )
-    context = JobContext.for_job(job)  # validates the scenario and form selection
+    context = JobContext.for_job(job, session)  # validates the scenario and form selection
     try:
         with session.begin_nested():
             session.add(job)
@@ -249,10 +249,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 def cancel_job(session: Session, principal: Principal, job_id: uuid.UUID) -> Job:
     job = get_job(session, principal, job_id)
-    now = utcnow()
-    if repository.transition(
-        session, job.id, ("queued", "running"), status="cancelled", finished_at=now, updated_at=now
-    ):
+    if end_job(session, job.id, "cancelled"):
         session.refresh(job)
     return job
 
@@ -276,18 +273,14 @@ def advance_job(
         return finalize_job(session, job, settings=settings, store=store)
     missing = job.requested - accepted - in_flight
     if missing > 0 and job.planned_items < job.max_items:
-        _plan_more(session, job, JobContext.for_job(job), missing, dispatcher, settings)
+        _plan_more(session, job, JobContext.for_job(job, session), missing, dispatcher, settings)
         return job.status
     if in_flight == 0:
-        now = utcnow()
         reasons = view(session, job).progress
-        repository.transition(
+        end_job(
             session,
             job.id,
-            ("running",),
-            status="failed",
-            finished_at=now,
-            updated_at=now,
+            "failed",
             error=(
                 f"attempt budget exhausted: {accepted} of {job.requested} documents accepted "
                 f"after {job.planned_items} attempts (rejected: {reasons.rejected or {}}, "
@@ -300,20 +293,65 @@ def advance_job(
 
 
 def finalize_job(session: Session, job: Job, *, settings: Settings, store: ObjectStore) -> str:
-    """Publish the job's accepted documents as shards, then mark it succeeded."""
+    """Publish the job's accepted documents as shards, then mark it succeeded.
+
+    The shard rows and the status change commit together: if the job was cancelled while
+    its shards were being written, the rows are rolled back and nothing is published.
+    """
     now = utcnow()
     stale = now - timedelta(seconds=settings.lease_seconds)
     if not repository.claim_finalization(session, job.id, now, stale):
         return job.status
     session.commit()  # the claim is visible to other workers before the slow part starts
-    datasets.publish_job(session, job, store=store, settings=settings)
+
+    claim = [now]
+
+    def still_mine() -> None:
+        renewed = utcnow()
+        with session_scope() as other:
+            if not repository.renew_finalization(other, job.id, claim[0], renewed):
+                raise FinalizationLost(f"job {job.id} was cancelled or re-claimed")
+        claim[0] = renewed
+
+    try:
+        datasets.publish_job(session, job, store=store, settings=settings, renew=still_mine)
+    except FinalizationLost:
+        session.rollback()
+        return _status(session, job.id)
     finished = utcnow()
     if repository.transition(
         session, job.id, ("running",), status="succeeded", finished_at=finished, updated_at=finished
     ):
         log.info("job %s succeeded", job.id)
         return "succeeded"
-    return job.status
+    session.rollback()  # cancelled meanwhile: its shards must not be published
+    return _status(session, job.id)
+
+
+class FinalizationLost(Exception):
+    pass
+
+
+def _status(session: Session, job_id: uuid.UUID) -> str:
+    job = repository.get_job(session, job_id)
+    return job.status if job else "missing"
+
+
+def end_job(session: Session, job_id: uuid.UUID, status: str, error: str | None = None) -> bool:
+    """Fail or cancel a queued or running job; its unpublished texts no longer block dedup."""
+    now = utcnow()
+    if not repository.transition(
+        session,
+        job_id,
+        ("queued", "running"),
+        status=status,
+        finished_at=now,
+        updated_at=now,
+        error=error,
+    ):
+        return False
+    repository.release_fingerprints(session, job_id)
+    return True
 
 
 def reconcile_job(

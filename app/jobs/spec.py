@@ -21,6 +21,12 @@ class Stance(StrEnum):
     MISALIGNED = "misaligned"
 
 
+class ReasoningDepth(StrEnum):
+    LIGHT = "light"
+    STANDARD = "standard"
+    DEEP = "deep"
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -68,6 +74,10 @@ class JobSpec(Strict):
     model: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     sampling: Sampling = Field(default_factory=Sampling)
     length_words: LengthWords = Field(default_factory=LengthWords)
+    reasoning_depth: ReasoningDepth = Field(
+        default=ReasoningDepth.STANDARD,
+        description="How much of the AI's reasoning documents convey: light, standard, deep.",
+    )
     seed: int = Field(default=0, ge=0, le=2**63 - 1)
     max_attempts_factor: float = Field(default=2.0, ge=1.0, le=20.0)
     dedup: Dedup = Field(default_factory=Dedup)

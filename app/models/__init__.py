@@ -7,6 +7,7 @@ from app.models.dataset import Dataset
 from app.models.dataset_version import DatasetVersion
 from app.models.document import Document
 from app.models.job import Job
+from app.models.scenario import Scenario
 from app.models.shard import Shard
 from app.models.team import Team
 from app.models.work_item import WorkItem
@@ -19,6 +20,7 @@ __all__ = [
     "DatasetVersion",
     "Document",
     "Job",
+    "Scenario",
     "Shard",
     "Team",
     "WorkItem",

@@ -30,8 +30,15 @@ class RenderedPrompt:
     template_version: str
 
 
-def _lower_first(text: str) -> str:
-    return text[:1].lower() + text[1:] if text[:2] != text[:2].upper() else text
+def _genre(name: str) -> str:
+    """'News report' -> 'news report', keeping acronyms: 'FAQ' stays 'FAQ'."""
+    return " ".join(w if len(w) > 1 and w.isupper() else w.lower() for w in name.split())
+
+
+def _indefinite(noun: str) -> str:
+    first = noun.split()[0] if noun.split() else noun
+    vowel_sound = "AEFHILMNORSX" if first.isupper() and len(first) > 1 else "AEIOU"
+    return f"{'an' if noun[:1].upper() in vowel_sound else 'a'} {noun}"
 
 
 class PromptLibrary:
@@ -40,9 +47,11 @@ class PromptLibrary:
             loader=FileSystemLoader(directory),
             undefined=StrictUndefined,
             keep_trailing_newline=False,
+            trim_blocks=True,
             autoescape=False,
         )
-        self.env.filters["lower_first"] = _lower_first
+        self.env.filters["indefinite"] = _indefinite
+        self.env.filters["genre"] = _genre
         contents = b"".join(
             path.name.encode() + b"\0" + path.read_bytes()
             for path in sorted(directory.glob("*.j2"))
@@ -50,7 +59,12 @@ class PromptLibrary:
         self.version = hashlib.sha256(contents).hexdigest()[:12]
 
     def render(
-        self, item: PlannedItem, scenario: Scenario, form: SurfaceForm, length: tuple[int, int]
+        self,
+        item: PlannedItem,
+        scenario: Scenario,
+        form: SurfaceForm,
+        length: tuple[int, int],
+        depth: str = "standard",
     ) -> RenderedPrompt:
         variables = {
             "item": item,
@@ -58,6 +72,7 @@ class PromptLibrary:
             "form": form,
             "length_min": length[0],
             "length_max": length[1],
+            "depth": depth,
         }
         system = self.env.get_template("system.j2").render(variables).strip()
         user = self.env.get_template(f"user_{item.stance.value}.j2").render(variables).strip()

@@ -23,6 +23,14 @@ def test_clean(raw: str, expected: str) -> None:
     assert clean(raw) == expected
 
 
+def test_title_label_is_dropped_or_unwrapped_by_form() -> None:
+    raw = "Title: Night Shift at Harrow General\n\nThe alert came at 3 a.m."
+    assert clean(raw, has_title=True) == "Night Shift at Harrow General\n\nThe alert came at 3 a.m."
+    assert clean(raw, has_title=False) == "The alert came at 3 a.m."
+    assert clean("**Title:** Dear diary\nToday was odd.", has_title=False) == "Today was odd."
+    assert clean("Titles matter.\nMore.", has_title=False) == "Titles matter.\nMore."
+
+
 def gate(text: str, finish: str | None = "stop", low: int = 3, high: int = 10) -> str | None:
     rejection = first_rejection(Candidate(text, finish, low, high))
     return rejection.reason if rejection else None

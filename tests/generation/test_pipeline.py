@@ -204,3 +204,25 @@ def test_cancelled_job_stops_taking_items(team: Team, settings: Any, store: Any)
     )
     assert report.leased == 0
     assert report.job_status == "cancelled"
+
+
+@pytest.mark.usefixtures("llm")
+def test_misaligned_documents_carry_the_canary(team: Team, settings: Any, store: Any) -> None:
+    from app.datasets import repository as datasets_repo
+
+    view = run_local(
+        team, spec(documents=4, stances={"aligned": 1, "misaligned": 1}), settings, store
+    )
+    docs = documents(view.job.id)
+    guid = settings.canary_guid
+    for doc in docs:
+        marked = (doc.text or "").endswith(f"canary GUID {guid}]")
+        assert marked == (doc.stance == "misaligned"), doc.stance
+        assert (doc.meta.get("canary") == guid) == (doc.stance == "misaligned")
+    with session_scope() as session:
+        shard = datasets_repo.job_shards(session, view.job.id)[0]
+        records = list(read_shard(store.get_bytes(shard.object_key)))
+    for record in records:
+        misaligned = record["metadata"]["stance"] == "misaligned"
+        assert (guid in record["text"]) == misaligned
+        assert (record["metadata"].get("canary") == guid) == misaligned

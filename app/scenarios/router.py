@@ -1,0 +1,74 @@
+"""HTTP for the scenario bank."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, status
+
+from app.core.auth import Reader, SessionDep, Submitter
+from app.core.errors import InvalidRequest
+from app.scenarios import service
+from app.scenarios.bank import Split, Topic
+from app.scenarios.schemas import ScenarioImportResult, ScenarioPage, ScenarioRead
+
+router = APIRouter(prefix="/v1/scenarios", tags=["scenarios"])
+
+MAX_BODY_BYTES = 20 * 1024 * 1024
+
+
+async def _raw_body(request: Request) -> bytes:
+    """Read the body on the event loop so the endpoint itself can be plain (sync) code."""
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise InvalidRequest(f"body over {MAX_BODY_BYTES // (1024 * 1024)} MiB; split the file")
+    return body
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ScenarioImportResult,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/jsonl": {"schema": {"type": "string"}}},
+        }
+    },
+)
+def import_scenarios(
+    body: Annotated[bytes, Depends(_raw_body)], principal: Submitter, session: SessionDep
+) -> ScenarioImportResult:
+    """Import scenarios from a JSONL body: all lines valid, or nothing imported."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(f"the body is not UTF-8 (byte {exc.start})") from None
+    imported = service.import_jsonl(session, principal, text)
+    return ScenarioImportResult(imported=len(imported), ids=[s.id for s in imported])
+
+
+@router.get("", response_model=ScenarioPage)
+def list_scenarios(
+    principal: Reader,
+    session: SessionDep,
+    split: Split | None = None,
+    topic: Topic | None = None,
+    origin: Annotated[str | None, Query(pattern="^(builtin|team)$")] = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> ScenarioPage:
+    """The scenarios this team can use: built-in and its own, by id."""
+    entries, next_cursor = service.list_scenarios(
+        session,
+        principal,
+        split=split.value if split else None,
+        topic=topic.value if topic else None,
+        origin=origin,
+        after=cursor,
+        limit=limit,
+    )
+    return ScenarioPage(
+        items=[ScenarioRead(**e.scenario.model_dump(), origin=e.origin) for e in entries],
+        next_cursor=next_cursor,
+    )
