@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.core.settings import get_settings
 
 _AFTER_COMMIT = "priorforge.after_commit"
+log = logging.getLogger(__name__)
 
 
 def make_engine(url: str) -> Engine:
@@ -54,12 +56,18 @@ def after_commit(session: Session, callback: Callable[[], None]) -> None:
 def _run_after_commit(session: Session) -> None:
     callbacks: list[Callable[[], None]] = session.info.pop(_AFTER_COMMIT, [])
     for callback in callbacks:
-        callback()
+        try:
+            callback()
+        except Exception:
+            # What was committed stays committed; work that failed to enqueue is found
+            # again by the reconciler. Raising here would report a failure for a success.
+            log.exception("after-commit callback %r failed", callback)
 
 
 @event.listens_for(Session, "after_soft_rollback")
-def _drop_after_commit(session: Session, _previous_transaction: Any) -> None:
-    session.info.pop(_AFTER_COMMIT, None)
+def _drop_after_commit(session: Session, previous_transaction: Any) -> None:
+    if previous_transaction.parent is None:  # the outer transaction, not a savepoint
+        session.info.pop(_AFTER_COMMIT, None)
 
 
 @contextmanager

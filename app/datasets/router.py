@@ -98,6 +98,7 @@ def get_file(
     dataset, found = service.get_version(session, principal, name, version)
     store = get_store()
     ref = service.find_file(store, dataset, found, file)
+    service.check_stored(store, ref)  # fail with a problem now, not mid-body
     etag = f'"{ref.sha256}"'
     headers = {
         "ETag": etag,

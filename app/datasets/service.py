@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.core.errors import Conflict, NotFound
+from app.core.errors import Conflict, NotFound, ServiceUnavailable
 from app.core.settings import Settings
 from app.datasets import repository
 from app.datasets.manifest import ManifestFile, build_manifest, dolma_record, sha256_hex
@@ -250,3 +250,14 @@ def find_file(store: ObjectStore, dataset: Dataset, version: DatasetVersion, nam
                 records=entry["records"],
             )
     raise NotFound(f"version {version.number} of dataset {dataset.name!r} has no file {name!r}")
+
+
+def check_stored(store: ObjectStore, ref: FileRef) -> None:
+    try:
+        size = store.stat(ref.key).size
+    except ObjectNotFound as exc:
+        raise ServiceUnavailable(f"shard {ref.name} is missing from object storage") from exc
+    if size != ref.bytes:
+        raise ServiceUnavailable(
+            f"shard {ref.name} in storage has {size} bytes, the manifest says {ref.bytes}"
+        )

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from app.core.db import session_scope
+from app.core.errors import PriorForgeError
 from app.core.settings import Settings
 from app.dedup.exact import fingerprint
 from app.generation.cleaning import clean, with_canary
@@ -70,6 +71,13 @@ def run_chunk(
             report.stopped = "job not active"
             report.job_status = job.status if job else "missing"
             return report
+        try:
+            context = JobContext.for_job(job, session)
+        except PriorForgeError as exc:
+            # E.g. a scenario it names was removed: retrying cannot help, so say why it ended.
+            jobs.end_job(session, job_id, "failed", error=f"cannot run this job: {exc.detail}")
+            report.job_status = "failed"
+            return report
         if job.status == "queued":
             repository.transition(
                 session, job_id, ("queued",), status="running", started_at=now, updated_at=now
@@ -85,7 +93,6 @@ def run_chunk(
         )
         if leased:
             repository.touch_job(session, job_id, now)
-        context = JobContext.for_job(job, session)
     report.leased = len(leased)
 
     runnable: list[PlannedItem] = []
@@ -212,8 +219,16 @@ async def _generate(
     watchdog = asyncio.create_task(
         _heartbeat(context.job_id, remaining, worker_id, settings, tasks, report)
     )
+    calls = asyncio.gather(*tasks, return_exceptions=True)
     try:
-        results = await asyncio.gather(*tasks, return_exceptions=True)
+        pending: list[asyncio.Future[Any]] = [calls, writing]
+        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        if writing.done():  # the writer failed: results could not be stored, stop calling
+            for task in tasks:
+                task.cancel()
+            await calls
+            writing.result()
+        results = await calls
         await finished.put(None)
         await writing
     finally:
@@ -236,7 +251,13 @@ async def _heartbeat(
     interval = max(0.2, min(1.0, settings.lease_seconds / 3))
     while True:
         await asyncio.sleep(interval)
-        status = await asyncio.to_thread(_extend, job_id, sorted(remaining), worker_id, settings)
+        try:
+            status = await asyncio.to_thread(
+                _extend, job_id, sorted(remaining), worker_id, settings
+            )
+        except Exception:  # a lost heartbeat costs a lease; a dead heartbeat costs them all
+            log.exception("job %s: renewing leases failed; retrying", job_id)
+            continue
         if status not in repository.ACTIVE:
             report.stopped = f"job {status}"
             for task in tasks:
@@ -250,10 +271,11 @@ def _extend(job_id: uuid.UUID, indices: list[int], worker_id: str, settings: Set
         if job is None:
             return "missing"
         now = utcnow()
+        # The job row first, then its items: the order the reconciler locks them in.
+        repository.touch_job(session, job_id, now)
         repository.extend_leases(
             session, job_id, indices, worker_id, now + timedelta(seconds=settings.lease_seconds)
         )
-        repository.touch_job(session, job_id, now)
         return job.status
 
 

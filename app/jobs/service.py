@@ -240,7 +240,10 @@ def list_jobs(
 def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         created, job_id = cursor.split("|", 1)
-        return datetime.fromisoformat(created), uuid.UUID(job_id)
+        when = datetime.fromisoformat(created)
+        if when.tzinfo is None:
+            raise ValueError("naive time")
+        return when, uuid.UUID(job_id)
     except ValueError as exc:
         raise InvalidRequest(
             f"malformed cursor {cursor!r}; pass next_cursor back unchanged"
@@ -373,9 +376,10 @@ def reconcile_job(
     expired = repository.expire_stale_leases(session, job_id, now)
     stalled: list[int] = []
     stall = timedelta(seconds=settings.stall_seconds)
-    if job.updated_at < now - stall:
-        # No worker has leased anything of this job for a long time, yet items are pending:
-        # their messages were lost (a worker died holding them, or the broker lost them).
+    if job.updated_at < now - stall and not dispatcher.backlog():
+        # No worker has touched this job for a long time, items are pending, and the queue
+        # is empty (or cannot be read): their messages were lost, e.g. with a worker that
+        # died holding them, or with the broker. A queue with a backlog means they wait.
         stalled = repository.stale_pending(
             session, job_id, now - stall, settings.stall_redispatch_max_items
         )

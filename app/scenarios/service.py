@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.core.errors import InvalidRequest
+from app.core.errors import Conflict, InvalidRequest
 from app.scenarios import repository
 from app.scenarios.bank import BankError, Scenario, builtin_bank, parse_jsonl
 from app.teams.service import Principal
@@ -48,7 +49,14 @@ def import_jsonl(
         raise InvalidRequest(
             f"{len(errors)} scenario id(s) already exist; nothing was imported", errors=errors
         )
-    repository.add_scenarios(session, principal.team_id, scenarios, job_id)
+    try:
+        with session.begin_nested():
+            repository.add_scenarios(session, principal.team_id, scenarios, job_id)
+    except IntegrityError:
+        raise Conflict(
+            "another import added some of these scenario ids at the same moment; "
+            "nothing was imported, list the bank and retry"
+        ) from None
     return scenarios
 
 

@@ -131,3 +131,19 @@ def test_dataset_without_shards_cannot_be_snapshotted(client: Any, team: Team) -
     response = client.post("/v1/datasets/empty/versions", headers=team.headers())
     assert response.status_code == 409
     assert "no published shards" in response.json()["detail"]
+
+
+@pytest.mark.usefixtures("llm")
+def test_a_shard_missing_from_storage_is_a_503_problem_not_a_broken_body(
+    client: Any, team: Team, settings: Any, store: Any
+) -> None:
+    publish(team, "damaged", settings, store, documents=2)
+    client.post("/v1/datasets/damaged/versions", headers=team.headers())
+    manifest = client.get("/v1/datasets/damaged/versions/1/manifest", headers=team.headers()).json()
+    path = manifest["files"][0]["path"]
+    (store.root / "teams" / str(team.id) / "datasets" / "damaged" / path).unlink()
+    name = path.rsplit("/", 1)[-1]
+    response = client.get(f"/v1/datasets/damaged/versions/1/files/{name}", headers=team.headers())
+    assert response.status_code == 503
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "missing" in response.json()["detail"]

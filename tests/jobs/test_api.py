@@ -184,3 +184,24 @@ def test_health_and_openapi(client: Any) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert "/v1/jobs" in paths
     assert "/v1/datasets/{name}/versions/{version}/files/{file}" in paths
+
+
+def test_cursor_without_a_timezone_is_422(client: Any, team: Team) -> None:
+    cursor = "2024-01-01T00:00:00|6f1c8a52-3c1e-4f7e-9a53-8b1f0d7c2e11"
+    response = client.get("/v1/jobs", params={"cursor": cursor}, headers=team.headers())
+    assert response.status_code == 422
+
+
+def test_a_failing_enqueue_does_not_fail_the_committed_request(
+    client: Any, team: Team, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.jobs.dispatch import CeleryDispatcher
+
+    def broker_down(*_args: object) -> None:
+        raise ConnectionError("broker unreachable")
+
+    monkeypatch.setattr(CeleryDispatcher, "dispatch", broker_down)
+    response = post_job(client, team, spec())
+    assert response.status_code == 202
+    job = client.get(f"/v1/jobs/{response.json()['id']}", headers=team.headers()).json()
+    assert job["progress"]["planned"] == 6  # stored: the reconciler will send it later

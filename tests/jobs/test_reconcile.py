@@ -100,3 +100,71 @@ def test_expired_leases_return_to_pending_and_are_redispatched(
         view = jobs.view(session, jobs.get_job(session, team.principal, job.id))
     assert view.job.status == "succeeded"
     assert view.progress.accepted == 4
+
+
+def test_messages_waiting_in_a_backlog_are_not_resent(
+    team: Team, settings: Any, store: Any
+) -> None:
+    quick = settings.model_copy(update={"stall_seconds": 0.2, "reconcile_interval_seconds": 0.05})
+    job, dispatcher = submit(team, quick, documents=5)
+    time.sleep(0.3)
+    reconcile(job.id, dispatcher, quick, store)
+    assert drain(dispatcher) == [(job.id, 0, 5)]  # the original message only: it was waiting
+
+
+@pytest.mark.usefixtures("llm")
+def test_a_job_whose_spec_no_longer_resolves_fails_with_the_reason(
+    team: Team, settings: Any, store: Any
+) -> None:
+    job, dispatcher = submit(team, settings, documents=3)
+    with session_scope() as session:
+        stored = session.get(Job, job.id)
+        assert stored is not None
+        stored.spec = stored.spec | {"surface_forms": ["retired_genre"]}
+    report = run_chunk(
+        job.id, 0, 3, worker_id="w", dispatcher=dispatcher, settings=settings, store=store
+    )
+    assert report.job_status == "failed"
+    with session_scope() as session:
+        failed = jobs.get_job(session, team.principal, job.id)
+    assert failed.status == "failed"
+    assert "retired_genre" in (failed.error or "")
+
+
+@pytest.mark.usefixtures("llm")
+def test_a_job_cancelled_while_publishing_publishes_nothing(
+    team: Team, settings: Any, store: Any
+) -> None:
+    from app.datasets import repository as datasets_repo
+
+    job, dispatcher = submit(team, settings, documents=3)
+
+    class CancelDuringUpload:
+        """Passes writes through, cancelling the job as the first shard lands."""
+
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def put_file(self, key: str, source: Any) -> Any:
+            with session_scope() as session:
+                jobs.cancel_job(session, team.principal, job.id)
+            return self.inner.put_file(key, source)
+
+    for chunk_job, start, end in drain(dispatcher):
+        run_chunk(
+            chunk_job,
+            start,
+            end,
+            worker_id="w",
+            dispatcher=dispatcher,
+            settings=settings,
+            store=CancelDuringUpload(store),
+        )
+    with session_scope() as session:
+        final = jobs.view(session, jobs.get_job(session, team.principal, job.id))
+        assert final.job.status == "cancelled"
+        assert final.progress.accepted == 3
+        assert list(datasets_repo.job_shards(session, job.id)) == []
