@@ -67,16 +67,16 @@ def test_cancel_stops_a_running_job(
     cancelled = client.post(f"/v1/jobs/{job_id}/cancel", headers=team.headers("submit")).json()
     assert cancelled["status"] == "cancelled"
     attempted = cancelled["progress"]["attempted"]
-    served = llm.state.served
     import time
 
     time.sleep(3)  # a fixed wait is the point here: nothing more may happen during it
     after = job_state(client, team, job_id)
     assert after["status"] == "cancelled"
     # Calls in flight at the cancel (concurrency 2) may land, and a worker reads the status
-    # at most every 0.25 s (under one call's latency) before starting another call.
+    # at most every 0.25 s (under one call's latency) before starting another call. (The
+    # LLM server's own request count is no measure here: the worker's reconciler may be
+    # running jobs that earlier tests left queued.)
     assert after["progress"]["attempted"] <= attempted + 4
-    assert llm.state.served <= served + 4
     assert after["progress"]["attempted"] < 20
 
 
