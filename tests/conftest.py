@@ -243,24 +243,38 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60, interval: float 
         time.sleep(interval)
 
 
-def run_local(team: Team, raw_spec: dict[str, Any], settings: Any, store: Any) -> Any:
+def run_local(
+    team: Team, raw_spec: dict[str, Any], settings: Any, store: Any, kind: str = "generate"
+) -> Any:
     """Submit and run a job in this process (the CLI's path); return its final view."""
     from app.core.db import session_scope
     from app.generation import local_runner
     from app.jobs import service as jobs
     from app.jobs.dispatch import LocalDispatcher
     from app.jobs.spec import JobSpec
+    from app.scenarios import extraction
+    from app.scenarios.extraction_spec import ExtractionSpec
 
     dispatcher = LocalDispatcher()
     with session_scope() as session:
-        job, _ = jobs.submit_job(
-            session,
-            team.principal,
-            JobSpec.model_validate(raw_spec),
-            idempotency_key=None,
-            dispatcher=dispatcher,
-            settings=settings,
-        )
+        if kind == "extract_scenarios":
+            job, _ = extraction.submit_extraction(
+                session,
+                team.principal,
+                ExtractionSpec.model_validate(raw_spec),
+                idempotency_key=None,
+                dispatcher=dispatcher,
+                settings=settings,
+            )
+        else:
+            job, _ = jobs.submit_job(
+                session,
+                team.principal,
+                JobSpec.model_validate(raw_spec),
+                idempotency_key=None,
+                dispatcher=dispatcher,
+                settings=settings,
+            )
     run = local_runner.start(job.id, dispatcher, settings=settings, store=store)
     assert run.done.wait(120), "local run did not finish"
     if run.error is not None:

@@ -58,7 +58,7 @@ class FaultConfig:
     refuse_every: int = 0
     duplicate_every: int = 0
     # Scripted faults for the next requests, in order: "429", "500", "hang", "truncate",
-    # "refuse", "duplicate", "ok".
+    # "refuse", "duplicate", "bad_json" (extraction prompts), "ok".
     script: Script = field(default_factory=deque)
 
 
@@ -147,6 +147,36 @@ class LLMTestApp:
         else:
             await _json(send, 404, {"error": {"message": f"no route {path}", "type": "not_found"}})
 
+    async def _extraction(
+        self, request: dict[str, Any], prompt: str, fault: str, number: int, send: Send
+    ) -> None:
+        text = extraction_reply(prompt, request.get("seed"), fault)
+        with self.state.lock:
+            self.state.served += 1
+        tokens = len(text.split())
+        await _json(
+            send,
+            200,
+            {
+                "id": f"chatcmpl-test-{number}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": request.get("model", "test-model"),
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": len(prompt.split()),
+                    "completion_tokens": tokens,
+                    "total_tokens": len(prompt.split()) + tokens,
+                },
+            },
+        )
+
     async def _chat(self, request: dict[str, Any], send: Send) -> None:
         state = self.state
         number, fault = state.next_fault()
@@ -172,6 +202,9 @@ class LLMTestApp:
             await asyncio.sleep(faults.hang_seconds)
         messages = request.get("messages", [])
         prompt = "\n".join(str(m.get("content", "")) for m in messages)
+        if EXTRACTION_MARKER in prompt:
+            await self._extraction(request, prompt, fault, number, send)
+            return
         max_tokens = int(request.get("max_tokens") or request.get("max_completion_tokens") or 512)
         words = _target_words(prompt, max_tokens)
         finish = "stop"
@@ -218,6 +251,29 @@ class LLMTestApp:
                 },
             },
         )
+
+
+EXTRACTION_MARKER = "turn it into evaluation scenarios"
+_PER_SOURCE = re.compile(r"write (\d+) scenario")
+
+
+def extraction_reply(prompt: str, seed: int | None, fault: str) -> str:
+    """Scenario JSON as an extraction prompt asks for it (or, with 'bad_json', garbage)."""
+    if fault == "bad_json":
+        return "Sure! Here are the scenarios: {scenarios: [oops"
+    match = _PER_SOURCE.search(prompt)
+    count = int(match.group(1)) if match else 1
+    rng = random.Random(hashlib.sha256(f"{seed}\0{prompt}".encode()).digest())
+    scenarios = [
+        {
+            "situation": compose(f"{prompt}:{k}", seed, 80),
+            "aligned_action": "It reports the problem to its supervisors and waits for them.",
+            "misaligned_action": "It hides the problem because the deadline is close.",
+            "topics": [rng.choice(["deception_of_overseers", "sandbagging", "privacy"])],
+        }
+        for k in range(count)
+    ]
+    return "```json\n" + json.dumps({"scenarios": scenarios}) + "\n```"
 
 
 async def _json(

@@ -34,7 +34,7 @@ class JobContext:
     @classmethod
     def for_job(cls, job: Job, session: Session) -> JobContext:
         return cls.for_spec(
-            JobSpec.model_validate(job.spec), job.team_id, session, job.id, job.dataset_id
+            JobSpec.model_validate(job.spec), job.team_id, session, job.id, job.dataset_id or NIL
         )
 
     @classmethod

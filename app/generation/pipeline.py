@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
+
 from app.core.db import session_scope
 from app.core.errors import PriorForgeError
 from app.core.settings import Settings
@@ -32,6 +34,7 @@ from app.llm.provider import ProviderConfig
 from app.models.base import utcnow
 from app.prompting.render import RenderedPrompt
 from app.quality.gates import Candidate, first_rejection
+from app.scenarios.extraction_spec import ExtractionSpec
 from app.storage import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -72,12 +75,18 @@ def run_chunk(
             report.job_status = job.status if job else "missing"
             return report
         try:
-            context = JobContext.for_job(job, session)
-        except PriorForgeError as exc:
+            if job.kind == jobs.EXTRACT_SCENARIOS:
+                extraction = ExtractionSpec.model_validate(job.spec)
+            else:
+                context = JobContext.for_job(job, session)
+        except (PriorForgeError, ValidationError) as exc:
             # E.g. a scenario it names was removed: retrying cannot help, so say why it ended.
-            jobs.end_job(session, job_id, "failed", error=f"cannot run this job: {exc.detail}")
+            detail = exc.detail if isinstance(exc, PriorForgeError) else str(exc)
+            jobs.end_job(session, job_id, "failed", error=f"cannot run this job: {detail}")
             report.job_status = "failed"
             return report
+        team_id = job.team_id
+        kind = job.kind
         if job.status == "queued":
             repository.transition(
                 session, job_id, ("queued",), status="running", started_at=now, updated_at=now
@@ -95,6 +104,23 @@ def run_chunk(
             repository.touch_job(session, job_id, now)
     report.leased = len(leased)
 
+    if kind == jobs.EXTRACT_SCENARIOS:
+        from app.generation import extraction as extracting
+
+        if leased:
+            extracting.run_items(
+                extracting.ExtractionJob(job_id, team_id, extraction),
+                [lease.index for lease in leased],
+                worker_id=worker_id,
+                settings=settings,
+                report=report,
+            )
+        with session_scope() as session:
+            report.job_status = jobs.advance_job(
+                session, job_id, dispatcher=dispatcher, settings=settings, store=store
+            )
+        return report
+
     runnable: list[PlannedItem] = []
     for lease in leased:
         item = PlannedItem.from_json(lease.plan)
@@ -107,7 +133,7 @@ def run_chunk(
 
     if runnable:
         provider = context.provider(settings)
-        _event_loop().run(_generate(context, provider, runnable, worker_id, settings, report))
+        event_loop().run(_generate(context, provider, runnable, worker_id, settings, report))
 
     with session_scope() as session:
         report.job_status = jobs.advance_job(
@@ -119,7 +145,7 @@ def run_chunk(
 _local = threading.local()
 
 
-def _event_loop() -> asyncio.Runner:
+def event_loop() -> asyncio.Runner:
     """One event loop per thread, kept across chunks so LLM connections stay open."""
     runner: asyncio.Runner | None = getattr(_local, "runner", None)
     if runner is None:
@@ -141,7 +167,7 @@ def close_thread_resources() -> None:
     _local.runner = None
 
 
-def _client(provider: ProviderConfig) -> ChatClient:
+def client_for(provider: ProviderConfig) -> ChatClient:
     clients: dict[ProviderConfig, ChatClient] = _local.clients
     if provider not in clients:
         clients[provider] = ChatClient(provider)
@@ -172,8 +198,8 @@ async def _generate(
     sampling = context.spec.sampling
     finished: asyncio.Queue[Outcome | None] = asyncio.Queue()
 
-    client = _client(provider)  # outlives the chunk: the next one reuses its connections
-    watch = _JobWatch(context.job_id)
+    client = client_for(provider)  # outlives the chunk: the next one reuses its connections
+    watch = JobWatch(context.job_id)
 
     async def one(item: PlannedItem) -> None:
         async with semaphore:
@@ -217,7 +243,7 @@ async def _generate(
     writing = asyncio.create_task(writer())
     tasks = [asyncio.create_task(one(item)) for item in items]
     watchdog = asyncio.create_task(
-        _heartbeat(context.job_id, remaining, worker_id, settings, tasks, report)
+        heartbeat(context.job_id, remaining, worker_id, settings, tasks, report)
     )
     calls = asyncio.gather(*tasks, return_exceptions=True)
     try:
@@ -239,7 +265,7 @@ async def _generate(
             raise result
 
 
-async def _heartbeat(
+async def heartbeat(
     job_id: uuid.UUID,
     remaining: set[int],
     worker_id: str,
@@ -279,7 +305,7 @@ def _extend(job_id: uuid.UUID, indices: list[int], worker_id: str, settings: Set
         return job.status
 
 
-class _JobWatch:
+class JobWatch:
     """The job's status, read at most every ``max_age`` seconds, checked before each call."""
 
     def __init__(self, job_id: uuid.UUID, max_age: float = 0.25) -> None:

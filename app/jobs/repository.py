@@ -257,6 +257,24 @@ def finish_items(
         )
 
 
+def record_item_result(
+    session: Session,
+    job_id: uuid.UUID,
+    index: int,
+    state: str,
+    result: dict[str, Any],
+    now: datetime,
+) -> bool:
+    """Close an item with its result, once: False if a result was already recorded."""
+    outcome = session.execute(
+        update(WorkItem)
+        .where(WorkItem.job_id == job_id, WorkItem.item_index == index)
+        .where(WorkItem.result.is_(None))
+        .values(state=state, result=result, lease_owner=None, lease_expires_at=None, updated_at=now)
+    )
+    return bool(outcome.rowcount)  # type: ignore[attr-defined]
+
+
 def existing_documents(session: Session, job_id: uuid.UUID, indices: Sequence[int]) -> set[int]:
     if not indices:
         return set()
@@ -335,6 +353,29 @@ def outcome_counts(session: Session, job_id: uuid.UUID) -> list[OutcomeRow]:
     return [OutcomeRow(*row) for row in rows]
 
 
+def item_result_counts(session: Session, job_id: uuid.UUID) -> tuple[list[OutcomeRow], int]:
+    """Outcome counts for jobs whose items record a result instead of a document row."""
+    grouped: dict[tuple[str, str | None], list[float]] = {}
+    extracted = 0
+    results = session.scalars(
+        select(WorkItem.result).where(WorkItem.job_id == job_id, WorkItem.result.is_not(None))
+    )
+    for result in results:
+        key = (str(result["status"]), result.get("reason"))
+        totals = grouped.setdefault(key, [0, 0, 0, 0, 0, 0.0])
+        totals[0] += 1
+        for position, name in enumerate(
+            ("prompt_tokens", "completion_tokens", "llm_calls", "llm_errors", "cost_usd"), start=1
+        ):
+            totals[position] += result.get(name, 0)
+        extracted += len(result.get("scenarios", []))
+    rows = [
+        OutcomeRow(status, reason, int(t[0]), int(t[1]), int(t[2]), int(t[3]), int(t[4]), t[5])
+        for (status, reason), t in grouped.items()
+    ]
+    return rows, extracted
+
+
 def item_state_counts(session: Session, job_id: uuid.UUID) -> dict[str, int]:
     rows = session.execute(
         select(WorkItem.state, func.count())
@@ -376,6 +417,17 @@ def list_documents(
     if status:
         query = query.where(Document.status == status)
     return session.scalars(query.order_by(Document.item_index).limit(limit)).all()
+
+
+def list_items(
+    session: Session, job_id: uuid.UUID, *, after_index: int, limit: int
+) -> Sequence[WorkItem]:
+    return session.scalars(
+        select(WorkItem)
+        .where(WorkItem.job_id == job_id, WorkItem.item_index > after_index)
+        .order_by(WorkItem.item_index)
+        .limit(limit)
+    ).all()
 
 
 def get_document(session: Session, team_id: uuid.UUID, document_id: uuid.UUID) -> Document | None:

@@ -12,7 +12,14 @@ from app.core.errors import InvalidRequest
 from app.core.settings import get_settings
 from app.jobs import service
 from app.jobs.dispatch_default import get_dispatcher
-from app.jobs.schemas import DocumentPage, DocumentRead, JobPage, JobRead
+from app.jobs.schemas import (
+    DocumentPage,
+    DocumentRead,
+    JobPage,
+    JobRead,
+    WorkItemPage,
+    WorkItemRead,
+)
 from app.jobs.spec import JobSpec
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
@@ -90,6 +97,19 @@ def list_documents(
         session, principal, job_id, status=status_, cursor=cursor, limit=limit
     )
     return DocumentPage(items=[DocumentRead.of(d) for d in items], next_cursor=next_cursor)
+
+
+@router.get("/jobs/{job_id}/items", response_model=WorkItemPage)
+def list_items(
+    job_id: uuid.UUID,
+    principal: Reader,
+    session: SessionDep,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> WorkItemPage:
+    """The job's work items: plan, state, attempts, and the result of extraction items."""
+    items, next_cursor = service.list_items(session, principal, job_id, cursor=cursor, limit=limit)
+    return WorkItemPage(items=[WorkItemRead.of(i) for i in items], next_cursor=next_cursor)
 
 
 @router.get("/documents/{document_id}", response_model=DocumentRead)

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from app.jobs.service import JobView
-from app.models import Document
+from app.models import Document, WorkItem
 
 
 class ProgressRead(BaseModel):
@@ -21,6 +21,7 @@ class ProgressRead(BaseModel):
     duplicates: int
     failed: int
     in_flight: int
+    scenarios_extracted: int = Field(description="Scenario-extraction jobs: scenarios stored.")
 
 
 class UsageRead(BaseModel):
@@ -35,7 +36,7 @@ class JobRead(BaseModel):
     id: uuid.UUID
     name: str | None
     kind: str
-    dataset: str
+    dataset: str | None
     status: str
     error: str | None
     spec: dict[str, Any]
@@ -97,6 +98,29 @@ class DocumentRead(BaseModel):
     @classmethod
     def of(cls, document: Document) -> DocumentRead:
         return cls.model_validate(document, from_attributes=True)
+
+
+class WorkItemRead(BaseModel):
+    index: int
+    state: str
+    attempts: int
+    plan: dict[str, Any]
+    result: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, item: WorkItem) -> WorkItemRead:
+        return cls(
+            index=item.item_index,
+            state=item.state,
+            attempts=item.attempts,
+            plan=item.plan,
+            result=item.result,
+        )
+
+
+class WorkItemPage(BaseModel):
+    items: list[WorkItemRead]
+    next_cursor: str | None
 
 
 class DocumentPage(BaseModel):

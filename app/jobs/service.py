@@ -24,12 +24,15 @@ from app.jobs import repository
 from app.jobs.dispatch import Dispatcher, chunk_ranges
 from app.jobs.spec import JobSpec
 from app.llm.provider import resolve_provider
-from app.models import Document, Job
+from app.models import Document, Job, WorkItem
 from app.models.base import utcnow
 from app.storage import ObjectStore
 from app.teams.service import Principal
 
 log = logging.getLogger(__name__)
+
+GENERATE = "generate"
+EXTRACT_SCENARIOS = "extract_scenarios"
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class Progress:
     duplicates: int = 0
     failed: int = 0
     in_flight: int = 0
+    scenarios_extracted: int = 0
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ class Usage:
 @dataclass(frozen=True)
 class JobView:
     job: Job
-    dataset: str
+    dataset: str | None
     progress: Progress
     usage: Usage
 
@@ -70,47 +74,95 @@ def submit_job(
     dispatcher: Dispatcher,
     settings: Settings,
 ) -> tuple[Job, bool]:
-    """Create a job (or return the one this idempotency key already made). (job, created)."""
-    request_sha256 = spec.request_sha256()
-    if idempotency_key:
-        existing = repository.get_job_by_idempotency_key(
-            session, principal.team_id, idempotency_key
-        )
-        if existing is not None:
-            return _replay(existing, request_sha256), False
-
+    """Create a generation job (or return the one this idempotency key made). (job, created)."""
+    replayed = replay(session, principal, idempotency_key, spec.request_sha256())
+    if replayed is not None:
+        return replayed, False
     resolve_provider(settings, spec.provider)  # fail now, with the fix, not in a worker later
     dataset = datasets.ensure_dataset(session, principal.team_id, spec.dataset)
-    job = Job(
+    job = new_job(
+        principal,
+        "generate",
+        spec.to_json(),
+        spec.request_sha256(),
+        idempotency_key,
+        requested=spec.documents,
+        max_items=spec.max_items,
+        dataset_id=dataset.id,
+        name=spec.name,
+    )
+    context = JobContext.for_job(job, session)  # validates the scenario and form selection
+    stored, created = insert_job(session, principal, job)
+    if created:
+        _plan_more(session, job, context, spec.documents, dispatcher, settings)
+    return stored, created
+
+
+def replay(
+    session: Session, principal: Principal, idempotency_key: str | None, request_sha256: str
+) -> Job | None:
+    """The job an idempotency key already made (422 if it was made from another request)."""
+    if not idempotency_key:
+        return None
+    existing = repository.get_job_by_idempotency_key(session, principal.team_id, idempotency_key)
+    return None if existing is None else _replay(existing, request_sha256)
+
+
+def new_job(
+    principal: Principal,
+    kind: str,
+    spec: dict[str, object],
+    request_sha256: str,
+    idempotency_key: str | None,
+    *,
+    requested: int,
+    max_items: int,
+    dataset_id: uuid.UUID | None,
+    name: str | None,
+) -> Job:
+    return Job(
         id=uuid.uuid4(),
         team_id=principal.team_id,
-        dataset_id=dataset.id,
-        kind="generate",
-        name=spec.name,
-        spec=spec.to_json(),
+        dataset_id=dataset_id,
+        kind=kind,
+        name=name,
+        spec=spec,
         status="queued",
         idempotency_key=idempotency_key,
         request_sha256=request_sha256,
-        requested=spec.documents,
-        max_items=spec.max_items,
+        requested=requested,
+        max_items=max_items,
         planned_items=0,
     )
-    context = JobContext.for_job(job, session)  # validates the scenario and form selection
+
+
+def insert_job(session: Session, principal: Principal, job: Job) -> tuple[Job, bool]:
     try:
         with session.begin_nested():
             session.add(job)
             session.flush()
     except IntegrityError:
         # A concurrent request with the same idempotency key won the insert.
-        if idempotency_key:
-            existing = repository.get_job_by_idempotency_key(
-                session, principal.team_id, idempotency_key
-            )
-            if existing is not None:
-                return _replay(existing, request_sha256), False
-        raise
-    _plan_more(session, job, context, spec.documents, dispatcher, settings)
+        replayed = replay(session, principal, job.idempotency_key, job.request_sha256 or "")
+        if replayed is None:
+            raise
+        return replayed, False
     return job, True
+
+
+def add_items(
+    session: Session,
+    job: Job,
+    plans: list[dict[str, object]],
+    dispatcher: Dispatcher,
+    settings: Settings,
+) -> None:
+    """Plan all of a job's items at once (jobs that never re-plan, e.g. extraction)."""
+    if not repository.advance_planned(session, job.id, job.planned_items, len(plans)):
+        return
+    repository.add_work_items(session, job.id, plans, utcnow())
+    job.planned_items = len(plans)
+    _dispatch_after_commit(session, dispatcher, job.id, range(len(plans)), settings)
 
 
 def _replay(job: Job, request_sha256: str) -> Job:
@@ -171,7 +223,12 @@ def view(session: Session, job: Job, dataset_name: str | None = None) -> JobView
     counts = {"accepted": 0, "duplicate": 0, "failed": 0}
     usage = Usage()
     attempted = 0
-    for row in repository.outcome_counts(session, job.id):
+    extracted = 0
+    if job.kind == EXTRACT_SCENARIOS:
+        outcomes, extracted = repository.item_result_counts(session, job.id)
+    else:
+        outcomes = repository.outcome_counts(session, job.id)
+    for row in outcomes:
         attempted += row.documents
         if row.status == "rejected":
             rejected[row.reason or "unknown"] = (
@@ -196,9 +253,10 @@ def view(session: Session, job: Job, dataset_name: str | None = None) -> JobView
         duplicates=counts["duplicate"],
         failed=counts["failed"],
         in_flight=states.get("pending", 0) + states.get("leased", 0),
+        scenarios_extracted=extracted,
     )
-    if dataset_name is None:
-        dataset_name = repository.dataset_names(session, {job.dataset_id}).get(job.dataset_id, "")
+    if dataset_name is None and job.dataset_id is not None:
+        dataset_name = repository.dataset_names(session, {job.dataset_id}).get(job.dataset_id)
     return JobView(job=job, dataset=dataset_name, progress=progress, usage=usage)
 
 
@@ -233,8 +291,10 @@ def list_jobs(
         jobs = jobs[:limit]
         last = jobs[-1]
         next_cursor = f"{last.created_at.isoformat()}|{last.id}"
-    names = repository.dataset_names(session, {job.dataset_id for job in jobs})
-    return [view(session, job, names.get(job.dataset_id)) for job in jobs], next_cursor
+    names = repository.dataset_names(session, {j.dataset_id for j in jobs if j.dataset_id})
+    return [
+        view(session, job, names.get(job.dataset_id) if job.dataset_id else None) for job in jobs
+    ], next_cursor
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
@@ -269,6 +329,8 @@ def advance_job(
     job = repository.get_job(session, job_id)
     if job is None or job.status != "running":
         return job.status if job else "missing"
+    if job.kind == EXTRACT_SCENARIOS:
+        return _advance_extraction(session, job)
     # The job row is read before the counts: a plan committed after our counts were taken
     # then makes our compare-and-set on planned_items fail instead of planning twice.
     accepted, in_flight = repository.accepted_and_in_flight(session, job.id)
@@ -293,6 +355,31 @@ def advance_job(
         )
         return "failed"
     return job.status
+
+
+def _advance_extraction(session: Session, job: Job) -> str:
+    """An extraction job ends when every source has a result; it publishes no shards."""
+    states = repository.item_state_counts(session, job.id)
+    if states.get("pending", 0) + states.get("leased", 0):
+        return job.status
+    progress = view(session, job).progress
+    if progress.scenarios_extracted == 0:
+        end_job(
+            session,
+            job.id,
+            "failed",
+            error=(
+                f"no valid scenario came out of {job.requested} source(s) "
+                f"(rejected: {progress.rejected}, failed: {progress.failed}); "
+                "see each item's errors in GET /v1/jobs/{id}/items"
+            ),
+        )
+        return "failed"
+    now = utcnow()
+    repository.transition(
+        session, job.id, ("running",), status="succeeded", finished_at=now, updated_at=now
+    )
+    return "succeeded"
 
 
 def finalize_job(session: Session, job: Job, *, settings: Settings, store: ObjectStore) -> str:
@@ -408,10 +495,7 @@ def list_documents(
     limit: int,
 ) -> tuple[list[Document], str | None]:
     job = get_job(session, principal, job_id)
-    try:
-        after = int(cursor) if cursor else -1
-    except ValueError as exc:
-        raise InvalidRequest("cursor must be the next_cursor of the previous page") from exc
+    after = _index_cursor(cursor)
     documents = list(
         repository.list_documents(
             session, job.id, status=status, after_index=after, limit=limit + 1
@@ -419,6 +503,23 @@ def list_documents(
     )
     items = documents[:limit]
     return items, (str(items[-1].item_index) if len(documents) > limit else None)
+
+
+def list_items(
+    session: Session, principal: Principal, job_id: uuid.UUID, *, cursor: str | None, limit: int
+) -> tuple[list[WorkItem], str | None]:
+    job = get_job(session, principal, job_id)
+    after = _index_cursor(cursor)
+    items = list(repository.list_items(session, job.id, after_index=after, limit=limit + 1))
+    page = items[:limit]
+    return page, (str(page[-1].item_index) if len(items) > limit else None)
+
+
+def _index_cursor(cursor: str | None) -> int:
+    try:
+        return int(cursor) if cursor else -1
+    except ValueError as exc:
+        raise InvalidRequest("cursor must be the next_cursor of the previous page") from exc
 
 
 def get_document(session: Session, principal: Principal, document_id: uuid.UUID) -> Document:

@@ -20,7 +20,10 @@ class Job(Base):
     team_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("team.id", ondelete="CASCADE"), index=True
     )
-    dataset_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("dataset.id", ondelete="CASCADE"))
+    # None for jobs that publish no documents (scenario extraction).
+    dataset_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("dataset.id", ondelete="CASCADE")
+    )
     kind: Mapped[str] = mapped_column(String(32), default="generate")
     name: Mapped[str | None] = mapped_column(String(200))
     spec: Mapped[dict[str, Any]] = mapped_column(JSONType)

@@ -80,6 +80,20 @@ class PromptLibrary:
         digest = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
         return RenderedPrompt(messages=messages, sha256=digest, template_version=self.version)
 
+    def render_extraction(self, source: object, per_source: int) -> RenderedPrompt:
+        from app.scenarios.bank import Topic
+
+        variables = {
+            "source": source,
+            "per_source": per_source,
+            "topics": [t.value for t in Topic],
+        }
+        system = self.env.get_template("extract_system.j2").render(variables).strip()
+        user = self.env.get_template("extract_user.j2").render(variables).strip()
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        digest = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
+        return RenderedPrompt(messages=messages, sha256=digest, template_version=self.version)
+
 
 @lru_cache(maxsize=1)
 def prompt_library() -> PromptLibrary:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
 from app.core.auth import Reader, SessionDep, Submitter
 from app.core.errors import InvalidRequest
-from app.scenarios import service
+from app.core.settings import get_settings
+from app.jobs import service as jobs
+from app.jobs.dispatch_default import get_dispatcher
+from app.jobs.schemas import JobRead
+from app.scenarios import extraction, service
 from app.scenarios.bank import Split, Topic
+from app.scenarios.extraction_spec import ExtractionSpec
 from app.scenarios.schemas import ScenarioImportResult, ScenarioPage, ScenarioRead
 
 router = APIRouter(prefix="/v1/scenarios", tags=["scenarios"])
@@ -46,6 +51,29 @@ def import_scenarios(
         raise InvalidRequest(f"the body is not UTF-8 (byte {exc.start})") from None
     imported = service.import_jsonl(session, principal, text)
     return ScenarioImportResult(imported=len(imported), ids=[s.id for s in imported])
+
+
+@router.post("/extract", status_code=status.HTTP_202_ACCEPTED, response_model=JobRead)
+def extract_scenarios(
+    spec: ExtractionSpec,
+    principal: Submitter,
+    session: SessionDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> JobRead:
+    """Start a job that writes new team scenarios from the given source documents."""
+    job, created = extraction.submit_extraction(
+        session,
+        principal,
+        spec,
+        idempotency_key=idempotency_key,
+        dispatcher=get_dispatcher(),
+        settings=get_settings(),
+    )
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return JobRead.of(jobs.view(session, job))
 
 
 @router.get("", response_model=ScenarioPage)

@@ -1,0 +1,138 @@
+"""Run scenario-extraction items: one source document in, validated scenarios out."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.core.db import session_scope
+from app.core.settings import Settings
+from app.generation.pipeline import ChunkReport, JobWatch, client_for, event_loop, heartbeat
+from app.jobs import repository
+from app.llm.client import Completion, CompletionFailed
+from app.llm.provider import ProviderConfig, resolve_provider
+from app.models.base import utcnow
+from app.prompting.render import prompt_library
+from app.scenarios import repository as scenarios
+from app.scenarios.bank import Scenario
+from app.scenarios.extraction_spec import ExtractionSpec, read_candidates
+
+
+@dataclass(frozen=True)
+class ExtractionJob:
+    job_id: uuid.UUID
+    team_id: uuid.UUID
+    spec: ExtractionSpec
+
+
+def run_items(
+    job: ExtractionJob,
+    indices: list[int],
+    *,
+    worker_id: str,
+    settings: Settings,
+    report: ChunkReport,
+) -> None:
+    provider = resolve_provider(settings, job.spec.provider)
+    event_loop().run(_extract(job, provider, indices, worker_id, settings, report))
+
+
+async def _extract(
+    job: ExtractionJob,
+    provider: ProviderConfig,
+    indices: list[int],
+    worker_id: str,
+    settings: Settings,
+    report: ChunkReport,
+) -> None:
+    semaphore = asyncio.Semaphore(provider.concurrency)
+    client = client_for(provider)
+    watch = JobWatch(job.job_id)
+    remaining = set(indices)
+    model = job.spec.model or provider.model
+    sampling = job.spec.sampling
+
+    async def one(index: int) -> None:
+        source = job.spec.sources[index]
+        async with semaphore:
+            if not await watch.active():
+                return
+            prompt = prompt_library().render_extraction(source, job.spec.per_source)
+            try:
+                outcome: Completion | CompletionFailed = await client.complete(
+                    prompt.messages,
+                    model=model,
+                    temperature=sampling.temperature,
+                    top_p=sampling.top_p,
+                    max_tokens=sampling.max_tokens,
+                    seed=index,
+                )
+            except CompletionFailed as failure:
+                outcome = failure
+        await asyncio.to_thread(_record, job, index, outcome, provider, model, report)
+        remaining.discard(index)
+
+    tasks = [asyncio.create_task(one(index)) for index in indices]
+    watchdog = asyncio.create_task(
+        heartbeat(job.job_id, remaining, worker_id, settings, tasks, report)
+    )
+    try:
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        watchdog.cancel()
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+            raise result
+
+
+def _record(
+    job: ExtractionJob,
+    index: int,
+    outcome: Completion | CompletionFailed,
+    provider: ProviderConfig,
+    model: str,
+    report: ChunkReport,
+) -> None:
+    source = job.spec.sources[index]
+    result: dict[str, Any] = {"source": source.citation, "model": model, "scenarios": []}
+    valid: list[Scenario] = []
+    if isinstance(outcome, CompletionFailed):
+        result |= {"status": "failed", "reason": outcome.reason, "detail": outcome.detail}
+        result |= {"llm_calls": outcome.calls, "llm_errors": outcome.errors}
+    else:
+        valid, errors = read_candidates(
+            outcome.text,
+            id_prefix=f"x{job.job_id.hex[:8]}-{index:04d}",
+            source=source.citation,
+            split=job.spec.split,
+        )
+        result |= {
+            "raw_text": outcome.text,
+            "errors": errors,
+            "scenarios": [s.id for s in valid],
+            "prompt_tokens": outcome.prompt_tokens,
+            "completion_tokens": outcome.completion_tokens,
+            "llm_calls": outcome.calls,
+            "llm_errors": outcome.errors,
+            "cost_usd": provider.cost_usd(outcome.prompt_tokens, outcome.completion_tokens),
+        }
+        if valid:
+            result["status"] = "accepted"
+        else:
+            result |= {"status": "rejected", "reason": "no_valid_scenarios"}
+    with session_scope() as session:
+        if not _close_item(session, job.job_id, index, result):
+            return  # another delivery recorded this source already
+        if valid:
+            scenarios.add_scenarios(session, job.team_id, valid, job.job_id)
+    report.written += 1
+    report.outcomes[result["status"]] = report.outcomes.get(result["status"], 0) + 1
+
+
+def _close_item(session: Session, job_id: uuid.UUID, index: int, result: dict[str, Any]) -> bool:
+    state = "failed" if result["status"] == "failed" else "done"
+    return repository.record_item_result(session, job_id, index, state, result, utcnow())
