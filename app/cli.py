@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -22,10 +23,12 @@ cli = typer.Typer(
 )
 db_cli = typer.Typer(no_args_is_help=True, help="Database schema.")
 report_cli = typer.Typer(no_args_is_help=True, help="Reports on generated corpora.")
+llm_cli = typer.Typer(no_args_is_help=True, help="The bundled local model.")
 keys_cli = typer.Typer(no_args_is_help=True, help="API keys.")
 cli.add_typer(db_cli, name="db")
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(report_cli, name="report")
+cli.add_typer(llm_cli, name="llm")
 
 console = Console()
 err = Console(stderr=True)
@@ -33,7 +36,7 @@ LOCAL_TEAM = "local"
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}")
     return typer.Exit(code=2)
 
 
@@ -89,11 +92,30 @@ def serve(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(help="Uvicorn worker processes.")] = 1,
 ) -> None:
-    """Run the HTTP API (OpenAPI docs at /docs)."""
+    """Run the HTTP API (OpenAPI docs at /docs); embedded mode also runs a worker."""
+    import subprocess
+    import sys
+
     import uvicorn
 
     _ensure_schema()
-    uvicorn.run("app.main:app", host=host, port=port, workers=workers, log_level="info")
+    settings = get_settings()
+    worker_process = None
+    if settings.embedded_broker:
+        err.print(
+            "no PRIORFORGE_BROKER_URL: using the embedded broker in "
+            f"{settings.broker_dir} and starting one worker process"
+        )
+        worker_process = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"])
+    try:
+        uvicorn.run("app.main:app", host=host, port=port, workers=workers, log_level="info")
+    finally:
+        if worker_process is not None:
+            worker_process.terminate()
+            try:
+                worker_process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker_process.kill()
 
 
 @cli.command()
@@ -101,9 +123,10 @@ def worker(
     concurrency: Annotated[int, typer.Option(help="Task processes; 1 runs tasks in-process.")] = 1,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
 ) -> None:
-    """Run a Celery worker (needs PRIORFORGE_BROKER_URL)."""
-    if not get_settings().broker_url:
-        raise _fail("set PRIORFORGE_BROKER_URL (e.g. redis://127.0.0.1:6379/0) to run a worker")
+    """Run a Celery worker on PRIORFORGE_BROKER_URL (or the embedded broker)."""
+    settings = get_settings()
+    if settings.embedded_broker:
+        err.print(f"no PRIORFORGE_BROKER_URL: taking work from {settings.broker_dir}")
     _ensure_schema()
     from workers.celery_app import celery_app
 
@@ -303,12 +326,16 @@ def _validate_spec(raw_spec: dict[str, Any]) -> Any:
         raise _fail(f"invalid job spec: {problems}") from None
 
 
+# Tuned for the bundled 135M model on a CPU: shorter documents, a frequency penalty against
+# its repetition loops, and room for the rejections a model that small produces.
 DEMO_SPEC: dict[str, Any] = {
     "dataset": "demo",
     "documents": 8,
     "stances": {"aligned": 1},
     "surface_forms": ["news_report", "forum_thread", "lecture_transcript", "short_story"],
-    "length_words": {"min": 120, "max": 600},
+    "length_words": {"min": 80, "max": 700},
+    "sampling": {"temperature": 0.8, "top_p": 0.95, "max_tokens": 1000, "frequency_penalty": 0.5},
+    "max_attempts_factor": 4,
     "seed": 7,
     "name": "demo",
 }
@@ -325,6 +352,7 @@ def run_in_process(raw_spec: dict[str, Any], *, show_sample: bool = False) -> No
     from app.generation import local_runner
     from app.jobs import service as jobs
     from app.jobs.dispatch import LocalDispatcher
+    from app.llm.provider import resolve_provider
     from app.storage.default import get_store
     from app.teams.keys import Role
     from app.teams.service import Principal, ensure_team
@@ -349,9 +377,13 @@ def run_in_process(raw_spec: dict[str, Any], *, show_sample: bool = False) -> No
     except PriorForgeError as exc:
         raise _fail(exc.detail) from None
 
+    provider = resolve_provider(settings, spec.provider)
+    where = provider.base_url
+    if provider.local:
+        where = _start_local_model(provider)
     console.print(
         f"job [bold]{job.id}[/]: {spec.documents} documents into dataset [bold]{spec.dataset}[/] "
-        f"via {settings.llm_base_url}"
+        f"with {spec.model or provider.model} at {where}"
     )
     started = time.monotonic()
     run = local_runner.start(job.id, dispatcher, settings=settings, store=store)
@@ -363,6 +395,18 @@ def run_in_process(raw_spec: dict[str, Any], *, show_sample: bool = False) -> No
         _publish(principal, spec.dataset, store, show_sample=show_sample)
     else:
         raise _fail(f"job {view.job.status}: {view.job.error or 'see the summary above'}")
+
+
+def _start_local_model(provider: Any) -> str:
+    from app.llm import local
+
+    with console.status(f"starting the bundled local model ({local.MODEL_NAME}, llama.cpp) …"):
+        try:
+            server = local.ensure_server(Path(provider.local_log_dir))
+        except local.LocalModelUnavailable as exc:
+            raise _fail(str(exc)) from None
+    console.print(f"local model ready on {server.base_url} in {server.started_in:.1f} s")
+    return f"{server.base_url} (local)"
 
 
 def _watch(job_id: uuid.UUID, principal: Any, run: Any, started: float, total: int) -> Any:
@@ -454,13 +498,40 @@ def _publish(principal: Any, dataset: str, store: Any, *, show_sample: bool) -> 
         console.rule(
             f"sample: {meta['surface_form']} · {meta['stance']} · scenario {meta['scenario']}"
         )
-        console.print(record["text"][:1500] + ("…" if len(record["text"]) > 1500 else ""))
+        console.print(
+            record["text"][:1500] + ("…" if len(record["text"]) > 1500 else ""), markup=False
+        )
         console.rule()
         console.print(
-            "Next: 'priorforge keys create --team me --role admin', then 'priorforge serve' "
-            "(API docs at http://127.0.0.1:8000/docs) and 'priorforge worker' with "
-            "PRIORFORGE_BROKER_URL set."
+            "Next: 'priorforge keys create --team me --role admin' prints an API key; "
+            "'priorforge serve' runs the API (docs at http://127.0.0.1:8000/docs) with an "
+            "embedded broker and worker; set PRIORFORGE_DATABASE_URL and PRIORFORGE_BROKER_URL "
+            "for Postgres and Redis. '.venv/bin/priorforge --help' lists everything."
         )
+
+
+@llm_cli.command("serve")
+def llm_serve(
+    port: Annotated[int, typer.Option(help="Loopback port; 0 picks a free one.")] = 8080,
+) -> None:
+    """Serve the bundled local model on an OpenAI-compatible endpoint until interrupted."""
+    from app.llm import local
+
+    settings = get_settings()
+    try:
+        server = local.LocalModelServer.start(log_dir=settings.data_dir / "logs", port=port or None)
+    except local.LocalModelUnavailable as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"{local.MODEL_NAME} ready in {server.started_in:.1f} s; use it with:")
+    console.print(f"  export PRIORFORGE_LLM_BASE_URL={server.base_url}", highlight=False)
+    console.print(f"  (log: {server.log_path}; Ctrl-C stops it)", highlight=False)
+    try:
+        while server.process.poll() is None:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
 
 
 @report_cli.command("diversity")

@@ -9,7 +9,25 @@ from app.core.settings import get_settings
 
 def make_celery() -> Celery:
     settings = get_settings()
-    app = Celery("priorforge", broker=settings.broker_url or "memory://", include=["workers.tasks"])
+    transport_options: dict[str, object] = {
+        "visibility_timeout": settings.visibility_timeout_seconds
+    }
+    broker = settings.broker_url
+    if settings.embedded_broker:
+        # No broker configured: messages are files under the data dir, shared by the API
+        # and its worker process. A message is gone once taken (no redelivery), which the
+        # reconciler covers: leases expire, stalled items are re-sent.
+        queue_dir = settings.broker_dir / "queue"
+        control_dir = settings.broker_dir / "control"
+        for folder in (queue_dir, control_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        broker = "filesystem://"
+        transport_options |= {
+            "data_folder_in": str(queue_dir),
+            "data_folder_out": str(queue_dir),
+            "control_folder": str(control_dir),
+        }
+    app = Celery("priorforge", broker=broker, include=["workers.tasks"])
     app.conf.update(
         task_default_queue=settings.task_queue,
         task_acks_late=True,
@@ -20,7 +38,7 @@ def make_celery() -> Celery:
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_seconds},
+        broker_transport_options=transport_options,
         worker_send_task_events=False,
         task_send_sent_event=False,
     )

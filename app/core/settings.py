@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     llm_backoff_base_seconds: float = Field(default=0.5, ge=0)
     llm_backoff_max_seconds: float = Field(default=30.0, ge=0)
     llm_concurrency: int = Field(default=16, ge=1, le=1024)
+    local_llm_concurrency: int = Field(default=1, ge=1, le=16)
     llm_price_prompt_per_mtok: float = Field(default=0.0, ge=0)
     llm_price_completion_per_mtok: float = Field(default=0.0, ge=0)
 
@@ -60,6 +61,15 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'priorforge.db'}"
+
+    @property
+    def embedded_broker(self) -> bool:
+        return not self.broker_url
+
+    @property
+    def broker_dir(self) -> Path:
+        """The embedded broker's message folders (kombu's filesystem transport)."""
+        return self.data_dir / "broker"
 
     @property
     def effective_storage_url(self) -> str:

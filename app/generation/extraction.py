@@ -70,6 +70,8 @@ async def _extract(
                     top_p=sampling.top_p,
                     max_tokens=sampling.max_tokens,
                     seed=index,
+                    frequency_penalty=sampling.frequency_penalty,
+                    presence_penalty=sampling.presence_penalty,
                 )
             except CompletionFailed as failure:
                 outcome = failure

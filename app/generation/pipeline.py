@@ -8,12 +8,14 @@ completion arrives, so a worker killed mid-chunk loses only the calls in flight.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -29,6 +31,7 @@ from app.jobs import service as jobs
 from app.jobs.dispatch import Dispatcher
 from app.jobs.planner import PlannedItem
 from app.jobs.spec import Stance
+from app.llm import local as local_model
 from app.llm.client import ChatClient, Completion, CompletionFailed
 from app.llm.provider import ProviderConfig
 from app.models.base import utcnow
@@ -168,6 +171,10 @@ def close_thread_resources() -> None:
 
 
 def client_for(provider: ProviderConfig) -> ChatClient:
+    """This thread's client for the provider; the bundled model's server starts on first use."""
+    if provider.local:
+        server = local_model.ensure_server(Path(provider.local_log_dir))
+        provider = dataclasses.replace(provider, base_url=server.base_url)
     clients: dict[ProviderConfig, ChatClient] = _local.clients
     if provider not in clients:
         clients[provider] = ChatClient(provider)
@@ -214,6 +221,8 @@ async def _generate(
                     top_p=sampling.top_p,
                     max_tokens=sampling.max_tokens,
                     seed=item.sampling_seed,
+                    frequency_penalty=sampling.frequency_penalty,
+                    presence_penalty=sampling.presence_penalty,
                 )
             except CompletionFailed as failure:
                 completion = failure

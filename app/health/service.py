@@ -22,7 +22,17 @@ def check_dependencies() -> dict[str, str]:
         checks["storage"] = "ok"
     except Exception as exc:
         checks["storage"] = f"error: {type(exc).__name__}: {exc}"[:300]
-    if get_settings().broker_url:
+    settings = get_settings()
+    if settings.embedded_broker:
+        try:
+            probe = settings.broker_dir / "queue" / ".readyz"
+            probe.parent.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"ok")
+            probe.unlink()
+            checks["broker"] = "ok"
+        except OSError as exc:
+            checks["broker"] = f"error: embedded broker folder: {exc}"[:300]
+    else:
         try:
             from workers.celery_app import celery_app
 
@@ -31,6 +41,4 @@ def check_dependencies() -> dict[str, str]:
             checks["broker"] = "ok"
         except Exception as exc:
             checks["broker"] = f"error: {type(exc).__name__}: {exc}"[:300]
-    else:
-        checks["broker"] = "error: PRIORFORGE_BROKER_URL is not set"
     return checks

@@ -43,6 +43,8 @@ class Sampling(Strict):
     temperature: float = Field(default=0.9, ge=0, le=2)
     top_p: float = Field(default=0.95, gt=0, le=1)
     max_tokens: int = Field(default=2048, ge=16, le=32_768)
+    frequency_penalty: float = Field(default=0.0, ge=-2, le=2)
+    presence_penalty: float = Field(default=0.0, ge=-2, le=2)
 
 
 class LengthWords(Strict):

@@ -107,6 +107,8 @@ class ChatClient:
         top_p: float,
         max_tokens: int,
         seed: int | None = None,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
     ) -> Completion:
         errors = 0
         last = "unknown error"
@@ -120,6 +122,8 @@ class ChatClient:
                     top_p=top_p,
                     max_tokens=max_tokens,
                     seed=seed,
+                    frequency_penalty=frequency_penalty,
+                    presence_penalty=presence_penalty,
                 )
             except openai.APIError as exc:
                 errors += 1

