@@ -72,6 +72,8 @@ def drop_database() -> None:
 
 
 def start_worker() -> subprocess.Popen[bytes]:
+    from app.core.process import die_with_parent
+
     log = (TMP / "worker.log").open("ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "worker", "--loglevel", "WARNING"],
@@ -79,6 +81,7 @@ def start_worker() -> subprocess.Popen[bytes]:
         env=dict(os.environ),
         stdout=log,
         stderr=subprocess.STDOUT,
+        preexec_fn=die_with_parent,
     )
     from celery import Celery
 

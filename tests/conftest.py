@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from app.core.process import die_with_parent
 from tests.llm_server import FaultConfig, LLMTestServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -193,6 +194,7 @@ class WorkerProcess:
             env=env,
             stdout=self._log_handle,
             stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + 60
         while b"ready." not in self.log.read_bytes():
