@@ -473,6 +473,7 @@ def _summary(view: Any, wall: float) -> None:
 def _publish(principal: Any, dataset: str, store: Any, *, show_sample: bool) -> None:
     from app.core.db import session_scope
     from app.datasets import service as datasets
+    from app.datasets.manifest import sha256_hex
     from app.datasets.shards import read_shard
 
     with session_scope() as session:
@@ -492,8 +493,15 @@ def _publish(principal: Any, dataset: str, store: Any, *, show_sample: bool) -> 
 
     console.print(f"  manifest: {location(version.manifest_key)}")
     for entry in manifest["files"]:
+        key = f"{prefix}/{entry['path']}"
+        data = store.get_bytes(key)
+        verified = len(data) == entry["bytes"] and sha256_hex(data) == entry["sha256"]
+        if not verified:
+            raise _fail(f"shard {key} does not match its manifest entry: storage is corrupt")
+        console.print(f"  shard:    {location(key)}")
         console.print(
-            f"  shard:    {location(prefix + '/' + entry['path'])}  sha256 {entry['sha256'][:16]}…"
+            f"            {entry['records']} records, {entry['bytes']} bytes, "
+            f"sha256 {entry['sha256'][:16]}… verified"
         )
     if show_sample and manifest["files"]:
         first = manifest["files"][0]

@@ -82,6 +82,7 @@ def test_generate_in_process_on_sqlite_publishes_a_verified_shard(
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "5 / 5" in result.stdout
+    assert "verified" in result.stdout
     manifest_path = next((tmp_path / "data" / "objects").rglob("manifests/*.json"))
     manifest: dict[str, Any] = json.loads(manifest_path.read_text())
     assert manifest["records"] == 5
