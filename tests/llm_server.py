@@ -154,28 +154,7 @@ class LLMTestApp:
         with self.state.lock:
             self.state.served += 1
         tokens = len(text.split())
-        await _json(
-            send,
-            200,
-            {
-                "id": f"chatcmpl-test-{number}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": request.get("model", "test-model"),
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": len(prompt.split()),
-                    "completion_tokens": tokens,
-                    "total_tokens": len(prompt.split()) + tokens,
-                },
-            },
-        )
+        await _json(send, 200, _completion(number, request, text, "stop", prompt, tokens))
 
     async def _chat(self, request: dict[str, Any], send: Send) -> None:
         state = self.state
@@ -230,27 +209,28 @@ class LLMTestApp:
         with state.lock:
             state.served += 1
         await _json(
-            send,
-            200,
-            {
-                "id": f"chatcmpl-test-{number}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": request.get("model", "test-model"),
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "finish_reason": finish,
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": len(prompt.split()) * 4 // 3,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": len(prompt.split()) * 4 // 3 + completion_tokens,
-                },
-            },
+            send, 200, _completion(number, request, text, finish, prompt, completion_tokens)
         )
+
+
+def _completion(
+    number: int, request: dict[str, Any], text: str, finish: str, prompt: str, tokens: int
+) -> dict[str, Any]:
+    prompt_tokens = len(prompt.split()) * 4 // 3
+    return {
+        "id": f"chatcmpl-test-{number}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": request.get("model", "test-model"),
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": tokens,
+            "total_tokens": prompt_tokens + tokens,
+        },
+    }
 
 
 EXTRACTION_MARKER = "turn it into evaluation scenarios"

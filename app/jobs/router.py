@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Response, status
+from sqlalchemy.orm import Session
 
 from app.core.auth import Reader, SessionDep, Submitter
 from app.core.errors import InvalidRequest
@@ -21,6 +22,7 @@ from app.jobs.schemas import (
     WorkItemRead,
 )
 from app.jobs.spec import JobSpec
+from app.models import Job
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
@@ -45,6 +47,11 @@ def create_job(
         dispatcher=get_dispatcher(),
         settings=get_settings(),
     )
+    return accepted(session, job, created, response)
+
+
+def accepted(session: Session, job: Job, created: bool, response: Response) -> JobRead:
+    """The 202 answer to a job submission, marking idempotent replays."""
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"

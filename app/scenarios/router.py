@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from app.core.auth import Reader, SessionDep, Submitter
 from app.core.errors import InvalidRequest
 from app.core.settings import get_settings
-from app.jobs import service as jobs
 from app.jobs.dispatch_default import get_dispatcher
+from app.jobs.router import accepted
 from app.jobs.schemas import JobRead
 from app.scenarios import extraction, service
 from app.scenarios.bank import Split, Topic
@@ -70,10 +70,7 @@ def extract_scenarios(
         dispatcher=get_dispatcher(),
         settings=get_settings(),
     )
-    response.headers["Location"] = f"/v1/jobs/{job.id}"
-    if not created:
-        response.headers["Idempotent-Replayed"] = "true"
-    return JobRead.of(jobs.view(session, job))
+    return accepted(session, job, created, response)
 
 
 @router.get("", response_model=ScenarioPage)
