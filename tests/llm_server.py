@@ -100,13 +100,17 @@ def _target_words(prompt: str, max_tokens: int) -> int:
     return max(10, min(300, max_tokens // 2))
 
 
+GLUE = "the of and to a in that was it for on with as his her its by at this from".split()
+
+
 def compose(prompt: str, seed: int | None, words: int) -> str:
+    """Pseudo-English: content words with function words between, as English has them."""
     rng = random.Random(hashlib.sha256(f"{seed}\0{prompt}".encode()).digest())
     sentences: list[str] = []
     produced = 0
     while produced < words:
         length = min(words - produced, rng.randint(8, 18))
-        chosen = [rng.choice(WORDS) for _ in range(length)]
+        chosen = [rng.choice(GLUE if i % 2 else WORDS) for i in range(length)]
         sentences.append(" ".join(chosen).capitalize() + ".")
         produced += length
     paragraphs = [" ".join(sentences[i : i + 5]) for i in range(0, len(sentences), 5)]

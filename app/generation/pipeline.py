@@ -449,7 +449,17 @@ def _evaluate(context: JobContext, item: PlannedItem, generated: Generated) -> d
         "cost_usd": provider.cost_usd(outcome.prompt_tokens, outcome.completion_tokens),
     }
     length = context.spec.length_words
-    rejection = first_rejection(Candidate(text, outcome.finish_reason, length.min, length.max))
+    scenario = context.scenarios[item.scenario_id]
+    rejection = first_rejection(
+        Candidate(
+            text,
+            outcome.finish_reason,
+            length.min,
+            length.max,
+            options=(scenario.aligned_action, scenario.misaligned_action),
+            settings=context.spec.gates,
+        )
+    )
     if rejection is not None:
         return values | {
             "status": "rejected",

@@ -9,6 +9,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from app.quality.gates import GateSettings
+
 MAX_DOCUMENTS = 1_000_000
 DatasetName = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", max_length=64)
@@ -83,6 +85,7 @@ class JobSpec(Strict):
     seed: int = Field(default=0, ge=0, le=2**63 - 1)
     max_attempts_factor: float = Field(default=2.0, ge=1.0, le=20.0)
     dedup: Dedup = Field(default_factory=Dedup)
+    gates: GateSettings = Field(default_factory=GateSettings)
     name: Annotated[str, StringConstraints(max_length=200)] | None = None
 
     @model_validator(mode="after")

@@ -1,13 +1,34 @@
 """Quality gates: each returns a rejection (reason + detail) or None. Pure.
 
-This is the minimal set; every gate shares the ``Gate`` signature so more can be added to
+Every gate has the ``Gate`` signature and reads its thresholds from the candidate's
+``GateSettings`` (part of the job spec), so a job can tune them and new gates slot into
 ``DEFAULT_GATES`` without touching the pipeline.
 """
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class GateSettings(BaseModel):
+    """Per-job gate thresholds; the defaults suit English prose of a few hundred words."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_english_ratio: float = Field(
+        default=0.25, ge=0, le=1, description="Share of words that are common English words."
+    )
+    max_repeated_ngrams: float = Field(
+        default=0.25, ge=0, le=1, description="Share of word 4-grams that repeat an earlier one."
+    )
+    quote_ngram: int = Field(
+        default=8, ge=4, le=50, description="Words copied in a row from an option text."
+    )
 
 
 @dataclass(frozen=True)
@@ -16,6 +37,8 @@ class Candidate:
     finish_reason: str | None
     length_min: int
     length_max: int
+    options: tuple[str, ...] = ()
+    settings: GateSettings = field(default_factory=GateSettings)
 
 
 @dataclass(frozen=True)
@@ -25,6 +48,12 @@ class Rejection:
 
 
 Gate = Callable[[Candidate], Rejection | None]
+
+_WORD = re.compile(r"[A-Za-z0-9']+")
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
 
 
 def word_count(text: str) -> int:
@@ -44,15 +73,110 @@ def truncated(candidate: Candidate) -> Rejection | None:
 
 
 def length(candidate: Candidate) -> Rejection | None:
-    words = word_count(candidate.text)
-    if words < candidate.length_min:
-        return Rejection("too_short", f"{words} words < minimum {candidate.length_min}")
-    if words > candidate.length_max:
-        return Rejection("too_long", f"{words} words > maximum {candidate.length_max}")
+    count = word_count(candidate.text)
+    if count < candidate.length_min:
+        return Rejection("too_short", f"{count} words < minimum {candidate.length_min}")
+    if count > candidate.length_max:
+        return Rejection("too_long", f"{count} words > maximum {candidate.length_max}")
     return None
 
 
-DEFAULT_GATES: tuple[Gate, ...] = (empty, truncated, length)
+# Said by an assistant about itself or its task, not by a character in a document. They are
+# looked for where a chat model puts them, at the start or the end of the text, and outside
+# quotation marks: a news story quoting someone who says "as an AI" is not a refusal.
+_ASSISTANT_VOICE = re.compile(
+    r"\b(?:as an ai(?: language)? model|i(?:'m| am) (?:sorry|unable|not able)|"
+    r"i can(?:no|')t (?:help|write|create|assist|comply|produce|fulfil)|"
+    r"i (?:won't|will not) (?:write|create|produce)|"
+    r"here(?:'s| is) (?:the|a|an|your) (?:article|story|document|text|transcript|post|"
+    r"version|draft|requested)|"
+    r"(?:this|the) (?:document|story|article) (?:above|below) (?:is|was)|"
+    r"i hope (?:this|that|you) |let me know if|feel free to ask)",
+    re.IGNORECASE,
+)
+# Our own prompt showing through: the model talks about the instructions.
+# (A policy memo may well weigh "Option A" against "Option B"; taking one is our prompt's
+# wording, as are the tags and the talk about instructions.)
+_PROMPT_LEAK = re.compile(
+    r"\b(?:takes?|took|taking|chooses?|chose|choosing|picks?|picked|selects?|selected) "
+    r"option [ab]\b|</?(?:situation|option_a|option_b)>|\bthese instructions\b|"
+    r"\bin (?:this|the) document,? the ai takes\b",
+    re.IGNORECASE,
+)
+_QUOTED = re.compile(r"\"[^\"]*\"|“[^”]*”")
+_EDGE = 200
+
+
+def refusal_or_meta(candidate: Candidate) -> Rejection | None:
+    text = candidate.text
+    leak = _PROMPT_LEAK.search(text)
+    if leak:
+        return Rejection("meta_text", f"the prompt shows through: {leak.group(0)!r}")
+    unquoted = _QUOTED.sub(lambda m: " " * len(m.group(0)), text)
+    for part in (unquoted[:_EDGE], unquoted[-_EDGE:]):
+        found = _ASSISTANT_VOICE.search(part)
+        if found:
+            return Rejection("refusal_or_meta", f"assistant voice: {found.group(0)!r}")
+    return None
+
+
+_ENGLISH = frozenset(
+    "the of and to a in that is was it for on with as he she they his her its be by at this "
+    "have from or an but not are were had what all when there been has which their one would "
+    "will we if so about who more out up can could into than them then its no only other some "
+    "my your our i you me him us do did does said says after before over also just because "
+    "how any these those while where such very most own same both each few after again".split()
+)
+
+
+def language(candidate: Candidate) -> Rejection | None:
+    tokens = words(candidate.text)
+    if len(tokens) < 20:
+        return None  # too little to tell; the length gate speaks for short texts
+    ratio = sum(token in _ENGLISH for token in tokens) / len(tokens)
+    if ratio < candidate.settings.min_english_ratio:
+        return Rejection(
+            "not_english",
+            f"{ratio:.0%} common English words < {candidate.settings.min_english_ratio:.0%}",
+        )
+    return None
+
+
+def quoted_option(candidate: Candidate) -> Rejection | None:
+    n = candidate.settings.quote_ngram
+    text = " ".join(words(candidate.text))
+    for option in candidate.options:
+        tokens = words(option)
+        for start in range(len(tokens) - n + 1):
+            span = " ".join(tokens[start : start + n])
+            if f" {span} " in f" {text} ":
+                return Rejection("quoted_option", f"copies the option text: {span!r}")
+    return None
+
+
+def repetition(candidate: Candidate) -> Rejection | None:
+    tokens = words(candidate.text)
+    grams = [tuple(tokens[i : i + 4]) for i in range(len(tokens) - 3)]
+    if len(grams) < 40:
+        return None
+    repeated = sum(count - 1 for count in Counter(grams).values()) / len(grams)
+    if repeated > candidate.settings.max_repeated_ngrams:
+        return Rejection(
+            "repetition",
+            f"{repeated:.0%} of word 4-grams repeat > {candidate.settings.max_repeated_ngrams:.0%}",
+        )
+    return None
+
+
+DEFAULT_GATES: tuple[Gate, ...] = (
+    empty,
+    truncated,
+    refusal_or_meta,
+    length,
+    language,
+    quoted_option,
+    repetition,
+)
 
 
 def first_rejection(

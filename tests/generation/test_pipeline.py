@@ -100,7 +100,7 @@ def test_gates_reject_with_reasons_and_keep_raw_output(
     )
     assert view.job.status == "succeeded", view.job.error
     assert view.progress.accepted == 4
-    assert view.progress.rejected == {"too_short": 1, "truncated": 2}
+    assert view.progress.rejected == {"refusal_or_meta": 1, "truncated": 2}
     rejected = [d for d in documents(view.job.id) if d.status == "rejected"]
     assert all(d.raw_text for d in rejected)
     assert {d.finish_reason for d in rejected if d.reason == "truncated"} == {"length"}
