@@ -11,8 +11,8 @@ def test_near_copies_are_caught_and_the_first_one_kept() -> None:
     base = compose("original", 1, 1500)
     words = base.split()
     rng = random.Random(3)
-    for index in rng.sample(range(len(words)), len(words) // 100):
-        words[index] = "changed"
+    for position in rng.sample(range(len(words)), len(words) // 100):
+        words[position] = "changed"
     near = " ".join(words)
     other = compose("unrelated", 2, 1500)
     rows = signatures([base, near, other]).rows
