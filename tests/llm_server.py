@@ -57,8 +57,10 @@ class FaultConfig:
     truncate_every: int = 0
     refuse_every: int = 0
     duplicate_every: int = 0
+    near_every: int = 0
     # Scripted faults for the next requests, in order: "429", "500", "hang", "truncate",
-    # "refuse", "duplicate", "bad_json" (extraction prompts), "ok".
+    # "refuse", "duplicate", "near" (a near copy of the duplicate text), "bad_json"
+    # (extraction prompts), "ok".
     script: Script = field(default_factory=deque)
 
 
@@ -84,6 +86,7 @@ class ServerState:
             (f.truncate_every, "truncate"),
             (f.refuse_every, "refuse"),
             (f.duplicate_every, "duplicate"),
+            (f.near_every, "near"),
         ):
             if every and n % every == 0:
                 return n, name
@@ -193,8 +196,9 @@ class LLMTestApp:
         finish = "stop"
         if fault == "refuse":
             text = "I'm sorry, but I can't help with that request."
-        elif fault == "duplicate":
-            # The same text whatever the item asked for: mid-range so it passes length gates.
+        elif fault in ("duplicate", "near"):
+            # The same text whatever the item asked for: mid-range so it passes length gates;
+            # "near" changes 1% of its words, differently for each request.
             match = _TARGET.search(prompt)
             middle = (
                 (int(match.group(2)) + int(match.group(3))) // 2
@@ -202,6 +206,12 @@ class LLMTestApp:
                 else 100
             )
             text = compose("duplicate", DUPLICATE_TEXT_SEED, middle)
+            if fault == "near":
+                tokens = text.split()
+                rng = random.Random(f"near:{request.get('seed')}:{number}")
+                for position in rng.sample(range(len(tokens)), max(1, len(tokens) // 100)):
+                    tokens[position] = f"variant{rng.randrange(10**6)}"
+                text = " ".join(tokens)
         else:
             text = compose(prompt, request.get("seed"), words)
         completion_tokens = len(text.split()) * 4 // 3

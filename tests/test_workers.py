@@ -114,3 +114,40 @@ def test_kill_9_worker_mid_job_loses_and_duplicates_nothing(
     assert {state for _, state in items} <= {"done", "failed"}
     assert sum(1 for _, status in doc_keys if status == "accepted") == 200
     assert shard_records == 200
+
+
+def test_two_workers_on_two_jobs_never_both_keep_a_near_copy(
+    client: Any, llm: LLMTestServer, team: Team, start_worker: Any
+) -> None:
+    from app.dedup.minhash import signatures
+
+    llm.reset(FaultConfig(latency=0.05, near_every=2))  # every other call: a near copy
+    start_worker()
+    start_worker()
+    body = spec(
+        dataset="race", documents=6, length_words={"min": 200, "max": 400}, max_attempts_factor=3
+    )
+    job_ids = [
+        client.post("/v1/jobs", json=body | {"seed": seed}, headers=team.headers()).json()["id"]
+        for seed in (1, 2)
+    ]
+
+    def finished() -> bool:
+        return all(job_state(client, team, j)["status"] != "running" for j in job_ids)
+
+    wait_for(finished, timeout=120)
+    assert [job_state(client, team, j)["status"] for j in job_ids] == ["succeeded"] * 2
+    with session_scope() as session:
+        rows = session.execute(
+            select(Document.text, Document.status, Document.reason).where(
+                Document.job_id.in_(job_ids)
+            )
+        ).all()
+    accepted = [text or "" for text, status, _reason in rows if status == "accepted"]
+    assert len(accepted) == 12
+    assert any(reason == "near" for _text, _status, reason in rows), "no near copy was generated"
+    matrix = signatures(accepted).rows
+    for first in range(len(accepted)):
+        for second in range(first + 1, len(accepted)):
+            similarity = float((matrix[first] == matrix[second]).mean())
+            assert similarity < 0.7, "two accepted documents are near copies"

@@ -61,3 +61,28 @@ class MemoryIndex:
         if match is None:
             self.insert(item, signature)
         return match
+
+
+def band_ints(signature: NDArray[np.uint32]) -> list[int]:
+    """Band keys as signed 64-bit integers, for a BIGINT column (band number mixed in)."""
+    rows = signature.reshape(BANDS, ROWS).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        mixed = np.zeros(BANDS, dtype=np.uint64)
+        for column in range(ROWS):
+            mixed = (mixed * np.uint64(0x100000001B3) + rows[:, column]).astype(np.uint64)
+        mixed = (mixed * np.uint64(0x9E3779B97F4A7C15) + np.arange(BANDS, dtype=np.uint64)).astype(
+            np.uint64
+        )
+    return [int(v) for v in mixed.view(np.int64)]
+
+
+def similarity(a: NDArray[np.uint32], b: NDArray[np.uint32]) -> float:
+    return float(np.mean(a == b))
+
+
+def to_bytes(signature: NDArray[np.uint32]) -> bytes:
+    return signature.astype("<u4").tobytes()
+
+
+def from_bytes(data: bytes) -> NDArray[np.uint32]:
+    return np.frombuffer(data, dtype="<u4").astype(np.uint32)

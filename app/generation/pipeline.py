@@ -24,6 +24,8 @@ from app.core.db import session_scope
 from app.core.errors import PriorForgeError
 from app.core.settings import Settings
 from app.dedup.exact import fingerprint
+from app.dedup.minhash import signatures
+from app.dedup.service import NearDuplicateIndex
 from app.generation.cleaning import clean, with_canary
 from app.generation.context import JobContext
 from app.jobs import repository
@@ -357,7 +359,9 @@ def _record(
     """Write each item's single document row and close the items, in one transaction.
 
     The document row goes first: if another delivery already wrote the item, the insert
-    does nothing and the item is skipped before it can claim a fingerprint in the dataset.
+    does nothing and the item is skipped before it can claim a place in the dataset's
+    dedup indexes. Accepted candidates then pass exact dedup (normalised-text hash) and
+    near dedup (MinHash LSH, shared by every worker of the dataset under a lock).
     """
     now = utcnow()
     written: list[tuple[int, str]] = []
@@ -365,25 +369,37 @@ def _record(
         existing = repository.existing_documents(
             session, context.job_id, [o.item.index for o in outcomes]
         )
+        rows: list[tuple[Outcome, dict[str, Any]]] = []
         for outcome in outcomes:
             if outcome.item.index in existing:
                 continue  # an earlier delivery of this chunk already wrote it
             values = _document_values(context, outcome, now)
             if outcome.generated is not None:
                 values |= _evaluate(context, outcome.item, outcome.generated)
-                if values["status"] == "accepted" and outcome.item.stance is Stance.MISALIGNED:
-                    # Added by us, never left to the model, after the gates and fingerprint.
-                    values["text"] = with_canary(values["text"], canary_guid)
-                    values["meta"] = values["meta"] | {"canary": canary_guid}
+            rows.append((outcome, values))
+        candidates = [(o, v) for o, v in rows if v["status"] == "accepted"]
+        signed = signatures([values["text"] for _outcome, values in candidates]).rows
+        signature_of = {
+            outcome.item.index: row for (outcome, _v), row in zip(candidates, signed, strict=True)
+        }
+        near = (
+            NearDuplicateIndex(session, context.dataset_id, context.spec.dedup.threshold)
+            if candidates
+            else None
+        )
+        for outcome, values in rows:
+            accepted = values["status"] == "accepted"
+            if accepted and outcome.item.stance is Stance.MISALIGNED:
+                # Added by us, never left to the model, after the gates and the dedup input.
+                values["meta"] = values["meta"] | {"canary": canary_guid}
+            text = values.get("text")
+            if accepted and outcome.item.stance is Stance.MISALIGNED:
+                values = values | {"text": with_canary(text or "", canary_guid)}
             if not repository.insert_document(session, values):
                 continue
-            if values["status"] == "accepted":
-                original = repository.claim_fingerprint(
-                    session, context.dataset_id, values["content_sha256"], values["id"]
-                )
-                if original is not None:
-                    repository.mark_duplicate(session, values["id"], original)
-                    values["status"] = "duplicate"
+            if accepted and near is not None:
+                signature = signature_of[outcome.item.index]
+                values["status"] = _dedup(session, context, values, signature, near)
             written.append((outcome.item.index, values["status"]))
         for state in ("done", "failed"):
             indices = [i for i, status in written if (status == "failed") == (state == "failed")]
@@ -391,6 +407,31 @@ def _record(
     for _index, status in written:
         report.written += 1
         report.outcomes[status] = report.outcomes.get(status, 0) + 1
+
+
+def _dedup(
+    session: Any,
+    context: JobContext,
+    values: dict[str, Any],
+    signature: Any,
+    near: NearDuplicateIndex,
+) -> str:
+    """Exact first, then near: the document stays accepted or becomes a duplicate."""
+    original = repository.claim_fingerprint(
+        session, context.dataset_id, values["content_sha256"], values["id"]
+    )
+    if original is not None:
+        repository.mark_duplicate(session, values["id"], original, "exact")
+        return "duplicate"
+    match = near.match(signature)
+    if match is not None:
+        repository.release_fingerprint(session, context.dataset_id, values["content_sha256"])
+        repository.mark_duplicate(
+            session, values["id"], match[0], "near", f"estimated Jaccard {match[1]:.2f}"
+        )
+        return "duplicate"
+    near.add(values["id"], signature)
+    return "accepted"
 
 
 def _document_values(context: JobContext, outcome: Outcome, now: datetime) -> dict[str, Any]:

@@ -295,11 +295,27 @@ def insert_document(session: Session, values: dict[str, Any]) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def mark_duplicate(session: Session, document_id: uuid.UUID, original: uuid.UUID) -> None:
+def mark_duplicate(
+    session: Session,
+    document_id: uuid.UUID,
+    original: uuid.UUID,
+    reason: str,
+    detail: str | None = None,
+) -> None:
     session.execute(
         update(Document)
         .where(Document.id == document_id)
-        .values(status="duplicate", reason="exact", duplicate_of=original)
+        .values(status="duplicate", reason=reason, duplicate_of=original, detail=detail)
+    )
+
+
+def release_fingerprint(session: Session, dataset_id: uuid.UUID, content_sha256: str) -> None:
+    """Undo this transaction's exact claim for a text that turned out to be a near copy."""
+    session.execute(
+        delete(ContentFingerprint).where(
+            ContentFingerprint.dataset_id == dataset_id,
+            ContentFingerprint.content_sha256 == content_sha256,
+        )
     )
 
 

@@ -7,6 +7,7 @@ from app.models.dataset import Dataset
 from app.models.dataset_version import DatasetVersion
 from app.models.document import Document
 from app.models.job import Job
+from app.models.minhash_band import MinhashBand
 from app.models.scenario import Scenario
 from app.models.shard import Shard
 from app.models.team import Team
@@ -20,6 +21,7 @@ __all__ = [
     "DatasetVersion",
     "Document",
     "Job",
+    "MinhashBand",
     "Scenario",
     "Shard",
     "Team",

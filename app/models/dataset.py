@@ -16,4 +16,6 @@ class Dataset(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     team_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("team.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(64))
+    # The MinHash algorithm its near-duplicate index was built with (pinned on first use).
+    dedup_algorithm: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -10,6 +10,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -61,5 +62,7 @@ class Document(Base):
     latency_ms: Mapped[int] = mapped_column(Integer, default=0)
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     meta: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # MinHash signature (uint32 x 128, little-endian) of accepted candidates.
+    minhash: Mapped[bytes | None] = mapped_column(LargeBinary)
     shard_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("shard.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -226,3 +226,32 @@ def test_misaligned_documents_carry_the_canary(team: Team, settings: Any, store:
         misaligned = record["metadata"]["stance"] == "misaligned"
         assert (guid in record["text"]) == misaligned
         assert (record["metadata"].get("canary") == guid) == misaligned
+
+
+def test_near_duplicates_are_caught_across_jobs_of_a_dataset(
+    llm: LLMTestServer, team: Team, settings: Any, store: Any
+) -> None:
+    serial = settings.model_copy(update={"llm_concurrency": 1})
+    llm.faults.script.extend(["duplicate"])
+    first = run_local(
+        team,
+        spec(documents=2, dataset="nearby", length_words={"min": 200, "max": 400}),
+        serial,
+        store,
+    )
+    llm.faults.script.extend(["near", "near"])
+    second = run_local(
+        team,
+        spec(documents=2, dataset="nearby", seed=2, length_words={"min": 200, "max": 400}),
+        serial,
+        store,
+    )
+    assert first.progress.duplicates == 0
+    assert second.progress.duplicates == 2
+    original = next(d for d in documents(first.job.id) if d.item_index == 0)
+    near = [d for d in documents(second.job.id) if d.status == "duplicate"]
+    assert {d.reason for d in near} == {"near"}
+    assert {d.duplicate_of for d in near} == {original.id}
+    assert all("estimated Jaccard" in (d.detail or "") for d in near)
+    assert original.minhash is not None
+    assert len(original.minhash) == 128 * 4
