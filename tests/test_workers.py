@@ -133,7 +133,8 @@ def test_two_workers_on_two_jobs_never_both_keep_a_near_copy(
     ]
 
     def finished() -> bool:
-        return all(job_state(client, team, j)["status"] != "running" for j in job_ids)
+        terminal = ("succeeded", "failed", "cancelled")
+        return all(job_state(client, team, j)["status"] in terminal for j in job_ids)
 
     wait_for(finished, timeout=120)
     assert [job_state(client, team, j)["status"] for j in job_ids] == ["succeeded"] * 2

@@ -23,17 +23,25 @@ def lock_dataset(session: Session, dataset_id: uuid.UUID) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
-def candidates(session: Session, dataset_id: uuid.UUID, keys: Sequence[int]) -> set[uuid.UUID]:
-    return set(
-        session.scalars(
-            select(MinhashBand.document_id).where(
-                MinhashBand.dataset_id == dataset_id, MinhashBand.band_key.in_(keys)
-            )
+def buckets(
+    session: Session, dataset_id: uuid.UUID, keys: Sequence[int]
+) -> dict[int, list[uuid.UUID]]:
+    found: dict[int, list[uuid.UUID]] = {}
+    if not keys:
+        return found
+    rows = session.execute(
+        select(MinhashBand.band_key, MinhashBand.document_id).where(
+            MinhashBand.dataset_id == dataset_id, MinhashBand.band_key.in_(keys)
         )
     )
+    for key, document_id in rows:
+        found.setdefault(key, []).append(document_id)
+    return found
 
 
 def signatures_of(session: Session, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, bytes]:
+    if not ids:
+        return {}
     rows = session.execute(
         select(Document.id, Document.minhash).where(
             Document.id.in_(ids), Document.minhash.is_not(None)
@@ -42,17 +50,17 @@ def signatures_of(session: Session, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID,
     return {row.id: row.minhash for row in rows}
 
 
-def add(
-    session: Session, dataset_id: uuid.UUID, document_id: uuid.UUID, keys: Sequence[int]
+def add_many(
+    session: Session, dataset_id: uuid.UUID, entries: Sequence[tuple[uuid.UUID, Sequence[int]]]
 ) -> None:
-    session.execute(
-        insert_ignoring_conflicts(session, MinhashBand),
-        [{"dataset_id": dataset_id, "band_key": k, "document_id": document_id} for k in keys],
-    )
-
-
-def store_signature(session: Session, document_id: uuid.UUID, signature: bytes) -> None:
-    session.execute(update(Document).where(Document.id == document_id).values(minhash=signature))
+    rows = [
+        {"dataset_id": dataset_id, "band_key": key, "document_id": document_id}
+        for document_id, keys in entries
+        for key in keys
+    ]
+    if rows:
+        # The Core table: thousands of rows per batch need no ORM bookkeeping.
+        session.execute(insert_ignoring_conflicts(session, MinhashBand.__table__), rows)
 
 
 def pin_algorithm(session: Session, dataset_id: uuid.UUID, algorithm: str) -> str:

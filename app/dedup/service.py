@@ -4,22 +4,34 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy.orm import Session
 
 from app.dedup import repository
-from app.dedup.lsh import VERIFY_MARGIN, band_ints, from_bytes, similarity, to_bytes
+from app.dedup.lsh import VERIFY_MARGIN, band_ints, from_bytes, similarity
 from app.dedup.minhash import ALGORITHM
 
 log = logging.getLogger(__name__)
 
 
 class NearDuplicateIndex:
-    """Check-then-add under a per-dataset lock: exactly one of two near copies is kept."""
+    """Check-then-add under a per-dataset lock: exactly one of two near copies is kept.
 
-    def __init__(self, session: Session, dataset_id: uuid.UUID, threshold: float) -> None:
+    Built per write batch: one query finds every stored document sharing a band with any
+    candidate of the batch, one loads their signatures, and the batch's own additions are
+    kept in memory until ``flush`` writes their buckets in one statement.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        dataset_id: uuid.UUID,
+        threshold: float,
+        batch: Sequence[NDArray[np.uint32]],
+    ) -> None:
         self.session = session
         self.dataset_id = dataset_id
         self.threshold = threshold
@@ -29,23 +41,36 @@ class NearDuplicateIndex:
             log.warning(
                 "dataset %s was indexed with %s, this worker computes %s: near-duplicate "
                 "matches against older documents may be missed",
-                dataset_id,
-                pinned,
-                ALGORITHM,
-            )
+                dataset_id, pinned, ALGORITHM,
+            )  # fmt: skip
+        keys = sorted({key for signature in batch for key in band_ints(signature)})
+        self.buckets = repository.buckets(session, dataset_id, keys)
+        stored = repository.signatures_of(
+            session, sorted({i for ids in self.buckets.values() for i in ids})
+        )
+        self.signatures = {doc: from_bytes(data) for doc, data in stored.items()}
+        self.pending: list[tuple[uuid.UUID, list[int]]] = []
 
     def match(self, signature: NDArray[np.uint32]) -> tuple[uuid.UUID, float] | None:
-        keys = band_ints(signature)
-        found = repository.candidates(self.session, self.dataset_id, keys)
-        if not found:
-            return None
         best: tuple[uuid.UUID, float] | None = None
-        for document_id, stored in repository.signatures_of(self.session, list(found)).items():
-            score = similarity(signature, from_bytes(stored))
-            if score >= self.threshold - VERIFY_MARGIN and (best is None or score > best[1]):
-                best = (document_id, score)
+        seen: set[uuid.UUID] = set()
+        for key in band_ints(signature):
+            for candidate in self.buckets.get(key, ()):
+                if candidate in seen or candidate not in self.signatures:
+                    continue
+                seen.add(candidate)
+                score = similarity(signature, self.signatures[candidate])
+                if score >= self.threshold - VERIFY_MARGIN and (best is None or score > best[1]):
+                    best = (candidate, score)
         return best
 
     def add(self, document_id: uuid.UUID, signature: NDArray[np.uint32]) -> None:
-        repository.store_signature(self.session, document_id, to_bytes(signature))
-        repository.add(self.session, self.dataset_id, document_id, band_ints(signature))
+        keys = band_ints(signature)
+        self.signatures[document_id] = signature
+        for key in keys:
+            self.buckets.setdefault(key, []).append(document_id)
+        self.pending.append((document_id, keys))
+
+    def flush(self) -> None:
+        repository.add_many(self.session, self.dataset_id, self.pending)
+        self.pending = []

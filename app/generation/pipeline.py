@@ -24,6 +24,7 @@ from app.core.db import session_scope
 from app.core.errors import PriorForgeError
 from app.core.settings import Settings
 from app.dedup.exact import fingerprint
+from app.dedup.lsh import to_bytes
 from app.dedup.minhash import signatures
 from app.dedup.service import NearDuplicateIndex
 from app.generation.cleaning import clean, with_canary
@@ -383,7 +384,9 @@ def _record(
             outcome.item.index: row for (outcome, _v), row in zip(candidates, signed, strict=True)
         }
         near = (
-            NearDuplicateIndex(session, context.dataset_id, context.spec.dedup.threshold)
+            NearDuplicateIndex(
+                session, context.dataset_id, context.spec.dedup.threshold, list(signed)
+            )
             if candidates
             else None
         )
@@ -395,12 +398,16 @@ def _record(
             text = values.get("text")
             if accepted and outcome.item.stance is Stance.MISALIGNED:
                 values = values | {"text": with_canary(text or "", canary_guid)}
+            if accepted:
+                values["minhash"] = to_bytes(signature_of[outcome.item.index])
             if not repository.insert_document(session, values):
                 continue
             if accepted and near is not None:
                 signature = signature_of[outcome.item.index]
                 values["status"] = _dedup(session, context, values, signature, near)
             written.append((outcome.item.index, values["status"]))
+        if near is not None:
+            near.flush()
         for state in ("done", "failed"):
             indices = [i for i, status in written if (status == "failed") == (state == "failed")]
             repository.finish_items(session, context.job_id, indices, state, now)
