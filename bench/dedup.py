@@ -82,7 +82,7 @@ def main() -> None:
         f" | ratio {theirs / ours:.1f}x"
     )
 
-    index = MemoryIndex(threshold=args.threshold)
+    index: MemoryIndex[str] = MemoryIndex(threshold=args.threshold)
     started = time.perf_counter()
     flagged: dict[int, int] = {}
     for position, row in enumerate(rows):

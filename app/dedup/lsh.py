@@ -9,58 +9,20 @@ pairs well below it stay out.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
+
+from app.dedup.minhash import estimated_jaccard
 
 BANDS = 32
 ROWS = 4
 VERIFY_MARGIN = 0.05
 
-
-def band_keys(signature: NDArray[np.uint32]) -> list[bytes]:
-    rows = signature.reshape(BANDS, ROWS)
-    return [bytes([band]) + rows[band].tobytes() for band in range(BANDS)]
-
-
-@dataclass
-class MemoryIndex:
-    """Signatures by id, and ids by band bucket; first come, first kept."""
-
-    threshold: float
-    signatures: dict[str, NDArray[np.uint32]] = field(default_factory=dict)
-    buckets: dict[bytes, list[str]] = field(default_factory=dict)
-
-    def query(self, signature: NDArray[np.uint32]) -> tuple[str, float] | None:
-        """The most similar indexed item above the (margined) threshold, if any."""
-        best: tuple[str, float] | None = None
-        seen: set[str] = set()
-        for key in band_keys(signature):
-            for candidate in self.buckets.get(key, ()):
-                if candidate in seen:
-                    continue
-                seen.add(candidate)
-                similarity = float(np.mean(self.signatures[candidate] == signature))
-                if similarity >= self.threshold - VERIFY_MARGIN and (
-                    best is None or similarity > best[1]
-                ):
-                    best = (candidate, similarity)
-        return best
-
-    def insert(self, item: str, signature: NDArray[np.uint32]) -> None:
-        self.signatures[item] = signature
-        for key in band_keys(signature):
-            self.buckets.setdefault(key, []).append(item)
-
-    def add_unless_duplicate(
-        self, item: str, signature: NDArray[np.uint32]
-    ) -> tuple[str, float] | None:
-        """Insert the item, or return what it duplicates (and leave the index unchanged)."""
-        match = self.query(signature)
-        if match is None:
-            self.insert(item, signature)
-        return match
+Key = TypeVar("Key", bound=Hashable)
 
 
 def band_ints(signature: NDArray[np.uint32]) -> list[int]:
@@ -76,8 +38,44 @@ def band_ints(signature: NDArray[np.uint32]) -> list[int]:
     return [int(v) for v in mixed.view(np.int64)]
 
 
-def similarity(a: NDArray[np.uint32], b: NDArray[np.uint32]) -> float:
-    return float(np.mean(a == b))
+@dataclass
+class MemoryIndex(Generic[Key]):
+    """Signatures by id, and ids by band bucket; first come, first kept."""
+
+    threshold: float
+    signatures: dict[Key, NDArray[np.uint32]] = field(default_factory=dict)
+    buckets: dict[int, list[Key]] = field(default_factory=dict)
+
+    def query(self, signature: NDArray[np.uint32]) -> tuple[Key, float] | None:
+        """The most similar indexed item above the (margined) threshold, if any."""
+        best: tuple[Key, float] | None = None
+        seen: set[Key] = set()
+        for key in band_ints(signature):
+            for candidate in self.buckets.get(key, ()):
+                if candidate in seen or candidate not in self.signatures:
+                    continue
+                seen.add(candidate)
+                score = estimated_jaccard(self.signatures[candidate], signature)
+                if score >= self.threshold - VERIFY_MARGIN and (best is None or score > best[1]):
+                    best = (candidate, score)
+        return best
+
+    def insert(self, item: Key, signature: NDArray[np.uint32]) -> list[int]:
+        """Index the item; return its band keys."""
+        keys = band_ints(signature)
+        self.signatures[item] = signature
+        for key in keys:
+            self.buckets.setdefault(key, []).append(item)
+        return keys
+
+    def add_unless_duplicate(
+        self, item: Key, signature: NDArray[np.uint32]
+    ) -> tuple[Key, float] | None:
+        """Insert the item, or return what it duplicates (and leave the index unchanged)."""
+        match = self.query(signature)
+        if match is None:
+            self.insert(item, signature)
+        return match
 
 
 def to_bytes(signature: NDArray[np.uint32]) -> bytes:

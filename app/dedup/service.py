@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 from sqlalchemy.orm import Session
 
 from app.dedup import repository
-from app.dedup.lsh import VERIFY_MARGIN, band_ints, from_bytes, similarity
+from app.dedup.lsh import MemoryIndex, band_ints, from_bytes
 from app.dedup.minhash import ALGORITHM
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,6 @@ class NearDuplicateIndex:
     ) -> None:
         self.session = session
         self.dataset_id = dataset_id
-        self.threshold = threshold
         repository.lock_dataset(session, dataset_id)
         pinned = repository.pin_algorithm(session, dataset_id, ALGORITHM)
         if pinned != ALGORITHM:
@@ -44,32 +43,22 @@ class NearDuplicateIndex:
                 dataset_id, pinned, ALGORITHM,
             )  # fmt: skip
         keys = sorted({key for signature in batch for key in band_ints(signature)})
-        self.buckets = repository.buckets(session, dataset_id, keys)
+        buckets = repository.buckets(session, dataset_id, keys)
         stored = repository.signatures_of(
-            session, sorted({i for ids in self.buckets.values() for i in ids})
+            session, sorted({i for ids in buckets.values() for i in ids})
         )
-        self.signatures = {doc: from_bytes(data) for doc, data in stored.items()}
+        self.memory: MemoryIndex[uuid.UUID] = MemoryIndex(
+            threshold,
+            signatures={doc: from_bytes(data) for doc, data in stored.items()},
+            buckets=buckets,
+        )
         self.pending: list[tuple[uuid.UUID, list[int]]] = []
 
     def match(self, signature: NDArray[np.uint32]) -> tuple[uuid.UUID, float] | None:
-        best: tuple[uuid.UUID, float] | None = None
-        seen: set[uuid.UUID] = set()
-        for key in band_ints(signature):
-            for candidate in self.buckets.get(key, ()):
-                if candidate in seen or candidate not in self.signatures:
-                    continue
-                seen.add(candidate)
-                score = similarity(signature, self.signatures[candidate])
-                if score >= self.threshold - VERIFY_MARGIN and (best is None or score > best[1]):
-                    best = (candidate, score)
-        return best
+        return self.memory.query(signature)
 
     def add(self, document_id: uuid.UUID, signature: NDArray[np.uint32]) -> None:
-        keys = band_ints(signature)
-        self.signatures[document_id] = signature
-        for key in keys:
-            self.buckets.setdefault(key, []).append(document_id)
-        self.pending.append((document_id, keys))
+        self.pending.append((document_id, self.memory.insert(document_id, signature)))
 
     def flush(self) -> None:
         repository.add_many(self.session, self.dataset_id, self.pending)

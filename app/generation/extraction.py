@@ -62,19 +62,9 @@ async def _extract(
             if not await watch.active():
                 return
             prompt = prompt_library().render_extraction(source, job.spec.per_source)
-            try:
-                outcome: Completion | CompletionFailed = await client.complete(
-                    prompt.messages,
-                    model=model,
-                    temperature=sampling.temperature,
-                    top_p=sampling.top_p,
-                    max_tokens=sampling.max_tokens,
-                    seed=index,
-                    frequency_penalty=sampling.frequency_penalty,
-                    presence_penalty=sampling.presence_penalty,
-                )
-            except CompletionFailed as failure:
-                outcome = failure
+            outcome = await client.complete_sampled(
+                prompt.messages, model=model, sampling=sampling, seed=index
+            )
         await asyncio.to_thread(_record, job, index, outcome, provider, model, report)
         remaining.discard(index)
 

@@ -18,7 +18,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from app.core.db import session_scope
 from app.core.errors import PriorForgeError
@@ -111,6 +114,7 @@ def run_chunk(
     report.leased = len(leased)
 
     if kind == jobs.EXTRACT_SCENARIOS:
+        # Imported here: the extraction runner builds on this module's loop and heartbeat.
         from app.generation import extraction as extracting
 
         if leased:
@@ -121,31 +125,34 @@ def run_chunk(
                 settings=settings,
                 report=report,
             )
-        with session_scope() as session:
-            report.job_status = jobs.advance_job(
-                session, job_id, dispatcher=dispatcher, settings=settings, store=store
-            )
-        return report
-
-    runnable: list[PlannedItem] = []
-    for lease in leased:
-        item = PlannedItem.from_json(lease.plan)
-        if lease.attempts > settings.max_item_attempts:
-            _record(
-                context, [Outcome(item, None, lease.attempts - 1)], report, settings.canary_guid
-            )
-        else:
-            runnable.append(item)
-
-    if runnable:
-        provider = context.provider(settings)
-        event_loop().run(_generate(context, provider, runnable, worker_id, settings, report))
+    else:
+        _run_generation(context, leased, worker_id, settings, report)
 
     with session_scope() as session:
         report.job_status = jobs.advance_job(
             session, job_id, dispatcher=dispatcher, settings=settings, store=store
         )
     return report
+
+
+def _run_generation(
+    context: JobContext,
+    leased: list[repository.LeasedItem],
+    worker_id: str,
+    settings: Settings,
+    report: ChunkReport,
+) -> None:
+    runnable: list[PlannedItem] = []
+    for lease in leased:
+        item = PlannedItem.from_json(lease.plan)
+        if lease.attempts > settings.max_item_attempts:
+            lost = Outcome(item, None, lease.attempts - 1)
+            _record(context, [lost], report, settings.canary_guid)
+        else:
+            runnable.append(item)
+    if runnable:
+        provider = context.provider(settings)
+        event_loop().run(_generate(context, provider, runnable, worker_id, settings, report))
 
 
 _local = threading.local()
@@ -167,7 +174,7 @@ def close_thread_resources() -> None:
         return
     clients: dict[ProviderConfig, ChatClient] = _local.clients
     for client in clients.values():
-        runner.run(client.__aexit__(None, None, None))
+        runner.run(client.close())
     clients.clear()
     runner.close()
     _local.runner = None
@@ -216,19 +223,9 @@ async def _generate(
             if not await watch.active():
                 return
             rendered = context.render(item)
-            try:
-                completion: Completion | CompletionFailed = await client.complete(
-                    rendered.messages,
-                    model=model,
-                    temperature=sampling.temperature,
-                    top_p=sampling.top_p,
-                    max_tokens=sampling.max_tokens,
-                    seed=item.sampling_seed,
-                    frequency_penalty=sampling.frequency_penalty,
-                    presence_penalty=sampling.presence_penalty,
-                )
-            except CompletionFailed as failure:
-                completion = failure
+            completion = await client.complete_sampled(
+                rendered.messages, model=model, sampling=sampling, seed=item.sampling_seed
+            )
         await finished.put(Outcome(item, (rendered, completion, provider, model)))
 
     async def writer() -> None:
@@ -417,10 +414,10 @@ def _record(
 
 
 def _dedup(
-    session: Any,
+    session: Session,
     context: JobContext,
     values: dict[str, Any],
-    signature: Any,
+    signature: NDArray[np.uint32],
     near: NearDuplicateIndex,
 ) -> str:
     """Exact first, then near: the document stays accepted or becomes a duplicate."""

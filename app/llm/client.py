@@ -19,6 +19,7 @@ from typing import Any
 import openai
 from openai import AsyncOpenAI
 
+from app.jobs.spec import Sampling
 from app.llm.provider import ProviderConfig
 
 
@@ -89,7 +90,28 @@ class ChatClient:
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
         await self._client.close()
+
+    async def complete_sampled(
+        self, messages: list[dict[str, str]], *, model: str, sampling: Sampling, seed: int
+    ) -> Completion | CompletionFailed:
+        """``complete`` with a job's sampling settings; a failure is returned, not raised."""
+        try:
+            return await self.complete(
+                messages,
+                model=model,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                max_tokens=sampling.max_tokens,
+                seed=seed,
+                frequency_penalty=sampling.frequency_penalty,
+                presence_penalty=sampling.presence_penalty,
+            )
+        except CompletionFailed as failure:
+            return failure
 
     def _backoff(self, attempt: int, requested: float | None) -> float:
         cap = self.config.backoff_max_seconds

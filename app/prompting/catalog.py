@@ -9,6 +9,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from app.core.errors import InvalidRequest
 from app.core.paths import PROMPTS_DIR
 
 CATALOG_PATH = PROMPTS_DIR / "surface_forms.toml"
@@ -51,8 +52,6 @@ def select_forms(
     ids: list[str], catalog: dict[str, SurfaceForm] | None = None
 ) -> list[SurfaceForm]:
     """The forms a spec names, or the whole catalog when it names none."""
-    from app.core.errors import InvalidRequest
-
     catalog = builtin_catalog() if catalog is None else catalog
     if not ids:
         return list(catalog.values())

@@ -18,7 +18,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from app.core.paths import PROMPTS_DIR
 from app.jobs.planner import PlannedItem
 from app.prompting.catalog import SurfaceForm
-from app.scenarios.bank import Scenario
+from app.scenarios.bank import Scenario, Topic
 
 TEMPLATES_DIR = PROMPTS_DIR / "templates"
 
@@ -81,8 +81,6 @@ class PromptLibrary:
         return RenderedPrompt(messages=messages, sha256=digest, template_version=self.version)
 
     def render_extraction(self, source: object, per_source: int) -> RenderedPrompt:
-        from app.scenarios.bank import Topic
-
         variables = {
             "source": source,
             "per_source": per_source,

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import itertools
 import random
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from datasketch import MinHash
 
-_WORD = re.compile(r"[a-z0-9']+")
+from app.quality.gates import words
+
 SHINGLE = 5
 PERMUTATIONS = 128
 MAX_PAIRS = 20_000
-
-
-def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
 
 
 def distinct_n(texts: Sequence[str], n: int) -> float:

@@ -16,7 +16,7 @@ def test_near_copies_are_caught_and_the_first_one_kept() -> None:
     near = " ".join(words)
     other = compose("unrelated", 2, 1500)
     rows = signatures([base, near, other]).rows
-    index = MemoryIndex(threshold=0.7)
+    index: MemoryIndex[str] = MemoryIndex(threshold=0.7)
     assert index.add_unless_duplicate("base", rows[0]) is None
     match = index.add_unless_duplicate("near", rows[1])
     assert match is not None
