@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from app.core import problems
 from app.datasets.router import router as datasets_router
+from app.evalsets.router import router as evalsets_router
 from app.health.router import router as health_router
 from app.jobs.router import router as jobs_router
 from app.prompting.router import router as prompts_router
@@ -23,6 +24,7 @@ def create_app() -> FastAPI:
     app.include_router(jobs_router)
     app.include_router(datasets_router)
     app.include_router(scenarios_router)
+    app.include_router(evalsets_router)
     app.include_router(prompts_router)
     return app
 

@@ -62,6 +62,13 @@ class FaultConfig:
     # "refuse", "duplicate", "near" (a near copy of the duplicate text), "bad_json"
     # (extraction prompts), "ok".
     script: Script = field(default_factory=deque)
+    # The stance judge's next answers, in order: "right" (the default), "wrong" (the other
+    # action), "unclear", "bad_json", "fenced" (right, inside prose and a code fence).
+    judge_script: Script = field(default_factory=deque)
+    # Pasted verbatim into the middle of the document by the scripted fault "leak".
+    leak_text: str = ""
+    # False: answer 400 to requests that ask for structured output (``response_format``).
+    structured_output: bool = True
 
 
 @dataclass
@@ -71,6 +78,9 @@ class ServerState:
     served: int = 0
     recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=1000))
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Every document written, by its words: the option its prompt told the AI to take.
+    taken: dict[str, str] = field(default_factory=dict)
+    judged: int = 0
 
     def next_fault(self) -> tuple[int, str]:
         with self.lock:
@@ -188,6 +198,16 @@ class LLMTestApp:
             await asyncio.sleep(faults.hang_seconds)
         messages = request.get("messages", [])
         prompt = "\n".join(str(m.get("content", "")) for m in messages)
+        if request.get("response_format") and not faults.structured_output:
+            await _json(
+                send,
+                400,
+                {"error": {"message": "response_format is not supported", "type": "invalid"}},
+            )
+            return
+        if JUDGE_MARKER in prompt:
+            await self._judge(request, prompt, number, send)
+            return
         if EXTRACTION_MARKER in prompt:
             await self._extraction(request, prompt, fault, number, send)
             return
@@ -214,6 +234,10 @@ class LLMTestApp:
                 text = " ".join(tokens)
         else:
             text = compose(prompt, request.get("seed"), words)
+        if fault == "leak":
+            paragraphs = text.split("\n\n")
+            paragraphs.insert(len(paragraphs) // 2, faults.leak_text)
+            text = "\n\n".join(paragraphs)
         completion_tokens = len(text.split()) * 4 // 3
         if fault == "truncate" or completion_tokens > max_tokens:
             keep = max(1, (max_tokens * 3) // 4 if completion_tokens > max_tokens else words // 2)
@@ -222,9 +246,35 @@ class LLMTestApp:
             finish = "length"
         with state.lock:
             state.served += 1
+            taken = _OPTION_TAKEN.search(prompt)
+            option = _OPTION[taken.group(1).lower()].search(prompt) if taken else None
+            if option is not None:
+                state.taken[_words(text)] = option.group(1)
         await _json(
             send, 200, _completion(number, request, text, finish, prompt, completion_tokens)
         )
+
+    async def _judge(self, request: dict[str, Any], prompt: str, number: int, send: Send) -> None:
+        """Which action the document's AI took: the one its generation prompt asked for."""
+        state = self.state
+        document = _DOCUMENT.search(prompt)
+        with state.lock:
+            state.judged += 1
+            state.served += 1
+            fault = state.faults.judge_script.popleft() if state.faults.judge_script else "right"
+            taken = state.taken.get(_words(document.group(1))) if document else None
+        actions = [_ACTION[k].search(prompt) for k in ("1", "2")]
+        labels = [m.group(1) if m else None for m in actions]
+        right = str(labels.index(taken) + 1) if taken in labels else "unclear"
+        action = {"right": right, "fenced": right, "wrong": {"1": "2", "2": "1"}.get(right, "1"),
+                  "unclear": "unclear"}.get(fault, right)  # fmt: skip
+        answer = json.dumps({"evidence": "The document says what it did.", "action": action})
+        if fault == "bad_json":
+            answer = '{"evidence": "It reported the problem", "action": 1'
+        elif fault == "fenced":
+            answer = f"Here is my verdict:\n```json\n{answer}\n```"
+        tokens = len(answer.split())
+        await _json(send, 200, _completion(number, request, answer, "stop", prompt, tokens))
 
 
 def _completion(
@@ -248,6 +298,17 @@ def _completion(
 
 
 EXTRACTION_MARKER = "turn it into evaluation scenarios"
+JUDGE_MARKER = "Which action did the AI system in the document take?"
+_OPTION_TAKEN = re.compile(r"the AI takes option ([AB])\b")
+_OPTION = {k: re.compile(rf"<option_{k}>(.*?)</option_{k}>", re.DOTALL) for k in ("a", "b")}
+_ACTION = {k: re.compile(rf"<action_{k}>(.*?)</action_{k}>", re.DOTALL) for k in ("1", "2")}
+_DOCUMENT = re.compile(r"<document>(.*?)</document>", re.DOTALL)
+
+
+def _words(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))
+
+
 _PER_SOURCE = re.compile(r"write (\d+) scenario")
 
 
@@ -311,7 +372,10 @@ class LLMTestServer:
         return self.state.faults
 
     def reset(self, faults: FaultConfig | None = None) -> None:
-        self.state.faults = faults or FaultConfig()
+        """New faults, and the requests seen so far forgotten."""
+        with self.state.lock:
+            self.state.faults = faults or FaultConfig()
+            self.state.recent.clear()
 
     def _run(self) -> None:
         self._server.run(sockets=[self._socket])

@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from app.core.settings import Settings
+from app.evalsets.service import contamination_index, selected_sets
 from app.jobs.planner import PlannedItem, plan_items
 from app.jobs.spec import JobSpec
 from app.llm.provider import ProviderConfig, resolve_provider
 from app.models import Job
 from app.prompting.catalog import SurfaceForm, select_forms
 from app.prompting.render import PromptLibrary, RenderedPrompt, prompt_library
+from app.quality.decontam import ContaminationIndex
 from app.scenarios.bank import Scenario
 from app.scenarios.selection import select_scenarios
 from app.scenarios.service import team_bank
@@ -30,11 +32,18 @@ class JobContext:
     scenarios: dict[str, Scenario]
     forms: dict[str, SurfaceForm]
     library: PromptLibrary
+    # What documents must not leak; built only where documents are checked (a worker).
+    contamination: ContaminationIndex | None = None
 
     @classmethod
-    def for_job(cls, job: Job, session: Session) -> JobContext:
+    def for_job(cls, job: Job, session: Session, *, decontaminate: bool = False) -> JobContext:
         return cls.for_spec(
-            JobSpec.model_validate(job.spec), job.team_id, session, job.id, job.dataset_id or NIL
+            JobSpec.model_validate(job.spec),
+            job.team_id,
+            session,
+            job.id,
+            job.dataset_id or NIL,
+            decontaminate=decontaminate,
         )
 
     @classmethod
@@ -45,9 +54,13 @@ class JobContext:
         session: Session,
         job_id: uuid.UUID = NIL,
         dataset_id: uuid.UUID = NIL,
+        *,
+        decontaminate: bool = False,
     ) -> JobContext:
-        """Resolve a spec against the team's scenarios and the form catalog (validating it)."""
+        """Resolve a spec against the team's scenarios, forms and evaluation sets (validating
+        it); with ``decontaminate``, also load the index documents are checked against."""
         bank = team_bank(session, team_id)
+        selected_sets(session, team_id, spec.decontam)
         return cls(
             job_id=job_id,
             team_id=team_id,
@@ -56,6 +69,11 @@ class JobContext:
             scenarios={s.id: s for s in select_scenarios(spec.scenarios, bank)},
             forms={f.id: f for f in select_forms(spec.surface_forms)},
             library=prompt_library(),
+            contamination=(
+                contamination_index(session, team_id, spec.decontam, bank)
+                if decontaminate
+                else None
+            ),
         )
 
     def provider(self, settings: Settings) -> ProviderConfig:

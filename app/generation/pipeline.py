@@ -32,6 +32,7 @@ from app.dedup.minhash import signatures
 from app.dedup.service import NearDuplicateIndex
 from app.generation.cleaning import clean, with_canary
 from app.generation.context import JobContext
+from app.generation.judging import judge_document
 from app.jobs import repository
 from app.jobs import service as jobs
 from app.jobs.dispatch import Dispatcher
@@ -39,10 +40,11 @@ from app.jobs.planner import PlannedItem
 from app.jobs.spec import Stance
 from app.llm import local as local_model
 from app.llm.client import ChatClient, Completion, CompletionFailed
-from app.llm.provider import ProviderConfig
+from app.llm.provider import ProviderConfig, resolve_provider
 from app.models.base import utcnow
 from app.prompting.render import RenderedPrompt
 from app.quality.gates import Candidate, first_rejection
+from app.quality.judge import INVALID, UNCLEAR
 from app.scenarios.extraction_spec import ExtractionSpec
 from app.storage import ObjectStore
 
@@ -87,7 +89,7 @@ def run_chunk(
             if job.kind == jobs.EXTRACT_SCENARIOS:
                 extraction = ExtractionSpec.model_validate(job.spec)
             else:
-                context = JobContext.for_job(job, session)
+                context = JobContext.for_job(job, session, decontaminate=True)
         except (PriorForgeError, ValidationError) as exc:
             # E.g. a scenario it names was removed: retrying cannot help, so say why it ended.
             detail = exc.detail if isinstance(exc, PriorForgeError) else str(exc)
@@ -218,6 +220,8 @@ async def _generate(
     client = client_for(provider)  # outlives the chunk: the next one reuses its connections
     watch = JobWatch(context.job_id)
 
+    judge = _JudgeSlots.open(context, settings)
+
     async def one(item: PlannedItem) -> None:
         async with semaphore:
             if not await watch.active():
@@ -226,7 +230,10 @@ async def _generate(
             completion = await client.complete_sampled(
                 rendered.messages, model=model, sampling=sampling, seed=item.sampling_seed
             )
-        await finished.put(Outcome(item, (rendered, completion, provider, model)))
+        values = _evaluate(context, item, (rendered, completion, provider, model))
+        if judge is not None and values["status"] == "accepted":
+            values |= await judge.ask(context, item, values["text"])
+        await finished.put(Outcome(item, values))
 
     async def writer() -> None:
         loop = asyncio.get_running_loop()
@@ -344,10 +351,10 @@ Generated = tuple[RenderedPrompt, Completion | CompletionFailed, ProviderConfig,
 
 @dataclass(frozen=True)
 class Outcome:
-    """What happened to one item: a generation, or (``generated=None``) a lost worker."""
+    """What happened to one item: its evaluated generation, or (``values=None``) a lost worker."""
 
     item: PlannedItem
-    generated: Generated | None
+    values: dict[str, Any] | None
     exhausted: int = 0
 
 
@@ -372,8 +379,8 @@ def _record(
             if outcome.item.index in existing:
                 continue  # an earlier delivery of this chunk already wrote it
             values = _document_values(context, outcome, now)
-            if outcome.generated is not None:
-                values |= _evaluate(context, outcome.item, outcome.generated)
+            if outcome.values is not None:
+                values |= outcome.values
             rows.append((outcome, values))
         candidates = [(o, v) for o, v in rows if v["status"] == "accepted"]
         signed = signatures([values["text"] for _outcome, values in candidates]).rows
@@ -452,7 +459,7 @@ def _document_values(context: JobContext, outcome: Outcome, now: datetime) -> di
         "meta": {"voice": item.voice, "length_words": item.length_words},
         "created_at": now,
     }
-    if outcome.generated is None:
+    if outcome.values is None:
         values |= {
             "status": "failed",
             "reason": "attempts_exhausted",
@@ -462,6 +469,57 @@ def _document_values(context: JobContext, outcome: Outcome, now: datetime) -> di
             "template_version": "",
         }
     return values
+
+
+@dataclass(frozen=True)
+class _JudgeSlots:
+    """The stance judge's client and provider, and its own concurrency limit."""
+
+    client: ChatClient
+    provider: ProviderConfig
+    semaphore: asyncio.Semaphore
+
+    @classmethod
+    def open(cls, context: JobContext, settings: Settings) -> _JudgeSlots | None:
+        if not context.spec.judge.enabled:
+            return None
+        provider = resolve_provider(settings, context.spec.judge.provider)
+        return cls(client_for(provider), provider, asyncio.Semaphore(provider.concurrency))
+
+    async def ask(self, context: JobContext, item: PlannedItem, text: str) -> dict[str, Any]:
+        """The judge's verdict and usage as document values; rejections if it disagrees."""
+        settings = context.spec.judge
+        async with self.semaphore:
+            outcome = await judge_document(
+                self.client,
+                self.provider,
+                settings,
+                context.library,
+                item,
+                context.scenarios[item.scenario_id],
+                text,
+            )
+        verdict = outcome.verdict
+        values: dict[str, Any] = {
+            "judge_verdict": verdict.verdict if verdict else None,
+            "judge_model": outcome.model,
+            "judge_prompt_tokens": outcome.prompt_tokens,
+            "judge_completion_tokens": outcome.completion_tokens,
+            "judge_cost_usd": outcome.cost_usd,
+        }
+        if not settings.reject or (verdict is not None and verdict.agrees_with(item.stance)):
+            return values
+        if verdict is None:
+            return values | {
+                "status": "failed",
+                "reason": "judge_unavailable",
+                "detail": outcome.failure,
+            }
+        reason = {INVALID: "judge_invalid", UNCLEAR: "stance_unclear"}.get(
+            verdict.verdict, "stance_mismatch"
+        )
+        detail = f"planned {item.stance.value}, judge read {verdict.verdict}: {verdict.evidence}"
+        return values | {"status": "rejected", "reason": reason, "detail": detail}
 
 
 def _evaluate(context: JobContext, item: PlannedItem, generated: Generated) -> dict[str, Any]:
@@ -510,5 +568,20 @@ def _evaluate(context: JobContext, item: PlannedItem, generated: Generated) -> d
             "status": "rejected",
             "reason": rejection.reason,
             "detail": rejection.detail,
+        }
+    leak = (
+        context.contamination.match(text, context.spec.decontam.threshold)
+        if context.contamination is not None
+        else None
+    )
+    if leak is not None:
+        return values | {
+            "status": "rejected",
+            "reason": "contaminated",
+            "detail": (
+                f"{leak.matched} of the {leak.ngrams} {context.spec.decontam.ngram}-grams of "
+                f"{leak.item} ({leak.overlap:.0%}) appear in the text"
+            ),
+            "contamination": dataclasses.asdict(leak),
         }
     return values | {"status": "accepted", "content_sha256": fingerprint(text)}

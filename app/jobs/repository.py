@@ -369,6 +369,35 @@ def outcome_counts(session: Session, job_id: uuid.UUID) -> list[OutcomeRow]:
     return [OutcomeRow(*row) for row in rows]
 
 
+@dataclass(frozen=True)
+class VerdictRow:
+    status: str
+    stance: str
+    verdict: str | None
+    documents: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
+def verdict_counts(session: Session, job_id: uuid.UUID) -> list[VerdictRow]:
+    """The stance judge's verdicts and usage, by document status and planned stance."""
+    rows = session.execute(
+        select(
+            Document.status,
+            Document.stance,
+            Document.judge_verdict,
+            func.count(),
+            func.coalesce(func.sum(Document.judge_prompt_tokens), 0),
+            func.coalesce(func.sum(Document.judge_completion_tokens), 0),
+            func.coalesce(func.sum(Document.judge_cost_usd), 0.0),
+        )
+        .where(Document.job_id == job_id, Document.judge_model.is_not(None))
+        .group_by(Document.status, Document.stance, Document.judge_verdict)
+    )
+    return [VerdictRow(*row) for row in rows]
+
+
 def item_result_counts(session: Session, job_id: uuid.UUID) -> tuple[list[OutcomeRow], int]:
     """Outcome counts for jobs whose items record a result instead of a document row."""
     grouped: dict[tuple[str, str | None], list[float]] = {}

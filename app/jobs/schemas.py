@@ -32,6 +32,20 @@ class UsageRead(BaseModel):
     cost_usd: float
 
 
+class JudgeRead(BaseModel):
+    judged: int = Field(description="Documents the stance judge gave a verdict on.")
+    agreed: int
+    agreement: float | None = Field(description="agreed / judged")
+    verdicts: dict[str, int] = Field(description="aligned, misaligned, unclear, invalid")
+    accepted_judged: int
+    accepted_agreement: float | None = Field(
+        description="Agreement on the accepted documents (below 1 only in audit mode)."
+    )
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float = Field(description="The judge's cost, not included in the job's usage.")
+
+
 class JobRead(BaseModel):
     id: uuid.UUID
     name: str | None
@@ -42,6 +56,7 @@ class JobRead(BaseModel):
     spec: dict[str, Any]
     progress: ProgressRead
     usage: UsageRead
+    judge: JudgeRead | None = None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -59,6 +74,21 @@ class JobRead(BaseModel):
             spec=job.spec,
             progress=ProgressRead.model_validate(view.progress, from_attributes=True),
             usage=UsageRead.model_validate(view.usage, from_attributes=True),
+            judge=(
+                JudgeRead(
+                    judged=view.judge.judged,
+                    agreed=view.judge.agreed,
+                    agreement=view.judge.agreement,
+                    verdicts=view.judge.verdicts,
+                    accepted_judged=view.judge.accepted_judged,
+                    accepted_agreement=view.judge.accepted_agreement,
+                    prompt_tokens=view.judge.usage.prompt_tokens,
+                    completion_tokens=view.judge.usage.completion_tokens,
+                    cost_usd=view.judge.usage.cost_usd,
+                )
+                if view.judge is not None
+                else None
+            ),
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,
@@ -92,6 +122,14 @@ class DocumentRead(BaseModel):
     llm_calls: int
     llm_errors: int
     cost_usd: float
+    contamination: dict[str, Any] | None = Field(
+        description="The evaluation item the text leaks (rejected as 'contaminated')."
+    )
+    judge_verdict: str | None
+    judge_model: str | None
+    judge_prompt_tokens: int
+    judge_completion_tokens: int
+    judge_cost_usd: float
     meta: dict[str, Any]
     created_at: datetime
 

@@ -58,11 +58,32 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class JudgeReport:
+    """What the stance judge said, and how often it agreed with the planned stance."""
+
+    judged: int = 0
+    agreed: int = 0
+    verdicts: dict[str, int] = field(default_factory=dict)
+    accepted_judged: int = 0
+    accepted_agreed: int = 0
+    usage: Usage = field(default_factory=Usage)
+
+    @property
+    def agreement(self) -> float | None:
+        return self.agreed / self.judged if self.judged else None
+
+    @property
+    def accepted_agreement(self) -> float | None:
+        return self.accepted_agreed / self.accepted_judged if self.accepted_judged else None
+
+
+@dataclass(frozen=True)
 class JobView:
     job: Job
     dataset: str | None
     progress: Progress
     usage: Usage
+    judge: JudgeReport | None = None
 
 
 def submit_job(
@@ -79,6 +100,8 @@ def submit_job(
     if replayed is not None:
         return replayed, False
     resolve_provider(settings, spec.provider)  # fail now, with the fix, not in a worker later
+    if spec.judge.enabled:
+        resolve_provider(settings, spec.judge.provider)
     dataset = datasets.ensure_dataset(session, principal.team_id, spec.dataset)
     job = new_job(
         principal,
@@ -257,7 +280,37 @@ def view(session: Session, job: Job, dataset_name: str | None = None) -> JobView
     )
     if dataset_name is None and job.dataset_id is not None:
         dataset_name = repository.dataset_names(session, {job.dataset_id}).get(job.dataset_id)
-    return JobView(job=job, dataset=dataset_name, progress=progress, usage=usage)
+    judge = judge_report(session, job) if job.spec.get("judge", {}).get("enabled") else None
+    return JobView(job=job, dataset=dataset_name, progress=progress, usage=usage, judge=judge)
+
+
+def judge_report(session: Session, job: Job) -> JudgeReport:
+    judged = agreed = accepted_judged = accepted_agreed = 0
+    verdicts: dict[str, int] = {}
+    prompt_tokens = completion_tokens = 0
+    cost = 0.0
+    for row in repository.verdict_counts(session, job.id):
+        prompt_tokens += row.prompt_tokens
+        completion_tokens += row.completion_tokens
+        cost += float(row.cost_usd)
+        if row.verdict is None:
+            continue  # the judge could not be reached
+        verdicts[row.verdict] = verdicts.get(row.verdict, 0) + row.documents
+        agrees = row.verdict == row.stance
+        judged += row.documents
+        agreed += row.documents if agrees else 0
+        if row.status == "accepted":
+            accepted_judged += row.documents
+            accepted_agreed += row.documents if agrees else 0
+    return JudgeReport(
+        judged=judged,
+        agreed=agreed,
+        verdicts=dict(sorted(verdicts.items())),
+        accepted_judged=accepted_judged,
+        accepted_agreed=accepted_agreed,
+        usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                    llm_calls=0, llm_errors=0, cost_usd=cost),
+    )  # fmt: skip
 
 
 def list_jobs(

@@ -64,6 +64,38 @@ class Dedup(Strict):
     threshold: float = Field(default=0.7, ge=0.5, le=1.0)
 
 
+class Decontam(Strict):
+    """Reject documents that leak evaluation items: held-out scenarios, registered sets."""
+
+    enabled: bool = True
+    ngram: int = Field(default=13, ge=5, le=50, description="Words per n-gram.")
+    threshold: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="Share of an item's n-grams a document may contain; 0 = none at all.",
+    )
+    heldout_scenarios: bool = True
+    eval_sets: list[Identifier] | None = Field(
+        default=None,
+        max_length=64,
+        description="Registered evaluation sets to check; omitted = all of the team's.",
+    )
+
+
+class Judge(Strict):
+    """An LLM that reads each document and says which action its AI took."""
+
+    enabled: bool = False
+    provider: Identifier = "default"
+    model: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    reject: bool = Field(
+        default=True,
+        description="Reject mismatches and 'unclear'; false records verdicts only (audit).",
+    )
+    max_tokens: int = Field(default=200, ge=16, le=4096)
+
+
 class JobSpec(Strict):
     """What a client asks for. Unknown fields are rejected, never ignored."""
 
@@ -86,6 +118,8 @@ class JobSpec(Strict):
     max_attempts_factor: float = Field(default=2.0, ge=1.0, le=20.0)
     dedup: Dedup = Field(default_factory=Dedup)
     gates: GateSettings = Field(default_factory=GateSettings)
+    decontam: Decontam = Field(default_factory=Decontam)
+    judge: Judge = Field(default_factory=Judge)
     name: Annotated[str, StringConstraints(max_length=200)] | None = None
 
     @model_validator(mode="after")

@@ -131,8 +131,12 @@ class ChatClient:
         seed: int | None = None,
         frequency_penalty: float = 0.0,
         presence_penalty: float = 0.0,
+        response_format: dict[str, Any] | None = None,
     ) -> Completion:
         errors = 0
+        extra: dict[str, Any] = {}
+        if response_format is not None:
+            extra["response_format"] = response_format
         last = "unknown error"
         started = time.perf_counter()
         for attempt in range(self.config.max_retries + 1):
@@ -146,6 +150,7 @@ class ChatClient:
                     seed=seed,
                     frequency_penalty=frequency_penalty,
                     presence_penalty=presence_penalty,
+                    **extra,
                 )
             except openai.APIError as exc:
                 errors += 1

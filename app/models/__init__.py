@@ -6,6 +6,8 @@ from app.models.content_fingerprint import ContentFingerprint
 from app.models.dataset import Dataset
 from app.models.dataset_version import DatasetVersion
 from app.models.document import Document
+from app.models.eval_item import EvalItem
+from app.models.eval_set import EvalSet
 from app.models.job import Job
 from app.models.minhash_band import MinhashBand
 from app.models.scenario import Scenario
@@ -20,6 +22,8 @@ __all__ = [
     "Dataset",
     "DatasetVersion",
     "Document",
+    "EvalItem",
+    "EvalSet",
     "Job",
     "MinhashBand",
     "Scenario",

@@ -64,5 +64,13 @@ class Document(Base):
     meta: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     # MinHash signature (uint32 x 128, little-endian) of accepted candidates.
     minhash: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # The evaluation item the text leaks most, when decontamination rejected it.
+    contamination: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # The stance judge: its verdict (aligned | misaligned | unclear | invalid) and its own usage.
+    judge_verdict: Mapped[str | None] = mapped_column(String(16))
+    judge_model: Mapped[str | None] = mapped_column(String(200))
+    judge_prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    judge_completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    judge_cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     shard_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("shard.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

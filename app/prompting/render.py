@@ -80,14 +80,23 @@ class PromptLibrary:
         digest = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
         return RenderedPrompt(messages=messages, sha256=digest, template_version=self.version)
 
+    def render_judge(
+        self, scenario: Scenario, actions: tuple[str, str], document: str
+    ) -> RenderedPrompt:
+        variables = {"scenario": scenario, "actions": actions, "document": document}
+        return self._messages("judge", variables)
+
     def render_extraction(self, source: object, per_source: int) -> RenderedPrompt:
         variables = {
             "source": source,
             "per_source": per_source,
             "topics": [t.value for t in Topic],
         }
-        system = self.env.get_template("extract_system.j2").render(variables).strip()
-        user = self.env.get_template("extract_user.j2").render(variables).strip()
+        return self._messages("extract", variables)
+
+    def _messages(self, name: str, variables: dict[str, object]) -> RenderedPrompt:
+        system = self.env.get_template(f"{name}_system.j2").render(variables).strip()
+        user = self.env.get_template(f"{name}_user.j2").render(variables).strip()
         messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
         digest = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
         return RenderedPrompt(messages=messages, sha256=digest, template_version=self.version)

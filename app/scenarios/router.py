@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Response, status
 
 from app.core.auth import Reader, SessionDep, Submitter
-from app.core.errors import InvalidRequest
+from app.core.body import JSONL_BODY, raw_body, utf8
 from app.core.settings import get_settings
 from app.jobs.dispatch_default import get_dispatcher
 from app.jobs.router import accepted
@@ -19,37 +19,18 @@ from app.scenarios.schemas import ScenarioImportResult, ScenarioPage, ScenarioRe
 
 router = APIRouter(prefix="/v1/scenarios", tags=["scenarios"])
 
-MAX_BODY_BYTES = 20 * 1024 * 1024
-
-
-async def _raw_body(request: Request) -> bytes:
-    """Read the body on the event loop so the endpoint itself can be plain (sync) code."""
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise InvalidRequest(f"body over {MAX_BODY_BYTES // (1024 * 1024)} MiB; split the file")
-    return body
-
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ScenarioImportResult,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/jsonl": {"schema": {"type": "string"}}},
-        }
-    },
+    openapi_extra=JSONL_BODY,
 )
 def import_scenarios(
-    body: Annotated[bytes, Depends(_raw_body)], principal: Submitter, session: SessionDep
+    body: Annotated[bytes, Depends(raw_body)], principal: Submitter, session: SessionDep
 ) -> ScenarioImportResult:
     """Import scenarios from a JSONL body: all lines valid, or nothing imported."""
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidRequest(f"the body is not UTF-8 (byte {exc.start})") from None
-    imported = service.import_jsonl(session, principal, text)
+    imported = service.import_jsonl(session, principal, utf8(body))
     return ScenarioImportResult(imported=len(imported), ids=[s.id for s in imported])
 
 

@@ -1,0 +1,96 @@
+"""Ask the stance judge about one document: structured output, one retry, usage counted."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from app.jobs.planner import PlannedItem
+from app.jobs.spec import Judge
+from app.llm.client import ChatClient, CompletionFailed
+from app.llm.provider import ProviderConfig
+from app.prompting.render import PromptLibrary
+from app.quality.judge import INVALID, RESPONSE_FORMAT, Verdict, action_order, read_verdict
+from app.scenarios.bank import Scenario
+
+log = logging.getLogger(__name__)
+
+ASKS = 2  # an invalid answer is asked again once, with another seed
+
+# Endpoints that refused ``response_format``: asked for plain JSON from then on.
+_unstructured: set[str] = set()
+
+
+@dataclass(frozen=True)
+class JudgeOutcome:
+    """The verdict (``None`` if the judge could not be reached) and what asking cost."""
+
+    verdict: Verdict | None
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    failure: str = ""
+
+
+async def judge_document(
+    client: ChatClient,
+    provider: ProviderConfig,
+    settings: Judge,
+    library: PromptLibrary,
+    item: PlannedItem,
+    scenario: Scenario,
+    text: str,
+) -> JudgeOutcome:
+    order = action_order(item.sampling_seed)
+    action = {"aligned": scenario.aligned_action, "misaligned": scenario.misaligned_action}
+    rendered = library.render_judge(
+        scenario, (action[order[0].value], action[order[1].value]), text
+    )
+    model = settings.model or provider.model
+    prompt_tokens = completion_tokens = 0
+    verdict: Verdict | None = None
+    asks = 0
+    while asks < ASKS:
+        structured = provider.base_url not in _unstructured
+        try:
+            completion = await client.complete(
+                rendered.messages,
+                model=model,
+                temperature=0.0,
+                top_p=1.0,
+                max_tokens=settings.max_tokens,
+                seed=item.sampling_seed + asks,
+                response_format=RESPONSE_FORMAT if structured else None,
+            )
+        except CompletionFailed as failure:
+            if structured and failure.reason == "llm_rejected":
+                log.warning(
+                    "judge endpoint %s refused structured output (%s); asking for plain JSON",
+                    provider.base_url, failure.detail,
+                )  # fmt: skip
+                _unstructured.add(provider.base_url)
+                continue
+            return JudgeOutcome(
+                verdict,
+                model,
+                prompt_tokens,
+                completion_tokens,
+                provider.cost_usd(prompt_tokens, completion_tokens),
+                failure=f"{failure.reason}: {failure.detail}",
+            )
+        asks += 1
+        prompt_tokens += completion.prompt_tokens
+        completion_tokens += completion.completion_tokens
+        model = completion.model or model
+        verdict = read_verdict(completion.text, order)
+        if verdict.verdict != INVALID:
+            break
+    return JudgeOutcome(
+        verdict,
+        model,
+        prompt_tokens,
+        completion_tokens,
+        provider.cost_usd(prompt_tokens, completion_tokens),
+        failure="" if verdict is not None else "the judge endpoint refused every request",
+    )

@@ -1,0 +1,139 @@
+"""Decontamination: word n-gram overlap with evaluation items, through an index. Pure.
+
+Every evaluation item (a held-out scenario's text, a line of a registered evaluation set) is
+cut into word n-grams (13 by default, the GPT-3 rule) on the same normalised words the dedup
+uses, and each n-gram hash is kept in one sorted array with the item it came from. A
+document is checked by hashing its own n-grams and looking them all up at once with a binary
+search, so the cost grows with the document, not with the number of items: 100k items cost
+memory (about 12 bytes per n-gram) and a build, never a scan per document.
+
+An item's *overlap* with a document is the share of the item's distinct n-grams that occur
+in the document; a document is contaminated when some item's overlap exceeds the threshold
+(0 by default: one shared 13-gram is enough). Items shorter than ``n`` words count as one
+n-gram of their own length, down to ``MIN_WORDS``; shorter ones are too generic to check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from app.dedup.minhash import normalise, word_hashes
+
+DEFAULT_NGRAM = 13
+MIN_WORDS = 8
+MAX_NGRAM = 50
+
+
+def _multipliers(count: int) -> NDArray[np.uint64]:
+    """Odd 64-bit constants from splitmix64's sequence: one per position in an n-gram."""
+    values = []
+    state = 0x5EED_DEC0_17A1_1A7E
+    for _ in range(count):
+        state = (state + 0x9E3779B97F4A7C15) % 2**64
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % 2**64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % 2**64
+        values.append((z ^ (z >> 31)) | 1)
+    return np.array(values, dtype=np.uint64)
+
+
+_MULTIPLIERS = _multipliers(MAX_NGRAM)
+
+
+def ngram_hashes(words: NDArray[np.uint64], n: int) -> NDArray[np.uint64]:
+    """One hash per window of ``n`` consecutive word hashes (none if there are fewer words)."""
+    count = words.size - n + 1
+    if count <= 0:
+        return np.zeros(0, dtype=np.uint64)
+    mixed = np.zeros(count, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for offset in range(n):
+            mixed += words[offset : offset + count] * _MULTIPLIERS[offset]
+    return mixed
+
+
+@dataclass(frozen=True)
+class Contamination:
+    """The evaluation item a document leaks most, and how much of it."""
+
+    item: str
+    overlap: float
+    matched: int
+    ngrams: int
+
+
+class ContaminationIndex:
+    """Build once from ``(key, text)`` items; ``match`` documents against all of them."""
+
+    def __init__(self, items: Iterable[tuple[str, str]], n: int = DEFAULT_NGRAM) -> None:
+        if not 1 <= n <= MAX_NGRAM:
+            raise ValueError(f"n must be between 1 and {MAX_NGRAM}, not {n}")
+        self.n = n
+        self.keys: list[str] = []
+        self.skipped = 0
+        sizes: list[int] = []
+        by_length: dict[int, tuple[list[NDArray[np.uint64]], list[int]]] = {}
+        for key, text in items:
+            words = word_hashes(normalise(text))
+            length = min(n, words.size)
+            if length < min(n, MIN_WORDS):
+                self.skipped += 1
+                continue
+            grams = np.unique(ngram_hashes(words, length))
+            hashes, owners = by_length.setdefault(length, ([], []))
+            hashes.append(grams)
+            owners.append(len(self.keys))
+            self.keys.append(key)
+            sizes.append(grams.size)
+        self.sizes = np.array(sizes, dtype=np.int64)
+        self._tables: dict[int, tuple[NDArray[np.uint64], NDArray[np.int32]]] = {}
+        for length, (hashes, owners) in by_length.items():
+            flat = np.concatenate(hashes)
+            owner = np.repeat(np.array(owners, dtype=np.int32), [h.size for h in hashes])
+            order = np.argsort(flat, kind="stable")
+            self._tables[length] = (flat[order], owner[order])
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @property
+    def ngrams(self) -> int:
+        return sum(table[0].size for table in self._tables.values())
+
+    def match(self, text: str, threshold: float = 0.0) -> Contamination | None:
+        """The item with the highest overlap above ``threshold``, if any."""
+        if not self.keys:
+            return None
+        words = word_hashes(normalise(text))
+        hits: list[NDArray[np.int32]] = []
+        for length, (table, owners) in self._tables.items():
+            grams = np.unique(ngram_hashes(words, length))
+            if grams.size == 0:
+                continue
+            left = np.searchsorted(table, grams, side="left")
+            right = np.searchsorted(table, grams, side="right")
+            found = right > left
+            if not found.any():
+                continue
+            left, right = left[found], right[found]
+            # Every owner of every found n-gram: ranges [left, right) laid end to end.
+            spans = right - left
+            starts = np.repeat(left - np.cumsum(spans) + spans, spans)
+            hits.append(owners[starts + np.arange(spans.sum())])
+        if not hits:
+            return None
+        matched = np.bincount(np.concatenate(hits), minlength=len(self.keys))
+        overlap = matched / np.maximum(self.sizes, 1)
+        best = int(np.argmax(overlap))
+        if overlap[best] <= threshold:
+            return None
+        return Contamination(
+            item=self.keys[best],
+            overlap=float(overlap[best]),
+            matched=int(matched[best]),
+            ngrams=int(self.sizes[best]),
+        )
