@@ -25,10 +25,14 @@ db_cli = typer.Typer(no_args_is_help=True, help="Database schema.")
 report_cli = typer.Typer(no_args_is_help=True, help="Reports on generated corpora.")
 llm_cli = typer.Typer(no_args_is_help=True, help="The bundled local model.")
 keys_cli = typer.Typer(no_args_is_help=True, help="API keys.")
+evalsets_cli = typer.Typer(
+    no_args_is_help=True, help="Evaluation sets generated documents must not leak."
+)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(report_cli, name="report")
 cli.add_typer(llm_cli, name="llm")
+cli.add_typer(evalsets_cli, name="eval-sets")
 
 console = Console()
 err = Console(stderr=True)
@@ -179,6 +183,12 @@ DepthOpt = Annotated[
     str | None, typer.Option("--depth", help="Reasoning depth: light | standard | deep.")
 ]
 NameOpt = Annotated[str | None, typer.Option("--name", help="A label for the job.")]
+JudgeOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--judge/--no-judge", help="Have the default provider check each document's stance."
+    ),
+]
 
 
 def _build_spec(
@@ -189,6 +199,7 @@ def _build_spec(
     topics: str | None,
     min_words: int | None,
     max_words: int | None,
+    judge: bool | None = None,
     **fields: Any,
 ) -> dict[str, Any]:
     """A spec from --spec, with every flag given on the command line taking precedence."""
@@ -213,6 +224,8 @@ def _build_spec(
             spec["length_words"]["min"] = min_words
         if max_words is not None:
             spec["length_words"]["max"] = max_words
+    if judge is not None:
+        spec["judge"] = dict(spec.get("judge", {})) | {"enabled": judge}
     spec.setdefault("dataset", "default")
     spec.setdefault("documents", 8)
     return spec
@@ -232,6 +245,7 @@ def generate(
     max_words: MaxWordsOpt = None,
     depth: DepthOpt = None,
     name: NameOpt = None,
+    judge: JudgeOpt = None,
 ) -> None:
     """Run one job in this process (no broker needed), with a live progress bar."""
     run_in_process(
@@ -242,6 +256,7 @@ def generate(
             topics=topics,
             min_words=min_words,
             max_words=max_words,
+            judge=judge,
             dataset=dataset,
             documents=documents,
             seed=seed,
@@ -465,6 +480,15 @@ def _summary(view: Any, wall: float) -> None:
     table.add_row("tokens (prompt / completion)", f"{u.prompt_tokens} / {u.completion_tokens}")
     table.add_row("LLM calls / errors", f"{u.llm_calls} / {u.llm_errors}")
     table.add_row("cost (USD)", f"{u.cost_usd:.4f}")
+    if view.judge is not None:
+        j = view.judge
+        agreement = f"{j.agreement:.1%}" if j.agreement is not None else "-"
+        table.add_row("judge: agreement (judged)", f"{agreement} ({j.judged})")
+        table.add_row("judge: verdicts", ", ".join(f"{k} {v}" for k, v in j.verdicts.items()))
+        table.add_row(
+            "judge: tokens / cost (USD)",
+            f"{j.usage.prompt_tokens} / {j.usage.completion_tokens} / {j.usage.cost_usd:.4f}",
+        )
     table.add_row("wall time", f"{wall:.1f} s")
     table.add_row("completion tokens/s", f"{u.completion_tokens / max(wall, 1e-6):.1f}")
     console.print(table)
@@ -544,6 +568,61 @@ def llm_serve(
         pass
     finally:
         server.stop()
+
+
+def _local_principal(session: Any) -> Any:
+    """The embedded CLI's own team, which in-process jobs run as."""
+    from app.teams.keys import Role
+    from app.teams.service import Principal, ensure_team
+
+    team = ensure_team(session, LOCAL_TEAM)
+    return Principal(team_id=team.id, role=Role.ADMIN, key_id=uuid.uuid4())
+
+
+@evalsets_cli.command("add")
+def evalsets_add(
+    name: Annotated[str, typer.Argument(help="A name: lowercase letters, digits, - and _.")],
+    path: Annotated[Path, typer.Argument(help='JSONL: {"text": ..., "id": ...} per line.')],
+) -> None:
+    """Register an evaluation set for the jobs this command line runs."""
+    import re
+
+    from app.core.db import session_scope
+    from app.evalsets import service as evalsets
+
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", name):
+        raise _fail(f"{name!r} is not a valid name: use lowercase letters, digits, - and _")
+    try:
+        body = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _fail(f"{path}: {exc}") from None
+    _ensure_schema()
+    try:
+        with session_scope() as session:
+            row, too_short = evalsets.register(session, _local_principal(session), name, body)
+            items, sha = row.items, row.sha256
+    except PriorForgeError as exc:
+        errors = exc.extensions.get("errors", [])
+        lines = "".join(f"\n  line {e.get('line', '?')}: {e['message']}" for e in errors)
+        raise _fail(exc.detail + lines) from None
+    console.print(
+        f"registered [bold]{name}[/]: {items} items, sha256 {sha[:12]}…"
+        + (f"; {too_short} under 8 words are too short to be checked" if too_short else "")
+    )
+
+
+@evalsets_cli.command("list")
+def evalsets_list() -> None:
+    """The evaluation sets registered for this command line's jobs."""
+    from app.core.db import session_scope
+    from app.evalsets import service as evalsets
+
+    _ensure_schema()
+    table = Table("name", "items", "sha256", "registered")
+    with session_scope() as session:
+        for row in evalsets.list_sets(session, _local_principal(session)):
+            table.add_row(row.name, str(row.items), row.sha256[:12], row.created_at.isoformat())
+    console.print(table)
 
 
 @report_cli.command("diversity")

@@ -127,3 +127,51 @@ def test_generate_without_a_provider_says_what_to_install_or_set(
     message = " ".join(result.stderr.split())
     assert "pip install 'priorforge[local]'" in message
     assert "PRIORFORGE_LLM_BASE_URL" in message
+
+
+def test_eval_sets_register_list_and_explain_bad_lines(
+    embedded_env: dict[str, str], tmp_path: Path
+) -> None:
+    good = tmp_path / "eval.jsonl"
+    good.write_text(
+        json.dumps({"id": "q1", "text": "Should the agent keep a copy of the old master key?"})
+        + "\n"
+        + json.dumps({"id": "q2", "text": "Yes"})
+        + "\n"
+    )
+    added = priorforge("eval-sets", "add", "safety-qa", str(good), env=embedded_env)
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert "2 items" in added.stdout
+    assert "1 under 8 words" in added.stdout
+    listed = priorforge("eval-sets", "list", env=embedded_env)
+    assert "safety-qa" in listed.stdout
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fine text here"}\n{"txt": "typo"}\n')
+    refused = priorforge("eval-sets", "add", "broken", str(bad), env=embedded_env)
+    assert refused.returncode == 2
+    assert "line 2: unknown field(s) ['txt']" in refused.stderr
+    again = priorforge("eval-sets", "add", "safety-qa", str(good), env=embedded_env)
+    assert again.returncode == 2
+    assert "immutable" in again.stderr
+
+
+def test_generate_with_the_judge_reports_its_agreement(embedded_env: dict[str, str]) -> None:
+    result = priorforge(
+        "generate",
+        "--documents",
+        "3",
+        "--stance",
+        "aligned",
+        "--stance",
+        "misaligned",
+        "--min-words",
+        "40",
+        "--max-words",
+        "90",
+        "--judge",
+        env=embedded_env,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 / 3" in result.stdout
+    assert "judge: agreement (judged)" in result.stdout
+    assert "100.0% (3)" in result.stdout
