@@ -56,7 +56,13 @@ def list_sets(session: Session, principal: Principal) -> Sequence[EvalSet]:
 
 
 def delete(session: Session, principal: Principal, name: str) -> None:
-    repository.delete_set(session, get(session, principal, name).id)
+    """Remove a set, unless a job still running checks documents against it by name."""
+    row = get(session, principal, name)
+    for job_id, spec in repository.active_job_specs(session, principal.team_id):
+        if name in ((spec.get("decontam") or {}).get("eval_sets") or ()):
+            raise Conflict(f"job {job_id} is running and checks against {name!r}; "
+                           "cancel it or wait for it to finish")  # fmt: skip
+    repository.delete_set(session, row.id)
 
 
 def selected_sets(session: Session, team_id: uuid.UUID, decontam: Decontam) -> list[EvalSet]:

@@ -120,3 +120,15 @@ def test_the_index_is_cached_until_a_set_changes(client: Any, team: Team) -> Non
     assert len(second) == 2
     assert only_one is not None
     assert only_one.keys == ["eval:one:1"]
+
+
+def test_a_set_named_by_a_running_job_cannot_be_deleted(client: Any, team: Team) -> None:
+    assert register(client, team, "pinned", jsonl({"text": QUESTIONS[0]})).status_code == 201
+    job = client.post(
+        "/v1/jobs", json=spec(decontam={"eval_sets": ["pinned"]}), headers=team.headers()
+    ).json()
+    refused = client.delete("/v1/eval-sets/pinned", headers=team.headers())
+    assert refused.status_code == 409
+    assert job["id"] in refused.json()["detail"]
+    client.post(f"/v1/jobs/{job['id']}/cancel", headers=team.headers())
+    assert client.delete("/v1/eval-sets/pinned", headers=team.headers()).status_code == 204
