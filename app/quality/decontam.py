@@ -15,8 +15,10 @@ n-gram of their own length, down to ``MIN_WORDS``; shorter ones are too generic 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 from numpy.typing import NDArray
@@ -26,6 +28,9 @@ from app.dedup.minhash import normalise, word_hashes
 DEFAULT_NGRAM = 13
 MIN_WORDS = 8
 MAX_NGRAM = 50
+BUILD_BATCH = 20_000
+# Between items when a batch is hashed as one text: a word ``normalise`` never produces.
+_SEPARATOR = b" \x00 "
 
 
 def _multipliers(count: int) -> NDArray[np.uint64]:
@@ -42,6 +47,11 @@ def _multipliers(count: int) -> NDArray[np.uint64]:
 
 
 _MULTIPLIERS = _multipliers(MAX_NGRAM)
+
+
+@cache
+def _separator_hash() -> np.uint64:
+    return np.uint64(word_hashes(_SEPARATOR.strip(b" "))[0])
 
 
 def ngram_hashes(words: NDArray[np.uint64], n: int) -> NDArray[np.uint64]:
@@ -75,27 +85,56 @@ class ContaminationIndex:
         self.n = n
         self.keys: list[str] = []
         self.skipped = 0
-        sizes: list[int] = []
-        by_length: dict[int, tuple[list[NDArray[np.uint64]], list[int]]] = {}
-        for key, text in items:
-            words = word_hashes(normalise(text))
-            length = min(n, words.size)
-            if length < min(n, MIN_WORDS):
-                self.skipped += 1
-                continue
-            grams = np.unique(ngram_hashes(words, length))
-            hashes, owners = by_length.setdefault(length, ([], []))
-            hashes.append(grams)
-            owners.append(len(self.keys))
-            self.keys.append(key)
-            sizes.append(grams.size)
-        self.sizes = np.array(sizes, dtype=np.int64)
+        found: dict[int, list[tuple[NDArray[np.uint64], NDArray[np.int64]]]] = {}
+        iterator = iter(items)
+        while batch := tuple(itertools.islice(iterator, BUILD_BATCH)):
+            for length, pairs in self._hash_batch(batch).items():
+                found.setdefault(length, []).append(pairs)
+        self.sizes = np.zeros(len(self.keys), dtype=np.int64)
         self._tables: dict[int, _Table] = {}
-        for length, (hashes, owners) in by_length.items():
-            flat = np.concatenate(hashes)
-            owner = np.repeat(np.array(owners, dtype=np.int32), [h.size for h in hashes])
-            order = np.argsort(flat, kind="stable")
-            self._tables[length] = _Table(flat[order], owner[order])
+        for length, parts in found.items():
+            hashes = np.concatenate([h for h, _o in parts])
+            owners = np.concatenate([o for _h, o in parts])
+            order = np.lexsort((owners, hashes))  # by hash, then item
+            hashes, owners = hashes[order], owners[order]
+            distinct = np.ones(hashes.size, dtype=bool)  # each n-gram once per item
+            distinct[1:] = (hashes[1:] != hashes[:-1]) | (owners[1:] != owners[:-1])
+            hashes, owners = hashes[distinct], owners[distinct]
+            self.sizes += np.bincount(owners, minlength=len(self.keys))
+            self._tables[length] = _Table(hashes, owners.astype(np.int32))
+
+    def _hash_batch(
+        self, batch: tuple[tuple[str, str], ...]
+    ) -> dict[int, tuple[NDArray[np.uint64], NDArray[np.int64]]]:
+        """(n-gram hash, item number) pairs of a batch of items, by n-gram length.
+
+        The batch is hashed as one text with a separator word between items; windows that
+        contain a separator are dropped, so no n-gram spans two items.
+        """
+        n = self.n
+        words = word_hashes(_SEPARATOR.join(normalise(text) for _key, text in batch))
+        separator = words == _separator_hash()
+        boundaries = np.flatnonzero(separator)
+        starts = np.concatenate(([0], boundaries + 1))
+        lengths = np.concatenate((boundaries, [words.size])) - starts
+        kept = lengths >= min(n, MIN_WORDS)
+        number = np.full(len(batch), -1, dtype=np.int64)
+        number[kept] = len(self.keys) + np.arange(int(kept.sum()))
+        self.keys.extend(key for (key, _text), keep in zip(batch, kept, strict=True) if keep)
+        self.skipped += int((~kept).sum())
+
+        pairs: dict[int, tuple[NDArray[np.uint64], NDArray[np.int64]]] = {}
+        grams = ngram_hashes(words, n)
+        if grams.size:
+            before = np.concatenate(([0], np.cumsum(separator)))  # separators before word i
+            clean = before[n:] - before[: grams.size] == 0
+            pairs[n] = (grams[clean], number[before[: grams.size][clean]])
+        for item in np.flatnonzero(kept & (lengths < n)):  # short items: one n-gram of their own
+            length = int(lengths[item])
+            own = ngram_hashes(words[starts[item] : starts[item] + length], length)
+            hashes, owners = pairs.get(length, (np.zeros(0, np.uint64), np.zeros(0, np.int64)))
+            pairs[length] = (np.append(hashes, own), np.append(owners, number[item]))
+        return pairs
 
     def __len__(self) -> int:
         return len(self.keys)

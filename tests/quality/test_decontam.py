@@ -87,3 +87,35 @@ def test_out_of_range_ngram_sizes_are_refused(n: int) -> None:
 
 def test_an_empty_index_matches_nothing() -> None:
     assert ContaminationIndex([]).match(ARTICLE) is None
+
+
+def test_no_ngram_spans_two_items(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = " ".join(f"alpha{i}" for i in range(20))
+    second = " ".join(f"beta{i}" for i in range(20))
+    straddling = " ".join(first.split()[-6:] + second.split()[:7])  # 13 words across the seam
+    for batch in (1, 2, 1000):
+        monkeypatch.setattr("app.quality.decontam.BUILD_BATCH", batch)
+        index = ContaminationIndex([("a", first), ("b", second)])
+        assert index.match(f"{ARTICLE} {straddling}") is None
+        assert list(index.sizes) == [8, 8]
+
+
+def test_building_in_batches_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    items = [(f"i{k}", compose(f"item {k}", k, 10 + 7 * k)) for k in range(12)]
+    items.append(("tiny", "too short"))
+    leaked = {k: ARTICLE + " " + text for k, text in items}
+    results = []
+    for batch in (1, 5, 1000):
+        monkeypatch.setattr("app.quality.decontam.BUILD_BATCH", batch)
+        index = ContaminationIndex(items)
+        results.append(
+            (
+                index.keys,
+                list(index.sizes),
+                index.skipped,
+                [index.match(t) for t in leaked.values()],
+            )
+        )
+    assert results[0] == results[1] == results[2]
+    assert results[0][2] == 1
+    assert all(m is not None and m.overlap == 1.0 for m in results[0][3][:-1])
