@@ -1,42 +1,106 @@
-"""Every query of the shared near-duplicate index."""
+"""Every query of the near-duplicate index: band buckets, stored signatures, the algorithm."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    delete,
+    func,
+    literal_column,
+    select,
+    text,
+)
+from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
-from app.core.sql import insert_ignoring_conflicts
 from app.models import Dataset, Document, MinhashBand
+
+ACCEPTED = "accepted"
+# SQLite's implicit row number: it only grows as documents are written, so it marks how far
+# an embedded process has read the documents table.
+_ROWID: ColumnElement[int] = literal_column("document.rowid", BigInteger)
+
+
+def is_embedded(session: Session) -> bool:
+    return session.get_bind().dialect.name == "sqlite"
 
 
 def lock_dataset(session: Session, dataset_id: uuid.UUID) -> None:
     """Serialise near-duplicate decisions per dataset until this transaction ends.
 
     Postgres: a transaction-scoped advisory lock, so two workers accepting near copies at the
-    same moment cannot both win. SQLite has a single writer already.
+    same moment cannot both win. SQLite has one writer at a time: a write takes that lock now,
+    before anything is read, so what is read next is not stale by the time it is acted on.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        key = int.from_bytes(dataset_id.bytes[:8], "big", signed=True)
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
-
-
-def buckets(
-    session: Session, dataset_id: uuid.UUID, keys: Sequence[int]
-) -> dict[int, list[uuid.UUID]]:
-    found: dict[int, list[uuid.UUID]] = {}
-    if not keys:
-        return found
-    rows = session.execute(
-        select(MinhashBand.band_key, MinhashBand.document_id).where(
-            MinhashBand.dataset_id == dataset_id, MinhashBand.band_key.in_(keys)
+    if is_embedded(session):
+        session.execute(
+            sql_update(Dataset)
+            .where(Dataset.id == dataset_id)
+            .values(dedup_algorithm=Dataset.dedup_algorithm)
         )
+        return
+    key = int.from_bytes(dataset_id.bytes[:8], "big", signed=True)
+    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def pin_algorithm(session: Session, dataset_id: uuid.UUID, algorithm: str) -> str:
+    """Record the algorithm on first use; return the one the index was built with."""
+    if not is_embedded(session):
+        # One round trip. The outer SELECT sees the row as it was before the UPDATE.
+        pinned = session.scalar(
+            text(
+                "WITH pinned AS (UPDATE dataset SET dedup_algorithm = :algorithm"
+                " WHERE id = :dataset_id AND dedup_algorithm IS NULL RETURNING dedup_algorithm)"
+                " SELECT coalesce((SELECT dedup_algorithm FROM pinned),"
+                " (SELECT dedup_algorithm FROM dataset WHERE id = :dataset_id))"
+            ),
+            {"algorithm": algorithm, "dataset_id": dataset_id},
+        )
+        return str(pinned or "")
+    session.execute(
+        sql_update(Dataset)
+        .where(Dataset.id == dataset_id, Dataset.dedup_algorithm.is_(None))
+        .values(dedup_algorithm=algorithm)
     )
-    for key, document_id in rows:
-        found.setdefault(key, []).append(document_id)
-    return found
+    return session.scalar(select(Dataset.dedup_algorithm).where(Dataset.id == dataset_id)) or ""
+
+
+def set_algorithm(session: Session, dataset_id: uuid.UUID, algorithm: str) -> None:
+    session.execute(
+        sql_update(Dataset).where(Dataset.id == dataset_id).values(dedup_algorithm=algorithm)
+    )
+
+
+def _array_literal(values: Sequence[object]) -> str:
+    """A Postgres array literal: thousands of values as one text parameter, cast in SQL.
+
+    (Passing a list makes the driver adapt every element in Python, which costs more than
+    the statement.)
+    """
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def candidates(
+    session: Session, dataset_id: uuid.UUID, keys: Sequence[int]
+) -> list[tuple[uuid.UUID, bytes]]:
+    """Postgres: (id, signature) of the dataset's documents with any of these band keys."""
+    if not keys:
+        return []
+    rows = session.execute(
+        text(
+            "SELECT id, minhash FROM document WHERE minhash IS NOT NULL AND id IN"
+            " (SELECT document_id FROM minhash_band WHERE dataset_id = :dataset_id"
+            " AND band_key = ANY(CAST(:keys AS bigint[])))"
+            " ORDER BY id"
+        ),
+        {"dataset_id": dataset_id, "keys": _array_literal(keys)},
+    )
+    return [(document_id, minhash) for document_id, minhash in rows]
 
 
 def signatures_of(session: Session, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, bytes]:
@@ -50,24 +114,84 @@ def signatures_of(session: Session, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID,
     return {row.id: row.minhash for row in rows}
 
 
-def add_many(
-    session: Session, dataset_id: uuid.UUID, entries: Sequence[tuple[uuid.UUID, Sequence[int]]]
-) -> None:
-    rows = [
-        {"dataset_id": dataset_id, "band_key": key, "document_id": document_id}
-        for document_id, keys in entries
-        for key in keys
-    ]
-    if rows:
-        # The Core table: thousands of rows per batch need no ORM bookkeeping.
-        session.execute(insert_ignoring_conflicts(session, MinhashBand.__table__), rows)
-
-
-def pin_algorithm(session: Session, dataset_id: uuid.UUID, algorithm: str) -> str:
-    """Record the algorithm on first use; return the one the index was built with."""
-    session.execute(
-        update(Dataset)
-        .where(Dataset.id == dataset_id, Dataset.dedup_algorithm.is_(None))
-        .values(dedup_algorithm=algorithm)
+def texts_of(
+    session: Session, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, tuple[str, dict[str, Any]]]:
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Document.id, Document.text, Document.meta).where(Document.id.in_(ids))
     )
-    return session.scalar(select(Dataset.dedup_algorithm).where(Dataset.id == dataset_id)) or ""
+    return {row.id: (row.text or "", row.meta or {}) for row in rows}
+
+
+def add_bands(
+    session: Session, dataset_id: uuid.UUID, document_ids: Sequence[uuid.UUID], keys: Sequence[int]
+) -> None:
+    """Postgres: insert (band key, document) rows; ``keys`` holds BANDS keys per document."""
+    if not document_ids:
+        return
+    # One statement, two array parameters: thousands of rows in one round trip. The n-th key
+    # belongs to document (n - 1) / BANDS + 1 (arrays count from 1).
+    session.execute(
+        text(
+            "INSERT INTO minhash_band (dataset_id, band_key, document_id)"
+            " SELECT :dataset_id, band.key,"
+            " (CAST(:documents AS uuid[]))[(band.n - 1) / :per_document + 1]"
+            " FROM unnest(CAST(:keys AS bigint[])) WITH ORDINALITY AS band(key, n)"
+            " ON CONFLICT DO NOTHING"
+        ),
+        {
+            "dataset_id": dataset_id,
+            "documents": _array_literal(document_ids),
+            "keys": _array_literal(keys),
+            "per_document": len(keys) // len(document_ids),
+        },
+    )
+
+
+def delete_bands(session: Session, dataset_id: uuid.UUID) -> int:
+    result = session.execute(delete(MinhashBand).where(MinhashBand.dataset_id == dataset_id))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def count_accepted(session: Session, dataset_id: uuid.UUID) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Document)
+            .where(Document.dataset_id == dataset_id, Document.status == ACCEPTED)
+        )
+        or 0
+    )
+
+
+def accepted_since(
+    session: Session, dataset_id: uuid.UUID, after: int
+) -> list[tuple[int, uuid.UUID, bytes | None]]:
+    """SQLite: (rowid, id, signature) of the dataset's accepted documents past ``after``."""
+    rows = session.execute(
+        select(_ROWID, Document.id, Document.minhash)
+        .where(Document.dataset_id == dataset_id, Document.status == ACCEPTED, _ROWID > after)
+        .order_by(_ROWID)
+    )
+    return [(int(rowid), document_id, minhash) for rowid, document_id, minhash in rows]
+
+
+def accepted_ids(session: Session, dataset_id: uuid.UUID) -> list[uuid.UUID]:
+    """The dataset's accepted documents, oldest first."""
+    return list(
+        session.scalars(
+            select(Document.id)
+            .where(Document.dataset_id == dataset_id, Document.status == ACCEPTED)
+            .order_by(Document.created_at, Document.id)
+        )
+    )
+
+
+def store_signatures(session: Session, signatures: Sequence[tuple[uuid.UUID, bytes]]) -> None:
+    if signatures:
+        session.execute(
+            sql_update(Document),
+            [{"id": document_id, "minhash": minhash} for document_id, minhash in signatures],
+        )

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from app.dedup.minhash import ALGORITHM, estimated_jaccard, normalise, signatures
+from app.dedup import minhash
+from app.dedup.minhash import (
+    ALGORITHM,
+    batch_word_hashes,
+    estimated_jaccard,
+    normalise,
+    signatures,
+    word_hashes,
+)
 from tests.llm_server import compose
 
 
@@ -60,3 +73,63 @@ def test_empty_and_tiny_texts() -> None:
     rows = signatures(["", "one two", "one two"]).rows
     assert rows.shape == (3, 128)
     assert np.array_equal(rows[1], rows[2])
+
+
+def mixed_corpus() -> list[str]:
+    rng = random.Random(5)
+    texts = [compose(f"doc {i}", i, rng.choice([0, 2, 4, 5, 6, 40, 1500])) for i in range(120)]
+    texts += [
+        "",
+        "   ",
+        "one",
+        "Ünïcödé wörds, straße and Déjà vu " * 30,
+        "x" * 70 + " " + "y" * 200 + " the end of it",  # words past the 64-byte windows
+        "a-b_c d.e" * 50,
+    ]
+    rng.shuffle(texts)
+    return texts
+
+
+def test_a_batch_signs_each_text_as_if_it_were_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = mixed_corpus()
+    one_at_a_time = np.stack([signatures([text]).rows[0] for text in texts])
+    assert np.array_equal(signatures(texts).rows, one_at_a_time)
+    order = np.random.default_rng(1).permutation(len(texts))
+    assert np.array_equal(signatures([texts[i] for i in order]).rows, one_at_a_time[order])
+    # Pieces of a few documents each: boundaries everywhere.
+    monkeypatch.setattr(minhash, "_PIECE_BYTES", 5000)
+    assert np.array_equal(signatures(texts).rows, one_at_a_time)
+
+
+def test_word_hashes_depend_on_the_word_alone() -> None:
+    texts = [normalise(text) for text in mixed_corpus()]
+    flat, offsets = batch_word_hashes(texts)
+    for position, text in enumerate(texts):
+        alone = word_hashes(text)
+        assert np.array_equal(flat[offsets[position] : offsets[position + 1]], alone)
+        assert alone.size == len(text.split())
+    words = [b"a" * n for n in range(1, 150)] + [b"a" * n + b"b" for n in range(1, 150)]
+    words += [b"b" + b"a" * n for n in range(1, 150)] + [b"7" * 40 + b"0" + b"7" * 40]
+    words += [b"7" * 40 + b"1" + b"7" * 40]  # differ in the middle of a long word only
+    hashes = word_hashes(b" ".join(words)).tolist()
+    assert len(set(hashes)) == len(words)
+    assert word_hashes(b"same  words same")[0] == word_hashes(b"same  words same")[2]
+
+
+def test_signatures_are_the_same_in_another_process() -> None:
+    texts = mixed_corpus()[:20]
+    script = (
+        "import sys, json; from app.dedup.minhash import signatures; "
+        "print(json.dumps(signatures(json.load(sys.stdin)).rows.tolist()))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        input=json.dumps(texts),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+        env=os.environ | {"PYTHONHASHSEED": "12345"},
+    )
+    assert np.array_equal(np.array(json.loads(done.stdout)), signatures(texts).rows)
+    assert ALGORITHM.startswith("pf-minhash-2/")
