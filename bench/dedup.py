@@ -112,10 +112,15 @@ class Quality:
             f"{indent}flagged {len(flagged)}; precision {precision:.4f}"
             " (false: true J <= threshold - 0.1)"
         )
+
+        def caught(position: int, source: int) -> bool:
+            # Workers running side by side may keep the copy and flag the original.
+            return position in flagged or flagged.get(source) == position
+
         buckets: dict[str, list[bool]] = {}
-        for position, (_source, similarity) in self.planted.items():
+        for position, (source, similarity) in self.planted.items():
             label = f"{min(similarity, 0.999) // 0.05 * 0.05:.2f}"
-            buckets.setdefault(label, []).append(position in flagged)
+            buckets.setdefault(label, []).append(caught(position, source))
         print(f"{indent}recall by true Jaccard of planted copies:")
         for label in sorted(buckets):
             found = buckets[label]
@@ -123,7 +128,7 @@ class Quality:
                 f"{indent}  J in [{label}, +0.05): {sum(found)}/{len(found)}"
                 f" = {sum(found) / len(found):.3f}"
             )
-        wanted = [p in flagged for p, (_s, j) in self.planted.items() if j >= self.threshold + 0.05]
+        wanted = [caught(p, s) for p, (s, j) in self.planted.items() if j >= self.threshold + 0.05]
         print(
             f"{indent}recall for true J >= threshold + 0.05: "
             f"{sum(wanted) / max(1, len(wanted)):.4f}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -182,3 +183,36 @@ def test_rebuild_in_embedded_mode_reloads_the_process_index(engine: Engine) -> N
         session.commit()
         key = service._cache_key(session, made.dataset_id)
     assert key not in service._EMBEDDED
+
+
+def test_threads_writing_near_copies_at_once_keep_exactly_one(engine: Engine) -> None:
+    originals = [factory.text(f"original {i}") for i in range(6)]
+    with Session(engine) as session:
+        made = factory.dataset(session, items=64)
+        session.commit()
+    errors: list[BaseException] = []
+
+    def write(seed: int) -> None:
+        # Each batch holds the write lock from building its index to its commit, so the
+        # other thread's batch reads the index only after this one's documents are in.
+        try:
+            for original in originals:
+                with Session(engine) as session:
+                    factory.write_batch(session, made, [factory.near_copy(original, seed=seed)])
+                    session.commit()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(seed,)) for seed in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    with Session(engine) as session:
+        statuses = session.execute(
+            select(Document.status, func.count())
+            .where(Document.dataset_id == made.dataset_id)
+            .group_by(Document.status)
+        ).all()
+    assert dict(statuses) == {"accepted": 6, "duplicate": 6}
