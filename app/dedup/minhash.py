@@ -24,7 +24,7 @@ from itertools import chain
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import DTypeLike, NDArray
 from rensa import RMinHash
 
 SHINGLE_WORDS = 5
@@ -34,6 +34,7 @@ ALGORITHM = f"pf-minhash-2/rensa-{RMinHash.ALGORITHM_VERSION}/w{SHINGLE_WORDS}/p
 
 # Batches are hashed in pieces of about this many normalised bytes: large enough to spread
 # numpy's per-call cost thin, small enough for the working arrays to stay in cache.
+# (Measured on 9 KB documents: 32 KB pieces run at half the speed of 128 KB to 1 MB ones.)
 _PIECE_BYTES = 1 << 18
 # Scratch arrays larger than this are not kept between pieces.
 _SCRATCH_LIMIT = 1 << 22
@@ -77,7 +78,7 @@ class _Scratch(threading.local):
     def __init__(self) -> None:
         self.arrays: dict[tuple[str, str], NDArray[Any]] = {}
 
-    def take(self, name: str, size: int, dtype: type[Any]) -> NDArray[Any]:
+    def take(self, name: str, size: int, dtype: DTypeLike) -> NDArray[Any]:
         key = (name, np.dtype(dtype).str)
         array = self.arrays.get(key)
         if array is None or array.size < size:
@@ -124,18 +125,21 @@ def _hash_words(buffer: bytes) -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
     temporary = _scratch.take("words", count, np.uint64)
     # Every byte offset seen as the start of an unaligned little-endian 64-bit window.
     windows = np.ndarray((size,), dtype="<u8", buffer=buffer, strides=(1,))
-    hashes: NDArray[np.uint64] = windows[starts]
+    hashes = windows[starts]
     hashes &= _LOW_BYTES[np.minimum(lengths, 8, out=temporary.view(np.int64))]
     hashes *= _MIX[0]
     # Longer words add full windows at 8, 16, ... bytes, the last one ending at the word's
     # end; each window's multiplier depends on its place in the word.
     longer = np.flatnonzero(lengths > 8)
+    first = starts[longer]
+    last = first + lengths[longer] - 8  # where the word's last window starts
     for window in range(1, _WINDOWS):
         if longer.size == 0:
             break
-        at = np.minimum(starts[longer] + 8 * window, starts[longer] + lengths[longer] - 8)
+        at = np.minimum(first + 8 * window, last)
         hashes[longer] += windows[at] * _MIX[window]
-        longer = longer[lengths[longer] > 8 * (window + 1)]
+        more = last > first + 8 * window
+        longer, first, last = longer[more], first[more], last[more]
     hashes += lengths.view(np.uint64)  # (int64 + uint64 would go through float64)
     _finalise(hashes, temporary)
     if longer.size:
@@ -147,7 +151,7 @@ def _hash_words(buffer: bytes) -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
 
 def word_hashes(normalised: bytes) -> NDArray[np.uint64]:
     """One 64-bit hash per space-separated word; a word's hash depends on its bytes only."""
-    hashes, _starts = _hash_words(b" " + normalised + b" " + _PADDING)
+    hashes, _starts = _hash_words(b" ".join([b"", normalised, _PADDING]))
     return hashes
 
 
@@ -156,7 +160,8 @@ def batch_word_hashes(
 ) -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
     """Word hashes of many documents at once: the flat hashes and each document's offsets."""
     count = len(normalised)
-    buffer = b" " + b" ".join(normalised) + b" " + _PADDING
+    # One allocation: " t0 t1 ... tn " and the padding.
+    buffer = b" ".join([b"", *normalised, _PADDING])
     hashes, starts = _hash_words(buffer)
     # Document d occupies bytes [begin_d, begin_d + len_d) of the joined buffer.
     begins = np.zeros(count + 1, dtype=np.int64)
