@@ -33,6 +33,8 @@ cli.add_typer(keys_cli, name="keys")
 cli.add_typer(report_cli, name="report")
 cli.add_typer(llm_cli, name="llm")
 cli.add_typer(evalsets_cli, name="eval-sets")
+dedup_cli = typer.Typer(no_args_is_help=True, help="Near-duplicate indexes.")
+cli.add_typer(dedup_cli, name="dedup")
 
 console = Console()
 err = Console(stderr=True)
@@ -623,6 +625,39 @@ def evalsets_list() -> None:
         for row in evalsets.list_sets(session, _local_principal(session)):
             table.add_row(row.name, str(row.items), row.sha256[:12], row.created_at.isoformat())
     console.print(table)
+
+
+@dedup_cli.command("rebuild")
+def dedup_rebuild(
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset name.")],
+    team: Annotated[
+        str, typer.Option("--team", help="The team owning it (default: the CLI's own).")
+    ] = LOCAL_TEAM,
+) -> None:
+    """Rebuild a dataset's near-duplicate index from its documents' stored signatures.
+
+    For when the index was lost, or after an upgrade changed the MinHash algorithm (stale
+    signatures are recomputed from the texts). Workers wait on the dataset's lock meanwhile.
+    """
+    from app.core.db import session_scope
+    from app.datasets import service as datasets
+    from app.dedup.service import rebuild_bands
+    from app.teams.service import find_team
+
+    _ensure_schema()
+    started = time.monotonic()
+    try:
+        with session_scope() as session:
+            found = datasets.find_dataset(session, find_team(session, team).id, dataset)
+            if found is None:
+                raise _fail(f"team {team!r} has no dataset named {dataset!r}")
+            indexed = rebuild_bands(session, found.id)
+    except PriorForgeError as exc:
+        raise _fail(exc.detail) from None
+    console.print(
+        f"rebuilt the near-duplicate index of {team}/{dataset}: {indexed} documents "
+        f"in {time.monotonic() - started:.1f} s"
+    )
 
 
 @report_cli.command("diversity")

@@ -175,3 +175,21 @@ def test_generate_with_the_judge_reports_its_agreement(embedded_env: dict[str, s
     assert "3 / 3" in result.stdout
     assert "judge: agreement (judged)" in result.stdout
     assert "100.0% (3)" in result.stdout
+
+
+def test_dedup_rebuild_reindexes_a_dataset_and_names_what_is_missing(
+    embedded_env: dict[str, str],
+) -> None:
+    made = priorforge(
+        "generate", "--dataset", "to-rebuild", "--documents", "3", "--min-words", "40",
+        "--max-words", "90", env=embedded_env,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stdout + made.stderr
+    rebuilt = priorforge("dedup", "rebuild", "--dataset", "to-rebuild", env=embedded_env)
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    assert "local/to-rebuild: 3 documents" in rebuilt.stdout
+    missing = priorforge("dedup", "rebuild", "--dataset", "nope", env=embedded_env)
+    assert missing.returncode == 2
+    assert "no dataset named 'nope'" in missing.stderr
+    no_team = priorforge("dedup", "rebuild", "--dataset", "x", "--team", "ghosts", env=embedded_env)
+    assert "no team named 'ghosts'" in no_team.stderr

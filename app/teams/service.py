@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
-from app.core.errors import InvalidRequest, Unauthorized
+from app.core.errors import InvalidRequest, NotFound, Unauthorized
 from app.models import ApiKey, Team
 from app.models.base import utcnow
 from app.teams import keys, repository
@@ -38,6 +38,13 @@ def ensure_team(session: Session, name: str) -> Team:
             f"team name {name!r} must be 1-64 characters of a-z, 0-9, '.', '_' or '-'"
         )
     return repository.get_team_by_name(session, name) or repository.add_team(session, name)
+
+
+def find_team(session: Session, name: str) -> Team:
+    team = repository.get_team_by_name(session, name)
+    if team is None:
+        raise NotFound(f"no team named {name!r}")
+    return team
 
 
 def create_key(session: Session, team_name: str, role: Role) -> IssuedKey:
