@@ -45,7 +45,8 @@ from app.core.db import make_engine  # noqa: E402
 from app.dedup.lsh import MemoryIndex, to_bytes  # noqa: E402
 from app.dedup.minhash import normalise, signatures  # noqa: E402
 from app.dedup.service import NearDuplicateIndex  # noqa: E402
-from app.models import Dataset, Document, Job, Team, WorkItem  # noqa: E402
+from app.models import Document  # noqa: E402
+from tests.dedup import factory  # noqa: E402
 from tests.llm_server import compose  # noqa: E402
 
 EDITS = (0.01, 0.03, 0.05)
@@ -169,29 +170,11 @@ def prepare(url: str, count: int) -> Fixture:
     """Schema by migration, then a team, a dataset, a job and its work items."""
     migrate.upgrade(url)
     engine = make_engine(url)
-    fixture = Fixture(url, uuid.uuid4(), uuid.uuid4(), uuid.uuid4())
     with Session(engine) as session:
-        session.execute(insert(Team).values(id=fixture.team_id, name="bench"))
-        session.execute(
-            insert(Dataset).values(id=fixture.dataset_id, team_id=fixture.team_id, name="bench")
-        )
-        session.execute(
-            insert(Job).values(
-                id=fixture.job_id,
-                team_id=fixture.team_id,
-                dataset_id=fixture.dataset_id,
-                spec={},
-                requested=count,
-                max_items=count,
-            )
-        )
-        session.execute(
-            insert(WorkItem),
-            [{"job_id": fixture.job_id, "item_index": i, "plan": {}} for i in range(count)],
-        )
+        seeded = factory.dataset(session, count)
         session.commit()
     engine.dispose()
-    return fixture
+    return Fixture(url, seeded.team_id, seeded.dataset_id, seeded.job_id)
 
 
 def document_id(fixture: Fixture, position: int) -> uuid.UUID:

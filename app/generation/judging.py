@@ -50,6 +50,11 @@ async def judge_document(
     model = settings.model or provider.model
     prompt_tokens = completion_tokens = 0
     verdict: Verdict | None = None
+
+    def outcome(failure: str = "") -> JudgeOutcome:
+        cost = provider.cost_usd(prompt_tokens, completion_tokens)
+        return JudgeOutcome(verdict, model, prompt_tokens, completion_tokens, cost, failure)
+
     asks = 0
     while asks < ASKS:
         structured = provider.base_url not in _unstructured
@@ -71,14 +76,7 @@ async def judge_document(
                 )  # fmt: skip
                 _unstructured.add(provider.base_url)
                 continue
-            return JudgeOutcome(
-                verdict,
-                model,
-                prompt_tokens,
-                completion_tokens,
-                provider.cost_usd(prompt_tokens, completion_tokens),
-                failure=f"{failure.reason}: {failure.detail}",
-            )
+            return outcome(f"{failure.reason}: {failure.detail}")
         asks += 1
         prompt_tokens += completion.prompt_tokens
         completion_tokens += completion.completion_tokens
@@ -86,11 +84,4 @@ async def judge_document(
         verdict = read_verdict(completion.text, order)
         if verdict.verdict != INVALID:
             break
-    return JudgeOutcome(
-        verdict,
-        model,
-        prompt_tokens,
-        completion_tokens,
-        provider.cost_usd(prompt_tokens, completion_tokens),
-        failure="" if verdict is not None else "the judge endpoint refused every request",
-    )
+    return outcome("" if verdict is not None else "the judge endpoint refused every request")
