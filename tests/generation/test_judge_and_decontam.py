@@ -133,3 +133,19 @@ def test_with_decontamination_off_the_same_leak_is_accepted(
     view = run_local(team, raw, settings, store)
     assert (view.progress.accepted, view.progress.rejected) == (1, {})
     assert situation in (documents(view.job.id)[0].text or "")
+
+
+def test_an_unreachable_judge_fails_the_item_and_says_why(
+    llm: LLMTestServer, team: Team, settings: Any, store: Any
+) -> None:
+    llm.faults.script.extend(["ok", "500", "500"])  # the first item's judge, asked and retried
+    quick = settings.model_copy(
+        update={"llm_concurrency": 1, "llm_max_retries": 1, "llm_backoff_base_seconds": 0.01}
+    )
+    view = run_local(team, spec(documents=1, **JUDGED), quick, store)  # one call at a time
+    assert view.job.status == "succeeded", view.job.error
+    assert (view.progress.accepted, view.progress.failed) == (1, 1)
+    failed = next(d for d in documents(view.job.id) if d.status == "failed")
+    assert failed.reason == "judge_unavailable"
+    assert "llm_unavailable: gave up after 2 attempts" in (failed.detail or "")
+    assert failed.judge_verdict is None
