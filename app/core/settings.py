@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +34,11 @@ class Settings(BaseSettings):
     local_llm_concurrency: int = Field(default=1, ge=1, le=16)
     llm_price_prompt_per_mtok: float = Field(default=0.0, ge=0)
     llm_price_completion_per_mtok: float = Field(default=0.0, ge=0)
+    llm_structured_output: Literal["json_schema", "json_object", "none"] = Field(
+        default="json_schema",
+        description="How the provider is asked for JSON (the stance judge): OpenAI and vLLM "
+        "take json_schema; llama-cpp-python takes json_object with a schema.",
+    )
 
     chunk_size: int = Field(default=64, ge=1, le=10_000)
     lease_seconds: float = Field(default=120.0, gt=0)

@@ -10,7 +10,7 @@ from app.jobs.spec import Judge
 from app.llm.client import ChatClient, CompletionFailed
 from app.llm.provider import ProviderConfig
 from app.prompting.render import PromptLibrary
-from app.quality.judge import INVALID, RESPONSE_FORMAT, Verdict, action_order, read_verdict
+from app.quality.judge import INVALID, Verdict, action_order, read_verdict, response_format
 from app.scenarios.bank import Scenario
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,9 @@ async def judge_document(
 
     asks = 0
     while asks < ASKS:
-        structured = provider.base_url not in _unstructured
+        structured = response_format(provider.structured_output)
+        if provider.base_url in _unstructured:
+            structured = None
         try:
             completion = await client.complete(
                 rendered.messages,
@@ -66,10 +68,10 @@ async def judge_document(
                 top_p=1.0,
                 max_tokens=settings.max_tokens,
                 seed=item.sampling_seed + asks,
-                response_format=RESPONSE_FORMAT if structured else None,
+                response_format=structured,
             )
         except CompletionFailed as failure:
-            if structured and failure.reason == "llm_rejected":
+            if structured is not None and failure.reason == "llm_rejected":
                 log.warning(
                     "judge endpoint %s refused structured output (%s); asking for plain JSON",
                     provider.base_url, failure.detail,

@@ -22,6 +22,9 @@ class ProviderConfig:
     concurrency: int
     price_prompt_per_mtok: float
     price_completion_per_mtok: float
+    # How to ask for JSON output: "json_schema" (OpenAI, vLLM), "json_object" with a schema
+    # (llama-cpp-python), or "none".
+    structured_output: str = "json_schema"
     # The bundled model: base_url is empty and the executing process starts the server.
     local: bool = False
     local_log_dir: str = ""
@@ -58,6 +61,7 @@ def resolve_provider(settings: Settings, name: str = "default") -> ProviderConfi
         concurrency=settings.llm_concurrency,
         price_prompt_per_mtok=settings.llm_price_prompt_per_mtok,
         price_completion_per_mtok=settings.llm_price_completion_per_mtok,
+        structured_output=settings.llm_structured_output,
     )
 
 
@@ -79,6 +83,7 @@ def _local_provider(settings: Settings, name: str) -> ProviderConfig:
         concurrency=settings.local_llm_concurrency,
         price_prompt_per_mtok=0.0,
         price_completion_per_mtok=0.0,
+        structured_output="json_object",  # llama-cpp-python: a schema-constrained grammar
         local=True,
         local_log_dir=str(settings.data_dir / "logs"),
     )

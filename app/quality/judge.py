@@ -27,10 +27,19 @@ SCHEMA: dict[str, Any] = {
     "required": ["evidence", "action"],
     "additionalProperties": False,
 }
-RESPONSE_FORMAT: dict[str, Any] = {
-    "type": "json_schema",
-    "json_schema": {"name": "stance_verdict", "strict": True, "schema": SCHEMA},
-}
+
+
+def response_format(style: str) -> dict[str, Any] | None:
+    """The ``response_format`` that asks an endpoint of this style for a verdict object."""
+    if style == "json_schema":  # OpenAI, vLLM
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": "stance_verdict", "strict": True, "schema": SCHEMA},
+        }
+    if style == "json_object":  # llama-cpp-python: the schema becomes a grammar
+        return {"type": "json_object", "schema": SCHEMA}
+    return None
+
 
 _OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
+from app.generation import judging
 from app.scenarios.bank import Split, builtin_bank
 from tests.conftest import Team, run_local, spec
 from tests.generation.test_pipeline import documents
 from tests.llm_server import FaultConfig, LLMTestServer
 
 JUDGED = {"judge": {"enabled": True}}
+
+
+@pytest.fixture(autouse=True)
+def _forget_refusals() -> Iterator[None]:
+    """The process remembers endpoints that refused structured output; tests start afresh."""
+    yield
+    judging._unstructured.clear()
 
 
 def judge_requests(llm: LLMTestServer) -> list[dict[str, Any]]:
@@ -149,3 +160,17 @@ def test_an_unreachable_judge_fails_the_item_and_says_why(
     assert failed.reason == "judge_unavailable"
     assert "llm_unavailable: gave up after 2 attempts" in (failed.detail or "")
     assert failed.judge_verdict is None
+
+
+@pytest.mark.parametrize(("style", "expected"), [("json_object", "json_object"), ("none", None)])
+def test_the_structured_output_style_follows_the_provider(
+    llm: LLMTestServer, team: Team, settings: Any, store: Any, style: str, expected: str | None
+) -> None:
+    styled = settings.model_copy(update={"llm_structured_output": style})
+    view = run_local(team, spec(documents=1, **JUDGED), styled, store)
+    assert view.progress.accepted == 1
+    (asked,) = judge_requests(llm)
+    sent = asked.get("response_format") or {}
+    assert sent.get("type") == expected
+    if expected == "json_object":
+        assert sent["schema"]["required"] == ["evidence", "action"]
