@@ -39,6 +39,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/dedup.py
+	$(BIN)/python bench/decontam.py
 
 serve: $(STAMP)
 	$(BIN)/priorforge serve
