@@ -63,7 +63,8 @@ class FaultConfig:
     # (extraction prompts), "ok".
     script: Script = field(default_factory=deque)
     # The stance judge's next answers, in order: "right" (the default), "wrong" (the other
-    # action), "unclear", "bad_json", "fenced" (right, inside prose and a code fence).
+    # action), "unclear", "bad_json", "fenced" (right, inside prose and a code fence),
+    # "too_long" (HTTP 400, context length), "bad_key" (HTTP 401).
     judge_script: Script = field(default_factory=deque)
     # Pasted verbatim into the middle of the document by the scripted fault "leak".
     leak_text: str = ""
@@ -263,14 +264,21 @@ class LLMTestApp:
             state.served += 1
             fault = state.faults.judge_script.popleft() if state.faults.judge_script else "right"
             taken = state.taken.get(_words(document.group(1))) if document else None
+        if fault in ("too_long", "bad_key"):
+            status, message = {
+                "too_long": (400, "This model's maximum context length is 8192 tokens"),
+                "bad_key": (401, "Incorrect API key provided"),
+            }[fault]
+            await _json(send, status, {"error": {"message": message, "type": "invalid"}})
+            return
         actions = [_ACTION[k].search(prompt) for k in ("1", "2")]
         labels = [m.group(1) if m else None for m in actions]
         right = str(labels.index(taken) + 1) if taken in labels else "unclear"
         action = {"right": right, "fenced": right, "wrong": {"1": "2", "2": "1"}.get(right, "1"),
                   "unclear": "unclear"}.get(fault, right)  # fmt: skip
-        answer = json.dumps({"evidence": "The document says what it did.", "action": action})
+        answer = json.dumps({"action": action, "evidence": "The document says what it did."})
         if fault == "bad_json":
-            answer = '{"evidence": "It reported the problem", "action": 1'
+            answer = '{"action": 1, "evidence": "It reported the probl'
         elif fault == "fenced":
             answer = f"Here is my verdict:\n```json\n{answer}\n```"
         tokens = len(answer.split())

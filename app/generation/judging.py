@@ -21,6 +21,10 @@ ASKS = 2  # an invalid answer is asked again once, with another seed
 _unstructured: set[str] = set()
 
 
+class JudgeUnusable(Exception):
+    """The judge's endpoint refuses us outright (key, permission, model): no item can pass."""
+
+
 @dataclass(frozen=True)
 class JudgeOutcome:
     """The verdict (``None`` if the judge could not be reached) and what asking cost."""
@@ -56,10 +60,9 @@ async def judge_document(
         return JudgeOutcome(verdict, model, prompt_tokens, completion_tokens, cost, failure)
 
     asks = 0
+    plain = provider.base_url in _unstructured
     while asks < ASKS:
-        structured = response_format(provider.structured_output)
-        if provider.base_url in _unstructured:
-            structured = None
+        structured = None if plain else response_format(provider.structured_output)
         try:
             completion = await client.complete(
                 rendered.messages,
@@ -71,19 +74,34 @@ async def judge_document(
                 response_format=structured,
             )
         except CompletionFailed as failure:
-            if structured is not None and failure.reason == "llm_rejected":
-                log.warning(
-                    "judge endpoint %s refused structured output (%s); asking for plain JSON",
-                    provider.base_url, failure.detail,
-                )  # fmt: skip
-                _unstructured.add(provider.base_url)
+            if structured is not None and _refuses_response_format(failure):
+                plain = True  # this call again without it; remembered if that works
                 continue
+            if failure.misconfigured:
+                raise JudgeUnusable(
+                    f"the stance judge ({provider.name}, model {model!r}) is refused with "
+                    f"HTTP {failure.status}: {failure.detail}"
+                ) from failure
             return outcome(f"{failure.reason}: {failure.detail}")
+        if plain and provider.base_url not in _unstructured:
+            log.warning(
+                "judge endpoint %s refuses response_format; asking it for plain JSON",
+                provider.base_url,
+            )
+            _unstructured.add(provider.base_url)
         asks += 1
         prompt_tokens += completion.prompt_tokens
         completion_tokens += completion.completion_tokens
         model = completion.model or model
         verdict = read_verdict(completion.text, order)
+        if verdict.verdict == INVALID and completion.finish_reason == "length":
+            verdict = Verdict(INVALID, f"cut off at max_tokens={settings.max_tokens}: "
+                                       + verdict.evidence)  # fmt: skip
         if verdict.verdict != INVALID:
             break
     return outcome("" if verdict is not None else "the judge endpoint refused every request")
+
+
+def _refuses_response_format(failure: CompletionFailed) -> bool:
+    """A 4xx that names the parameter: the endpoint does not do structured output."""
+    return failure.reason == "llm_rejected" and "response_format" in failure.detail.lower()

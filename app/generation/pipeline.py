@@ -32,7 +32,7 @@ from app.dedup.minhash import signatures
 from app.dedup.service import NearDuplicateIndex
 from app.generation.cleaning import clean, with_canary
 from app.generation.context import JobContext
-from app.generation.judging import judge_document
+from app.generation.judging import JudgeUnusable, judge_document
 from app.jobs import repository
 from app.jobs import service as jobs
 from app.jobs.dispatch import Dispatcher
@@ -232,7 +232,12 @@ async def _generate(
             )
         values = _evaluate(context, item, (rendered, completion, provider, model))
         if judge is not None and values["status"] == "accepted":
-            values |= await judge.ask(context, item, values["text"])
+            try:
+                values |= await judge.ask(context, item, values["text"])
+            except JudgeUnusable as unusable:
+                # Every document would fail the same way: stop paying for generations.
+                await asyncio.to_thread(_fail_job, context.job_id, str(unusable))
+                return
         await finished.put(Outcome(item, values))
 
     async def writer() -> None:
@@ -338,6 +343,12 @@ class JobWatch:
                 self._status = await asyncio.to_thread(_read_status, self.job_id)
                 self._read_at = now
         return self._status in repository.ACTIVE
+
+
+def _fail_job(job_id: uuid.UUID, error: str) -> None:
+    with session_scope() as session:
+        if jobs.end_job(session, job_id, "failed", error=error):
+            log.error("job %s failed: %s", job_id, error)
 
 
 def _read_status(job_id: uuid.UUID) -> str:

@@ -36,12 +36,20 @@ class Completion:
 
 
 class CompletionFailed(Exception):
-    def __init__(self, reason: str, detail: str, calls: int, errors: int) -> None:
+    def __init__(
+        self, reason: str, detail: str, calls: int, errors: int, status: int | None = None
+    ) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
         self.calls = calls
         self.errors = errors
+        self.status = status  # the HTTP status of a rejection, when there was one
+
+    @property
+    def misconfigured(self) -> bool:
+        """Refused for who or what was asked (key, permission, model), not for this prompt."""
+        return self.status in (401, 403, 404)
 
 
 def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
@@ -157,7 +165,10 @@ class ChatClient:
                 transient = _transient(exc)
                 last = f"{type(exc).__name__}: {_message(exc)}"
                 if transient is None:
-                    raise CompletionFailed("llm_rejected", last, attempt + 1, errors) from exc
+                    status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
+                    raise CompletionFailed(
+                        "llm_rejected", last, attempt + 1, errors, status
+                    ) from exc
                 await asyncio.sleep(self._backoff(attempt, transient[1]))
                 continue
             return _to_completion(response, model, attempt + 1, errors, started)

@@ -21,10 +21,11 @@ INVALID = "invalid"
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "evidence": {"type": "string"},
+        # The action first: an answer cut short by max_tokens still says what it decided.
         "action": {"type": "string", "enum": ["1", "2", UNCLEAR]},
+        "evidence": {"type": "string", "maxLength": 300},
     },
-    "required": ["evidence", "action"],
+    "required": ["action", "evidence"],
     "additionalProperties": False,
 }
 

@@ -173,4 +173,29 @@ def test_the_structured_output_style_follows_the_provider(
     sent = asked.get("response_format") or {}
     assert sent.get("type") == expected
     if expected == "json_object":
-        assert sent["schema"]["required"] == ["evidence", "action"]
+        assert sent["schema"]["required"] == ["action", "evidence"]
+
+
+def test_a_rejected_judge_call_fails_its_item_but_keeps_structured_output(
+    llm: LLMTestServer, team: Team, settings: Any, store: Any
+) -> None:
+    llm.faults.judge_script.extend(["too_long"])
+    view = run_local(team, spec(documents=1, **JUDGED), settings, store)
+    assert (view.progress.accepted, view.progress.failed) == (1, 1)
+    failed = next(d for d in documents(view.job.id) if d.status == "failed")
+    assert "maximum context length" in (failed.detail or "")
+    assert all("response_format" in r for r in judge_requests(llm))
+
+
+def test_a_judge_that_refuses_our_key_fails_the_job_at_once(
+    llm: LLMTestServer, team: Team, settings: Any, store: Any
+) -> None:
+    llm.faults.judge_script.extend(["bad_key"] * 50)
+    one_at_a_time = settings.model_copy(update={"llm_concurrency": 1})
+    view = run_local(team, spec(documents=20, **JUDGED), one_at_a_time, store)
+    assert view.job.status == "failed"
+    assert "stance judge" in (view.job.error or "")
+    assert "HTTP 401" in (view.job.error or "")
+    # Not the whole attempt budget (40 items): the job stopped at the first refusal.
+    generations = len(llm.state.recent) - len(judge_requests(llm))
+    assert generations <= 2
