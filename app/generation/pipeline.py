@@ -236,7 +236,7 @@ async def _generate(
                 values |= await judge.ask(context, item, values["text"])
             except JudgeUnusable as unusable:
                 # Every document would fail the same way: stop paying for generations.
-                await asyncio.to_thread(_fail_job, context.job_id, str(unusable))
+                await watch.fail(str(unusable))
                 return
         await finished.put(Outcome(item, values))
 
@@ -343,6 +343,13 @@ class JobWatch:
                 self._status = await asyncio.to_thread(_read_status, self.job_id)
                 self._read_at = now
         return self._status in repository.ACTIVE
+
+    async def fail(self, error: str) -> None:
+        """End the job as failed; calls not started yet see it at once."""
+        async with self._lock:
+            self._status = "failed"
+            self._read_at = float("inf")
+        await asyncio.to_thread(_fail_job, self.job_id, error)
 
 
 def _fail_job(job_id: uuid.UUID, error: str) -> None:
