@@ -6,6 +6,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from app.core.jsonl import numbered_lines, unstorable
+
 MAX_ITEMS = 500_000
 MAX_TEXT_CHARS = 200_000
 MAX_ID_CHARS = 200
@@ -32,9 +34,7 @@ def parse_jsonl(body: str) -> list[EvalText]:
     items: list[EvalText] = []
     errors: list[dict[str, object]] = []
     seen: dict[str, int] = {}
-    for number, line in enumerate(body.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, line in numbered_lines(body):
         try:
             item = _parse_line(line, number)
         except ValueError as exc:
@@ -61,6 +61,9 @@ def _parse_line(line: str, number: int) -> EvalText:
         raise ValueError(f"not JSON ({exc.msg} at column {exc.colno})") from None
     if not isinstance(value, dict):
         raise ValueError('expected an object like {"text": "...", "id": "q1"}')
+    problem = unstorable(value)
+    if problem is not None:
+        raise ValueError(problem)
     unknown = set(value) - {"text", "id"}
     if unknown:
         raise ValueError(f"unknown field(s) {sorted(unknown)}; allowed: 'text', 'id'")

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from app.core.jsonl import numbered_lines, unstorable
 from app.core.paths import PROMPTS_DIR
 
 BUILTIN_BANK = PROMPTS_DIR / "scenarios" / "builtin.jsonl"
@@ -70,14 +71,18 @@ def parse_jsonl(text: str) -> list[Scenario]:
     scenarios: list[Scenario] = []
     errors: list[str] = []
     seen: set[str] = set()
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, line in numbered_lines(text):
         try:
-            scenario = Scenario.model_validate(json.loads(line))
+            value = json.loads(line)
         except json.JSONDecodeError as exc:
             errors.append(f"line {number}: not JSON ({exc.msg})")
             continue
+        problem = unstorable(value)
+        if problem is not None:
+            errors.append(f"line {number}: {problem}")
+            continue
+        try:
+            scenario = Scenario.model_validate(value)
         except ValidationError as exc:
             problems = ", ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or '(line)'}: {e['msg']}"

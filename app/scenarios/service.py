@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.core.errors import Conflict, InvalidRequest
+from app.core.jsonl import numbered_lines
 from app.scenarios import repository
 from app.scenarios.bank import BankError, Scenario, builtin_bank, parse_jsonl
 from app.teams.service import Principal
@@ -32,8 +33,7 @@ def import_jsonl(
     session: Session, principal: Principal, body: str, *, job_id: uuid.UUID | None = None
 ) -> list[Scenario]:
     """Validate every line, then store all of them, or none: errors name their line."""
-    lines = body.splitlines()
-    if len([line for line in lines if line.strip()]) > MAX_IMPORT_LINES:
+    if sum(1 for _line in numbered_lines(body)) > MAX_IMPORT_LINES:
         raise InvalidRequest(f"at most {MAX_IMPORT_LINES} scenarios per import; split the file")
     try:
         scenarios = parse_jsonl(body)
@@ -85,7 +85,7 @@ def _conflicts(
 
 
 def _line_numbers(body: str) -> list[int]:
-    return [n for n, line in enumerate(body.splitlines(), start=1) if line.strip()]
+    return [number for number, _line in numbered_lines(body)]
 
 
 def list_scenarios(

@@ -132,3 +132,30 @@ def test_a_set_named_by_a_running_job_cannot_be_deleted(client: Any, team: Team)
     assert job["id"] in refused.json()["detail"]
     client.post(f"/v1/jobs/{job['id']}/cancel", headers=team.headers())
     assert client.delete("/v1/eval-sets/pinned", headers=team.headers()).status_code == 204
+
+
+def test_text_a_database_cannot_store_is_a_422_naming_the_line(client: Any, team: Team) -> None:
+    body = b"\n".join(
+        [
+            json.dumps({"text": QUESTIONS[0]}).encode(),
+            json.dumps({"text": "nul \u0000 inside"}).encode(),
+            b'{"text": "lone \\ud800 surrogate"}',
+            json.dumps({"text": QUESTIONS[1], "id": "ok\u0000"}).encode(),
+        ]
+    )
+    response = register(client, team, "unstorable", body)
+    assert response.status_code == 422
+    errors = {e["line"]: e["message"] for e in response.json()["errors"]}
+    assert set(errors) == {2, 3, 4}
+    assert "NUL" in errors[2]
+    assert "surrogate" in errors[3]
+
+
+def test_unicode_line_separators_inside_strings_are_text_not_newlines(
+    client: Any, team: Team
+) -> None:
+    text = "A question\u2028spanning a line separator\u0085and a next-line mark, in JSON."
+    body = (json.dumps({"text": text}, ensure_ascii=False) + "\r\n").encode()
+    response = register(client, team, "separators", body)
+    assert response.status_code == 201, response.text
+    assert response.json()["items"] == 1
