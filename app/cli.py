@@ -609,7 +609,12 @@ def evalsets_add(
         raise _fail(exc.detail + lines) from None
     console.print(
         f"registered [bold]{name}[/]: {items} items, sha256 {sha[:12]}…"
-        + (f"; {too_short} under 8 words are too short to be checked" if too_short else "")
+        + (
+            f"; {too_short} under 8 words are checked only by jobs whose decontam.ngram is "
+            "at most their length"
+            if too_short
+            else ""
+        )
     )
 
 

@@ -17,14 +17,19 @@ ACTIVE_JOBS = ("queued", "running")
 INSERT_BATCH = 5_000
 
 
-def by_name(session: Session, team_id: uuid.UUID, name: str) -> EvalSet | None:
-    return session.scalar(select(EvalSet).where(EvalSet.team_id == team_id, EvalSet.name == name))
+def by_name(
+    session: Session, team_id: uuid.UUID, name: str, *, for_update: bool = False
+) -> EvalSet | None:
+    query = select(EvalSet).where(EvalSet.team_id == team_id, EvalSet.name == name)
+    return session.scalar(query.with_for_update() if for_update else query)
 
 
-def team_sets(session: Session, team_id: uuid.UUID) -> Sequence[EvalSet]:
-    return session.scalars(
-        select(EvalSet).where(EvalSet.team_id == team_id).order_by(EvalSet.name)
-    ).all()
+def team_sets(
+    session: Session, team_id: uuid.UUID, *, for_share: bool = False
+) -> Sequence[EvalSet]:
+    """The team's sets by name; ``for_share`` holds them against deletion until commit."""
+    query = select(EvalSet).where(EvalSet.team_id == team_id).order_by(EvalSet.name)
+    return session.scalars(query.with_for_update(read=True) if for_share else query).all()
 
 
 def add_set(

@@ -39,7 +39,8 @@ def register_eval_set(
     """Register a set from JSONL (``{"text": ..., "id": ...}`` per line): all lines or none.
 
     Every later job of the team rejects documents that leak its items (see the spec's
-    ``decontam``). ``too_short`` counts items under 8 words, too generic to be checked.
+    ``decontam``). ``too_short`` counts items under 8 words: a job checks them only if its
+    ``decontam.ngram`` is at most their length (shorter text is too generic to check).
     """
     row, too_short = service.register(session, principal, name, utf8(body))
     return _read(row, too_short)

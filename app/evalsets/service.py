@@ -56,8 +56,14 @@ def list_sets(session: Session, principal: Principal) -> Sequence[EvalSet]:
 
 
 def delete(session: Session, principal: Principal, name: str) -> None:
-    """Remove a set, unless a job still running checks documents against it by name."""
-    row = get(session, principal, name)
+    """Remove a set, unless a job still running checks documents against it by name.
+
+    The row lock waits for a submission naming the set (which holds it shared) to commit,
+    so that job is seen below.
+    """
+    row = repository.by_name(session, principal.team_id, name, for_update=True)
+    if row is None:
+        raise NotFound(f"no evaluation set named {name!r}")
     for job_id, spec in repository.active_job_specs(session, principal.team_id):
         if name in ((spec.get("decontam") or {}).get("eval_sets") or ()):
             raise Conflict(f"job {job_id} is running and checks against {name!r}; "
@@ -67,9 +73,11 @@ def delete(session: Session, principal: Principal, name: str) -> None:
 
 def selected_sets(session: Session, team_id: uuid.UUID, decontam: Decontam) -> list[EvalSet]:
     """The sets a job checks: the named ones (each must exist), or all of the team's."""
-    sets = list(repository.team_sets(session, team_id))
     if decontam.eval_sets is None:
-        return sets
+        return list(repository.team_sets(session, team_id))
+    # Named sets stay until this transaction ends: a delete cannot slip in before the job
+    # that names them is committed.
+    sets = repository.team_sets(session, team_id, for_share=True)
     by_name = {s.name: s for s in sets}
     missing = [name for name in decontam.eval_sets if name not in by_name]
     if missing:

@@ -159,3 +159,42 @@ def test_unicode_line_separators_inside_strings_are_text_not_newlines(
     response = register(client, team, "separators", body)
     assert response.status_code == 201, response.text
     assert response.json()["items"] == 1
+
+
+def test_a_delete_waits_for_a_submission_naming_the_set_and_then_refuses(
+    client: Any, team: Team, settings: Any
+) -> None:
+    import threading
+
+    from app.core.errors import Conflict
+    from app.jobs import service as jobs
+    from app.jobs.dispatch import LocalDispatcher
+    from app.jobs.spec import JobSpec
+
+    assert register(client, team, "contested", jsonl({"text": QUESTIONS[0]})).status_code == 201
+    outcome: list[BaseException | None] = []
+
+    def delete() -> None:
+        try:
+            with session_scope() as session:
+                evalsets.delete(session, team.principal, "contested")
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome.append(exc)
+
+    deleter = threading.Thread(target=delete)
+    with session_scope() as session:
+        jobs.submit_job(
+            session,
+            team.principal,
+            JobSpec.model_validate(spec(decontam={"eval_sets": ["contested"]})),
+            idempotency_key=None,
+            dispatcher=LocalDispatcher(),
+            settings=settings,
+        )
+        deleter.start()
+        deleter.join(0.5)
+        assert deleter.is_alive(), "the delete did not wait for the submission"
+    deleter.join(10)
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], Conflict)
