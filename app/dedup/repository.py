@@ -195,3 +195,15 @@ def store_signatures(session: Session, signatures: Sequence[tuple[uuid.UUID, byt
             sql_update(Document),
             [{"id": document_id, "minhash": minhash} for document_id, minhash in signatures],
         )
+
+
+def generation(session: Session, dataset_id: uuid.UUID) -> int:
+    return session.scalar(select(Dataset.dedup_generation).where(Dataset.id == dataset_id)) or 0
+
+
+def bump_generation(session: Session, dataset_id: uuid.UUID) -> None:
+    session.execute(
+        sql_update(Dataset)
+        .where(Dataset.id == dataset_id)
+        .values(dedup_generation=Dataset.dedup_generation + 1)
+    )

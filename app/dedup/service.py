@@ -70,12 +70,13 @@ class NearDuplicateIndex:
             self.stored = _embedded_index(session, dataset_id)
         else:
             if pinned != INDEX_ALGORITHM:
+                # Older bands and signatures match nothing this worker computes: rebuild
+                # once, now, under the lock we hold, rather than miss every older copy.
                 log.warning(
-                    "dataset %s was indexed with %s, this worker uses %s: near-duplicate "
-                    "matches against older documents may be missed until `rebuild_bands` "
-                    "(priorforge dedup rebuild) rebuilds its index",
+                    "dataset %s was indexed with %s; rebuilding its index as %s",
                     dataset_id, pinned, INDEX_ALGORITHM,
                 )  # fmt: skip
+                rebuild_bands(session, dataset_id)
             self.stored = _candidates_from_bands(session, dataset_id, self.keys)
         # Every candidate of the batch against the stored documents at once: they do not
         # change during the batch. The batch's own additions are checked one by one.
@@ -144,6 +145,7 @@ def _usable(signature: bytes | None) -> bool:
 @dataclass
 class _Embedded:
     index: MemoryIndex[uuid.UUID] = field(default_factory=lambda: MemoryIndex(threshold=1.0))
+    generation: int = 0  # the dataset's dedup_generation when loaded
     watermark: int = 0  # the highest document rowid read
     accepted: int = 0  # accepted documents read (with or without a signature)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -171,13 +173,18 @@ def _embedded_index(session: Session, dataset_id: uuid.UUID) -> MemoryIndex[uuid
     with _EMBEDDED_LOCK:
         state = _EMBEDDED.setdefault(key, _Embedded())
     with state.lock:
+        generation = repository.generation(session, dataset_id)
         rows = repository.accepted_since(session, dataset_id, state.watermark)
-        if state.accepted + len(rows) != repository.count_accepted(session, dataset_id):
-            # A document below the watermark left or joined the accepted set (or the file
-            # was replaced): what this process holds is no longer a prefix. Start over.
+        if (
+            state.accepted + len(rows) != repository.count_accepted(session, dataset_id)
+            or state.generation != generation
+        ):
+            # A document below the watermark left or joined the accepted set, signatures
+            # were rebuilt (by any process), or the file was replaced: what this process
+            # holds is no longer a prefix of what is stored. Start over.
             if state.accepted:
                 log.info("dataset %s: reloading the near-duplicate index", dataset_id)
-            state = _Embedded()
+            state = _Embedded(generation=generation)
             with _EMBEDDED_LOCK:
                 _EMBEDDED[key] = state
             rows = repository.accepted_since(session, dataset_id, 0)
@@ -203,7 +210,8 @@ def rebuild_bands(session: Session, dataset_id: uuid.UUID) -> int:
     the accepted documents' texts and the dataset is re-pinned to ``INDEX_ALGORITHM``; then
     the dataset's band rows are deleted and written again from the signatures. Embedded
     (SQLite) databases keep no band rows: there the process's in-memory index is dropped and
-    reloads on next use. Returns the number of documents indexed. The caller commits.
+    reloads on next use, and the dataset's generation is raised so that other processes
+    reload theirs too. Returns the number of documents indexed. The caller commits.
     """
     repository.lock_dataset(session, dataset_id)
     pinned = repository.pin_algorithm(session, dataset_id, INDEX_ALGORITHM)
@@ -211,6 +219,7 @@ def rebuild_bands(session: Session, dataset_id: uuid.UUID) -> int:
         _upgrade(session, dataset_id, pinned)
     _recompute_signatures(session, dataset_id, only_missing=True)
     repository.delete_bands(session, dataset_id)
+    repository.bump_generation(session, dataset_id)
     ids = repository.accepted_ids(session, dataset_id)
     if repository.is_embedded(session):
         _forget(session, dataset_id)
@@ -236,6 +245,7 @@ def _upgrade(session: Session, dataset_id: uuid.UUID, pinned: str) -> None:
         log.warning("dataset %s: recomputing %s signatures as %s", dataset_id, pinned, ALGORITHM)
         _recompute_signatures(session, dataset_id)
     repository.set_algorithm(session, dataset_id, INDEX_ALGORITHM)
+    repository.bump_generation(session, dataset_id)
     if repository.is_embedded(session):
         _forget(session, dataset_id)
 

@@ -1,4 +1,5 @@
-"""Evaluation sets for decontamination; contamination and stance-judge columns on documents.
+"""Evaluation sets for decontamination; contamination and stance-judge columns on documents;
+a generation counter for each dataset's near-duplicate index.
 
 Revision ID: 0005
 Revises: 0004
@@ -48,6 +49,10 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("eval_set_id", "position", name=op.f("pk_eval_item")),
     )
+    with op.batch_alter_table("dataset", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("dedup_generation", sa.Integer(), nullable=False, server_default="0")
+        )
     json = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
     with op.batch_alter_table("document", schema=None) as batch_op:
         batch_op.add_column(sa.Column("contamination", json, nullable=True))
@@ -71,5 +76,7 @@ def downgrade() -> None:
             "contamination",
         ):
             batch_op.drop_column(name)
+    with op.batch_alter_table("dataset", schema=None) as batch_op:
+        batch_op.drop_column("dedup_generation")
     op.drop_table("eval_item")
     op.drop_table("eval_set")

@@ -216,3 +216,27 @@ def test_threads_writing_near_copies_at_once_keep_exactly_one(engine: Engine) ->
             .group_by(Document.status)
         ).all()
     assert dict(statuses) == {"accepted": 6, "duplicate": 6}
+
+
+def test_a_rebuild_by_another_process_reloads_this_ones_index(engine: Engine) -> None:
+    original = factory.text("original")
+    with Session(engine) as session:
+        made = factory.dataset(session)
+        unsigned = factory.document(session, made, original, minhash=b"")  # lost signature
+        factory.write_batch(session, made, [factory.text("other")])
+        session.commit()
+    stale = cached(engine, made)
+    assert unsigned not in stale.index
+
+    with Session(engine) as session:  # e.g. `priorforge dedup rebuild` in another process
+        service.rebuild_bands(session, made.dataset_id)
+        session.commit()
+        key = service._cache_key(session, made.dataset_id)
+    service._EMBEDDED[key] = stale  # this process still holds what it loaded before
+
+    with Session(engine) as session:
+        match = factory.write_batch(session, made, [factory.near_copy(original)])[0][1]
+        session.rollback()
+    assert match is not None
+    assert match[0] == unsigned
+    assert cached(engine, made).generation == 1
