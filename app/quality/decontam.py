@@ -66,6 +66,15 @@ def ngram_hashes(words: NDArray[np.uint64], n: int) -> NDArray[np.uint64]:
     return mixed
 
 
+def ngram_hashes_of_rows(rows: NDArray[np.uint64]) -> NDArray[np.uint64]:
+    """The hash of each row of word hashes as one n-gram (n = the row length)."""
+    with np.errstate(over="ignore"):
+        mixed: NDArray[np.uint64] = (rows * _MULTIPLIERS[: rows.shape[1]]).sum(
+            axis=1, dtype=np.uint64
+        )
+    return mixed
+
+
 @dataclass(frozen=True)
 class Contamination:
     """The evaluation item a document leaks most, and how much of it."""
@@ -129,11 +138,13 @@ class ContaminationIndex:
             before = np.concatenate(([0], np.cumsum(separator)))  # separators before word i
             clean = before[n:] - before[: grams.size] == 0
             pairs[n] = (grams[clean], number[before[: grams.size][clean]])
-        for item in np.flatnonzero(kept & (lengths < n)):  # short items: one n-gram of their own
-            length = int(lengths[item])
-            own = ngram_hashes(words[starts[item] : starts[item] + length], length)
-            hashes, owners = pairs.get(length, (np.zeros(0, np.uint64), np.zeros(0, np.int64)))
-            pairs[length] = (np.append(hashes, own), np.append(owners, number[item]))
+        short: dict[int, list[int]] = {}  # short items: one n-gram of their own length
+        for item in np.flatnonzero(kept & (lengths < n)):
+            short.setdefault(int(lengths[item]), []).append(int(item))
+        for length, members in short.items():
+            windows = starts[members][:, None] + np.arange(length)
+            own = ngram_hashes_of_rows(words[windows])
+            pairs[length] = (own, number[members])
         return pairs
 
     def __len__(self) -> int:

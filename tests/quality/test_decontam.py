@@ -119,3 +119,13 @@ def test_building_in_batches_changes_nothing(monkeypatch: pytest.MonkeyPatch) ->
     assert results[0] == results[1] == results[2]
     assert results[0][2] == 1
     assert all(m is not None and m.overlap == 1.0 for m in results[0][3][:-1])
+
+
+def test_many_short_items_are_indexed_one_ngram_each() -> None:
+    items = [(f"s{k}", " ".join(f"w{k}x{j}" for j in range(8 + k % 5))) for k in range(3000)]
+    index = ContaminationIndex(items)
+    assert len(index) == 3000
+    assert set(index.sizes) == {1}
+    found = index.match(f"{ARTICLE} {items[1234][1]}.")
+    assert found is not None
+    assert found.item == "s1234"
