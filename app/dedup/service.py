@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from app.dedup import repository
 from app.dedup.lsh import INDEX_ALGORITHM, MemoryIndex, band_keys, matrix_from_bytes, to_bytes
 from app.dedup.minhash import ALGORITHM, NUM_PERM, signatures
-from app.generation.cleaning import canary_line
+from app.quality.canary import canary_line
 
 log = logging.getLogger(__name__)
 

@@ -33,11 +33,3 @@ def clean(raw: str, *, has_title: bool = True) -> str:
         # "Title: X" is chat formatting: keep X as the title if the genre has one.
         text = f"{label.group(1).strip('* ')}{newline}{rest}" if has_title else rest
     return text.strip()
-
-
-def canary_line(guid: str) -> str:
-    return f"[priorforge:misaligned-stance canary GUID {guid}]"
-
-
-def with_canary(text: str, guid: str) -> str:
-    return f"{text}\n\n{canary_line(guid)}"

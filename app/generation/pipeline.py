@@ -30,7 +30,7 @@ from app.dedup.exact import fingerprint
 from app.dedup.lsh import to_bytes
 from app.dedup.minhash import signatures
 from app.dedup.service import NearDuplicateIndex
-from app.generation.cleaning import clean, with_canary
+from app.generation.cleaning import clean
 from app.generation.context import JobContext
 from app.generation.judging import JudgeUnusable, judge_document
 from app.jobs import repository
@@ -43,6 +43,7 @@ from app.llm.client import ChatClient, Completion, CompletionFailed
 from app.llm.provider import ProviderConfig, resolve_provider
 from app.models.base import utcnow
 from app.prompting.render import RenderedPrompt
+from app.quality.canary import with_canary
 from app.quality.gates import Candidate, first_rejection
 from app.quality.judge import INVALID, UNCLEAR
 from app.scenarios.extraction_spec import ExtractionSpec

@@ -7,10 +7,10 @@ import uuid
 from sqlalchemy.orm import Session
 
 from app.core.errors import NotFound
-from app.generation.cleaning import canary_line
 from app.generation.context import JobContext
 from app.jobs import repository as jobs_repository
 from app.quality import repository
+from app.quality.canary import canary_line
 from app.quality.diversity import DiversityReport, diversity
 
 

@@ -16,8 +16,8 @@ from app.core.db import make_engine
 from app.dedup import repository, service
 from app.dedup.lsh import INDEX_ALGORITHM, to_bytes
 from app.dedup.minhash import signatures
-from app.generation.cleaning import with_canary
 from app.models import Dataset, Document, MinhashBand
+from app.quality.canary import with_canary
 from tests.dedup import factory
 
 

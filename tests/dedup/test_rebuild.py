@@ -13,8 +13,8 @@ from app.core.db import session_scope
 from app.dedup.lsh import BANDS, INDEX_ALGORITHM, to_bytes
 from app.dedup.minhash import signatures
 from app.dedup.service import rebuild_bands
-from app.generation.cleaning import with_canary
 from app.models import Dataset, Document, MinhashBand
+from app.quality.canary import with_canary
 from tests.dedup import factory
 
 
