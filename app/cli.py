@@ -56,6 +56,15 @@ def _ensure_schema() -> None:
         migrate.upgrade(settings.effective_database_url)
 
 
+def _local_principal(session: Any, role: str = "admin") -> Any:
+    """The command line's own team, which in-process jobs and previews run as."""
+    from app.teams.keys import Role
+    from app.teams.service import Principal, ensure_team
+
+    team = ensure_team(session, LOCAL_TEAM)
+    return Principal(team_id=team.id, role=Role(role), key_id=uuid.uuid4())
+
+
 @db_cli.command("upgrade")
 def db_upgrade(revision: str = "head") -> None:
     """Apply migrations up to REVISION (default: head)."""
@@ -287,8 +296,6 @@ def preview(
     """Show the exact messages the first items of a spec would send, calling no model."""
     from app.core.db import session_scope
     from app.prompting import service as prompting
-    from app.teams.keys import Role
-    from app.teams.service import Principal, ensure_team
 
     raw = _build_spec(
         spec_file,
@@ -308,8 +315,7 @@ def preview(
     _ensure_schema()
     try:
         with session_scope() as session:
-            team = ensure_team(session, LOCAL_TEAM)
-            principal = Principal(team_id=team.id, role=Role.READ, key_id=uuid.uuid4())
+            principal = _local_principal(session, "read")
             previews = prompting.preview(session, principal, spec, items)
     except PriorForgeError as exc:
         raise _fail(exc.detail) from None
@@ -375,8 +381,6 @@ def run_in_process(raw_spec: dict[str, Any], *, show_sample: bool = False) -> No
     from app.jobs.dispatch import LocalDispatcher
     from app.llm.provider import resolve_provider
     from app.storage.default import get_store
-    from app.teams.keys import Role
-    from app.teams.service import Principal, ensure_team
 
     spec = _validate_spec(raw_spec)
     settings = get_settings()
@@ -385,8 +389,7 @@ def run_in_process(raw_spec: dict[str, Any], *, show_sample: bool = False) -> No
     dispatcher = LocalDispatcher()
     try:
         with session_scope() as session:
-            team = ensure_team(session, LOCAL_TEAM)
-            principal = Principal(team_id=team.id, role=Role.ADMIN, key_id=uuid.uuid4())
+            principal = _local_principal(session)
             job, _ = jobs.submit_job(
                 session,
                 principal,
@@ -570,15 +573,6 @@ def llm_serve(
         pass
     finally:
         server.stop()
-
-
-def _local_principal(session: Any) -> Any:
-    """The embedded CLI's own team, which in-process jobs run as."""
-    from app.teams.keys import Role
-    from app.teams.service import Principal, ensure_team
-
-    team = ensure_team(session, LOCAL_TEAM)
-    return Principal(team_id=team.id, role=Role.ADMIN, key_id=uuid.uuid4())
 
 
 @evalsets_cli.command("add")

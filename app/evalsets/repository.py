@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from app.evalsets.items import EvalText
-from app.models import EvalItem, EvalSet, Job
-
-ACTIVE_JOBS = ("queued", "running")
+from app.models import EvalItem, EvalSet
 
 INSERT_BATCH = 5_000
 
@@ -64,12 +61,3 @@ def texts(session: Session, eval_set_id: uuid.UUID) -> Iterator[tuple[str, str]]
     )
     for row in rows:
         yield row.item_id, row.text
-
-
-def active_job_specs(
-    session: Session, team_id: uuid.UUID
-) -> list[tuple[uuid.UUID, dict[str, Any]]]:
-    rows = session.execute(
-        select(Job.id, Job.spec).where(Job.team_id == team_id, Job.status.in_(ACTIVE_JOBS))
-    )
-    return [(row.id, row.spec) for row in rows]

@@ -15,6 +15,7 @@ from app.core.errors import Conflict, InvalidRequest, NotFound
 from app.dedup.minhash import normalise
 from app.evalsets import repository
 from app.evalsets.items import EvalSetError, content_sha256, parse_jsonl
+from app.jobs import repository as job_rows
 from app.jobs.spec import Decontam
 from app.models import EvalSet
 from app.quality.decontam import MIN_WORDS, ContaminationIndex
@@ -64,7 +65,7 @@ def delete(session: Session, principal: Principal, name: str) -> None:
     row = repository.by_name(session, principal.team_id, name, for_update=True)
     if row is None:
         raise NotFound(f"no evaluation set named {name!r}")
-    for job_id, spec in repository.active_job_specs(session, principal.team_id):
+    for job_id, spec in job_rows.active_job_specs(session, principal.team_id):
         if name in ((spec.get("decontam") or {}).get("eval_sets") or ()):
             raise Conflict(f"job {job_id} is running and checks against {name!r}; "
                            "cancel it or wait for it to finish")  # fmt: skip
@@ -108,17 +109,23 @@ _cache_lock = threading.Lock()
 
 
 def contamination_index(
-    session: Session, team_id: uuid.UUID, decontam: Decontam, bank: Sequence[Scenario]
+    session: Session,
+    team_id: uuid.UUID,
+    decontam: Decontam,
+    bank: Sequence[Scenario],
+    sets: Sequence[EvalSet] | None = None,
 ) -> ContaminationIndex | None:
     """The index for a job's decontamination settings, built once per process and content.
 
     Keyed by the content hashes of what goes in, so a newly registered set or scenario is
-    picked up by the next chunk, and an unchanged one costs one small query.
+    picked up by the next chunk, and an unchanged one costs one small query (none when the
+    caller has already selected ``sets``).
     """
     if not decontam.enabled:
         return None
     held = scenario_items(bank) if decontam.heldout_scenarios else []
-    sets = selected_sets(session, team_id, decontam)
+    if sets is None:
+        sets = selected_sets(session, team_id, decontam)
     held_sha = hashlib.sha256(repr(held).encode()).hexdigest()
     key = (team_id, decontam.ngram, held_sha, tuple((s.id, s.sha256) for s in sets))
     with _cache_lock:
@@ -134,7 +141,7 @@ def contamination_index(
 
 
 def _items(
-    session: Session, held: list[tuple[str, str]], sets: list[EvalSet]
+    session: Session, held: list[tuple[str, str]], sets: Sequence[EvalSet]
 ) -> Iterator[tuple[str, str]]:
     yield from held
     for eval_set in sets:

@@ -60,7 +60,7 @@ class JobContext:
         """Resolve a spec against the team's scenarios, forms and evaluation sets (validating
         it); with ``decontaminate``, also load the index documents are checked against."""
         bank = team_bank(session, team_id)
-        selected_sets(session, team_id, spec.decontam)
+        sets = selected_sets(session, team_id, spec.decontam)  # validates the names
         return cls(
             job_id=job_id,
             team_id=team_id,
@@ -70,7 +70,7 @@ class JobContext:
             forms={f.id: f for f in select_forms(spec.surface_forms)},
             library=prompt_library(),
             contamination=(
-                contamination_index(session, team_id, spec.decontam, bank)
+                contamination_index(session, team_id, spec.decontam, bank, sets)
                 if decontaminate
                 else None
             ),

@@ -99,7 +99,7 @@ async def judge_document(
                                        + verdict.evidence)  # fmt: skip
         if verdict.verdict != INVALID:
             break
-    return outcome("" if verdict is not None else "the judge endpoint refused every request")
+    return outcome()
 
 
 def _refuses_response_format(failure: CompletionFailed) -> bool:

@@ -56,6 +56,15 @@ def active_job_ids(session: Session) -> Sequence[uuid.UUID]:
     return session.scalars(select(Job.id).where(Job.status.in_(ACTIVE))).all()
 
 
+def active_job_specs(
+    session: Session, team_id: uuid.UUID
+) -> list[tuple[uuid.UUID, dict[str, Any]]]:
+    rows = session.execute(
+        select(Job.id, Job.spec).where(Job.team_id == team_id, Job.status.in_(ACTIVE))
+    )
+    return [(row.id, row.spec) for row in rows]
+
+
 def dataset_names(session: Session, dataset_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
     if not dataset_ids:
         return {}

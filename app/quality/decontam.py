@@ -18,19 +18,16 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache
 
 import numpy as np
 from numpy.typing import NDArray
 
-from app.dedup.minhash import normalise, word_hashes
+from app.dedup.minhash import batch_word_hashes, normalise, word_hashes
 
 DEFAULT_NGRAM = 13
 MIN_WORDS = 8
 MAX_NGRAM = 50
 BUILD_BATCH = 20_000
-# Between items when a batch is hashed as one text: a word ``normalise`` never produces.
-_SEPARATOR = b" \x00 "
 
 
 def _multipliers(count: int) -> NDArray[np.uint64]:
@@ -47,11 +44,6 @@ def _multipliers(count: int) -> NDArray[np.uint64]:
 
 
 _MULTIPLIERS = _multipliers(MAX_NGRAM)
-
-
-@cache
-def _separator_hash() -> np.uint64:
-    return np.uint64(word_hashes(_SEPARATOR.strip(b" "))[0])
 
 
 def ngram_hashes(words: NDArray[np.uint64], n: int) -> NDArray[np.uint64]:
@@ -117,15 +109,12 @@ class ContaminationIndex:
     ) -> dict[int, tuple[NDArray[np.uint64], NDArray[np.int64]]]:
         """(n-gram hash, item number) pairs of a batch of items, by n-gram length.
 
-        The batch is hashed as one text with a separator word between items; windows that
-        contain a separator are dropped, so no n-gram spans two items.
+        The batch's words are hashed in one call; windows reaching past their item's last
+        word are dropped, so no n-gram spans two items.
         """
         n = self.n
-        words = word_hashes(_SEPARATOR.join(normalise(text) for _key, text in batch))
-        separator = words == _separator_hash()
-        boundaries = np.flatnonzero(separator)
-        starts = np.concatenate(([0], boundaries + 1))
-        lengths = np.concatenate((boundaries, [words.size])) - starts
+        words, offsets = batch_word_hashes([normalise(text) for _key, text in batch])
+        starts, lengths = offsets[:-1], np.diff(offsets)
         kept = lengths >= min(n, MIN_WORDS)
         number = np.full(len(batch), -1, dtype=np.int64)
         number[kept] = len(self.keys) + np.arange(int(kept.sum()))
@@ -135,16 +124,15 @@ class ContaminationIndex:
         pairs: dict[int, tuple[NDArray[np.uint64], NDArray[np.int64]]] = {}
         grams = ngram_hashes(words, n)
         if grams.size:
-            before = np.concatenate(([0], np.cumsum(separator)))  # separators before word i
-            clean = before[n:] - before[: grams.size] == 0
-            pairs[n] = (grams[clean], number[before[: grams.size][clean]])
+            item_of = np.repeat(np.arange(len(batch)), lengths)  # each word's item
+            inside = item_of[: grams.size] == item_of[n - 1 :]
+            pairs[n] = (grams[inside], number[item_of[: grams.size][inside]])
         short: dict[int, list[int]] = {}  # short items: one n-gram of their own length
         for item in np.flatnonzero(kept & (lengths < n)):
             short.setdefault(int(lengths[item]), []).append(int(item))
         for length, members in short.items():
             windows = starts[members][:, None] + np.arange(length)
-            own = ngram_hashes_of_rows(words[windows])
-            pairs[length] = (own, number[members])
+            pairs[length] = (ngram_hashes_of_rows(words[windows]), number[members])
         return pairs
 
     def __len__(self) -> int:
