@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from app.core import problems
+from app.core import openapi, problems
 from app.datasets.router import router as datasets_router
 from app.evalsets.router import router as evalsets_router
 from app.health.router import router as health_router
@@ -20,6 +20,7 @@ def create_app() -> FastAPI:
         summary="Synthetic AI-discourse documents for alignment pretraining.",
     )
     problems.install(app)
+    openapi.install(app)
     app.include_router(health_router)
     app.include_router(jobs_router)
     app.include_router(datasets_router)

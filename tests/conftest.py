@@ -292,3 +292,66 @@ def _close_llm_clients() -> Iterator[None]:
     from app.generation.pipeline import close_thread_resources
 
     close_thread_resources()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class LiveServer:
+    """``priorforge serve`` in a subprocess on this run's Postgres and Redis."""
+
+    def __init__(self, *args: str, **env_overrides: str) -> None:
+        import httpx
+
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log = TMP / f"serve-{uuid.uuid4().hex[:6]}.log"
+        self._log_handle = self.log.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port), *args],
+            cwd=ROOT,
+            env=dict(os.environ) | env_overrides,
+            stdout=self._log_handle,
+            stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"server did not start:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._log_handle.close()
+
+
+@pytest.fixture
+def live_server() -> Iterator[Callable[..., LiveServer]]:
+    """Start API servers for a test; all are stopped after it."""
+    started: list[LiveServer] = []
+
+    def start(*args: str, **env_overrides: str) -> LiveServer:
+        server = LiveServer(*args, **env_overrides)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

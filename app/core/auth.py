@@ -1,14 +1,20 @@
-"""Bearer API-key authentication as FastAPI dependencies."""
+"""Bearer API-key authentication, and the request's unit of work, as FastAPI dependencies.
+
+The route guard (app/core/routing.py) authenticates every request before its body is read and
+leaves the principal on ``request.state``; the dependencies below hand it to the endpoint and
+enforce the role the endpoint declares.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from app.core.db import get_sessionmaker
+from app.core.db import get_sessionmaker, session_scope
 from app.core.errors import Forbidden, Unauthorized
 from app.teams.keys import Role
 from app.teams.service import Principal, authenticate
@@ -30,24 +36,47 @@ def db_session() -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(db_session, scope="function")]
 
 
-def _principal(request: Request, session: SessionDep) -> Principal:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+def bearer_token(authorization: str | None) -> str:
+    scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized(
             "send 'Authorization: Bearer <api key>' (create one with 'priorforge keys create')"
         )
-    return authenticate(session, token.strip())
+    return token.strip()
 
 
-def require(role: Role) -> Callable[[Principal], Principal]:
-    def dependency(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
-        if not principal.role.allows(role):
-            raise Forbidden(
-                f"this API key has role {principal.role.value!r}; {role.value!r} is needed"
-            )
+def authenticate_request(authorization: str | None) -> Principal:
+    """Check the request's key in a unit of work of its own (blocking: call off the loop)."""
+    token = bearer_token(authorization)
+    with session_scope() as session:
+        return authenticate(session, token)
+
+
+def check_role(principal: Principal, needed: Role) -> Principal:
+    if not principal.role.allows(needed):
+        raise Forbidden(
+            f"this API key has role {principal.role.value!r}; {needed.value!r} is needed"
+        )
+    return principal
+
+
+async def _principal(request: Request) -> Principal:
+    principal = getattr(request.state, "principal", None)
+    if isinstance(principal, Principal):
         return principal
+    # Only a route outside the guard gets here; it authenticates the same way.
+    return await run_in_threadpool(authenticate_request, request.headers.get("authorization"))
 
+
+# Read by the route guard, so it can refuse a request before reading its body.
+ROLE_ATTRIBUTE = "priorforge_required_role"
+
+
+def require(role: Role) -> Callable[[Principal], Awaitable[Principal]]:
+    async def dependency(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
+        return check_role(principal, role)
+
+    setattr(dependency, ROLE_ATTRIBUTE, role)
     return dependency
 
 

@@ -44,10 +44,33 @@ class Conflict(PriorForgeError):
     slug = "conflict"
 
 
+class UnknownReference(Conflict):
+    """A valid request naming something the server does not have (yet): 409, not 422.
+
+    422 says the request itself is wrong (the OpenAPI schema could have told); 409 says it
+    conflicts with what is stored - a scenario not imported, a set not registered.
+    """
+
+    title = "Unknown reference"
+    slug = "unknown-reference"
+
+
 class InvalidRequest(PriorForgeError):
     status = 422
     title = "Invalid request"
     slug = "invalid-request"
+
+
+class ContentTooLarge(PriorForgeError):
+    status = 413
+    title = "Content too large"
+    slug = "content-too-large"
+
+
+class UnsupportedMediaType(PriorForgeError):
+    status = 415
+    title = "Unsupported media type"
+    slug = "unsupported-media-type"
 
 
 class IdempotencyKeyReused(InvalidRequest):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from app.core.text import find_unstorable
+
 
 def numbered_lines(body: str) -> Iterator[tuple[int, str]]:
     """Non-blank lines with their 1-based numbers.
@@ -19,19 +21,5 @@ def numbered_lines(body: str) -> Iterator[tuple[int, str]]:
 
 def unstorable(value: object) -> str | None:
     """Why a parsed JSON value cannot be stored as text (NUL, unpaired surrogate), if so."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            return "contains a NUL character (\\u0000)"
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return "contains an unpaired surrogate (not valid Unicode)"
-        return None
-    if isinstance(value, dict):
-        value = [*value.keys(), *value.values()]
-    if isinstance(value, list):
-        for part in value:
-            problem = unstorable(part)
-            if problem is not None:
-                return problem
-    return None
+    found = find_unstorable(value)
+    return None if found is None else found[1]

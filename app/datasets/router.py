@@ -9,16 +9,17 @@ from fastapi.responses import StreamingResponse
 
 from app.core.auth import Reader, SessionDep, Submitter
 from app.core.errors import RangeNotSatisfiable
+from app.core.routing import GuardedRoute
 from app.datasets import service
 from app.datasets.http_range import UnsatisfiableRange, parse_range
 from app.datasets.schemas import DatasetRead, DatasetVersionRead
 from app.models import DatasetVersion
 from app.storage.default import get_store
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"], route_class=GuardedRoute)
 
 DatasetName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
-VersionNumber = Annotated[int, Path(ge=1)]
+VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 def _read(name: str, version: DatasetVersion) -> DatasetVersionRead:
@@ -68,7 +69,7 @@ def get_manifest(
     version: VersionNumber,
     principal: Reader,
     session: SessionDep,
-    if_none_match: Annotated[str | None, Header()] = None,
+    if_none_match: Annotated[str | None, Header(max_length=1000)] = None,
 ) -> Response:
     """The version's manifest: files with path, bytes, sha256 and records."""
     _dataset, found = service.get_version(session, principal, name, version)
@@ -90,7 +91,7 @@ def get_file(
     request: Request,
     name: DatasetName,
     version: VersionNumber,
-    file: str,
+    file: Annotated[str, Path(max_length=512)],
     principal: Reader,
     session: SessionDep,
 ) -> Response:

@@ -7,11 +7,28 @@ import json
 from dataclasses import dataclass
 
 from app.core.jsonl import numbered_lines, unstorable
+from app.core.text import InvalidJSON, parse_json
 
 MAX_ITEMS = 500_000
 MAX_TEXT_CHARS = 200_000
 MAX_ID_CHARS = 200
 MAX_ERRORS = 50
+# What _parse_line accepts, for the API's documentation of the upload.
+EVAL_ITEM_SCHEMA = {
+    "type": "object",
+    "required": ["text"],
+    "additionalProperties": False,
+    "properties": {
+        "text": {"type": "string", "pattern": r"\S", "maxLength": MAX_TEXT_CHARS},
+        "id": {
+            "description": "Unique in the set; default: the line number.",
+            "anyOf": [
+                {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},
+                {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
+            ],
+        },
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -26,6 +43,21 @@ class EvalSetError(ValueError):
         self.errors = errors
 
 
+class RepeatedIds(EvalSetError):
+    """Ids that repeat an earlier line: the upload conflicts with itself."""
+
+
+def repeated_ids(items: list[EvalText], lines: list[int]) -> list[dict[str, object]]:
+    first_line: dict[str, int] = {}
+    repeats: list[dict[str, object]] = []
+    for item, number in zip(items, lines, strict=True):
+        if item.item_id in first_line:
+            message = f"id {item.item_id!r} repeats line {first_line[item.item_id]}"
+            repeats.append({"line": number, "message": message})
+        first_line.setdefault(item.item_id, number)
+    return repeats[:MAX_ERRORS]
+
+
 def parse_jsonl(body: str) -> list[EvalText]:
     """``{"text": "...", "id": "..."}`` per line (``id`` optional: the line number then).
 
@@ -33,22 +65,22 @@ def parse_jsonl(body: str) -> list[EvalText]:
     """
     items: list[EvalText] = []
     errors: list[dict[str, object]] = []
-    seen: dict[str, int] = {}
+    lines: list[int] = []
     for number, line in numbered_lines(body):
         try:
             item = _parse_line(line, number)
         except ValueError as exc:
             errors.append({"line": number, "message": str(exc)})
         else:
-            if item.item_id in seen:
-                message = f"id {item.item_id!r} repeats line {seen[item.item_id]}"
-                errors.append({"line": number, "message": message})
-            seen.setdefault(item.item_id, number)
             items.append(item)
+            lines.append(number)
         if len(errors) >= MAX_ERRORS:
             break
     if errors:
         raise EvalSetError(errors)
+    repeats = repeated_ids(items, lines)
+    if repeats:
+        raise RepeatedIds(repeats)
     if len(items) > MAX_ITEMS:
         raise EvalSetError([{"message": f"at most {MAX_ITEMS} items per set, got {len(items)}"}])
     return items
@@ -56,9 +88,9 @@ def parse_jsonl(body: str) -> list[EvalText]:
 
 def _parse_line(line: str, number: int) -> EvalText:
     try:
-        value = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON ({exc.msg} at column {exc.colno})") from None
+        value = parse_json(line)
+    except InvalidJSON as exc:
+        raise ValueError(f"not JSON ({exc})") from None
     if not isinstance(value, dict):
         raise ValueError('expected an object like {"text": "...", "id": "q1"}')
     problem = unstorable(value)

@@ -7,12 +7,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from app.core.auth import Reader, SessionDep, Submitter
-from app.core.body import JSONL_BODY, raw_body, utf8
+from app.core.body import jsonl_body, raw_body, utf8
+from app.core.problems import documented
+from app.core.routing import GuardedRoute
 from app.evalsets import service
+from app.evalsets.items import EVAL_ITEM_SCHEMA, MAX_ITEMS
 from app.evalsets.schemas import EvalSetPage, EvalSetRead
 from app.models import EvalSet
 
-router = APIRouter(prefix="/v1/eval-sets", tags=["eval-sets"])
+router = APIRouter(prefix="/v1/eval-sets", tags=["eval-sets"], route_class=GuardedRoute)
 
 SetName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 
@@ -28,7 +31,11 @@ def _read(row: EvalSet, too_short: int | None = None) -> EvalSetRead:
 
 
 @router.post(
-    "", status_code=status.HTTP_201_CREATED, response_model=EvalSetRead, openapi_extra=JSONL_BODY
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=EvalSetRead,
+    openapi_extra=jsonl_body(EVAL_ITEM_SCHEMA, max_lines=MAX_ITEMS),
+    responses=documented(409),
 )
 def register_eval_set(
     body: Annotated[bytes, Depends(raw_body)],
@@ -56,7 +63,7 @@ def get_eval_set(name: SetName, principal: Reader, session: SessionDep) -> EvalS
     return _read(service.get(session, principal, name))
 
 
-@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT, responses=documented(409))
 def delete_eval_set(name: SetName, principal: Submitter, session: SessionDep) -> Response:
     service.delete(session, principal, name)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

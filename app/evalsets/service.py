@@ -11,10 +11,10 @@ from collections.abc import Iterator, Sequence
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.core.errors import Conflict, InvalidRequest, NotFound
+from app.core.errors import Conflict, InvalidRequest, NotFound, UnknownReference
 from app.dedup.minhash import normalise
 from app.evalsets import repository
-from app.evalsets.items import EvalSetError, content_sha256, parse_jsonl
+from app.evalsets.items import EvalSetError, RepeatedIds, content_sha256, parse_jsonl
 from app.jobs import repository as job_rows
 from app.jobs.spec import Decontam
 from app.models import EvalSet
@@ -27,6 +27,10 @@ def register(session: Session, principal: Principal, name: str, body: str) -> tu
     """Store a new set from JSONL, all lines or none; return it and its too-short item count."""
     try:
         items = parse_jsonl(body)
+    except RepeatedIds as exc:
+        raise Conflict(
+            f"{len(exc.errors)} item id(s) repeat; nothing was registered", errors=exc.errors
+        ) from None
     except EvalSetError as exc:
         raise InvalidRequest(
             f"{len(exc.errors)} invalid line(s); nothing was registered", errors=exc.errors
@@ -83,7 +87,7 @@ def selected_sets(session: Session, team_id: uuid.UUID, decontam: Decontam) -> l
     missing = [name for name in decontam.eval_sets if name not in by_name]
     if missing:
         known = ", ".join(sorted(by_name)) or "none registered"
-        raise InvalidRequest(
+        raise UnknownReference(
             f"decontam.eval_sets names unknown set(s) {missing}; this team has: {known}"
         )
     return [by_name[name] for name in decontam.eval_sets]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal, get_args
 
 from fastapi import APIRouter, Header, Query, Response, status
 from sqlalchemy.orm import Session
 
 from app.core.auth import Reader, SessionDep, Submitter
-from app.core.errors import InvalidRequest
+from app.core.problems import documented
+from app.core.routing import GuardedRoute
 from app.core.settings import get_settings
 from app.jobs import service
 from app.jobs.dispatch_default import get_dispatcher
@@ -24,19 +25,39 @@ from app.jobs.schemas import (
 from app.jobs.spec import JobSpec
 from app.models import Job
 
-router = APIRouter(prefix="/v1", tags=["jobs"])
+router = APIRouter(prefix="/v1", tags=["jobs"], route_class=GuardedRoute)
 
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-DOCUMENT_STATUSES = ("accepted", "rejected", "duplicate", "failed")
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+DocumentStatus = Literal["accepted", "rejected", "duplicate", "failed"]
+JOB_STATUSES: tuple[str, ...] = get_args(JobStatus)
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        min_length=1,
+        max_length=255,
+        pattern=r"^[!-~]+$",
+        description="Repeat a POST safely: the same key and body return the same job. "
+        "1-255 visible ASCII characters.",
+    ),
+]
+# Item-index cursors: the last index of the previous page (indices fit a 32-bit integer).
+IndexCursor = Annotated[
+    int | None, Query(ge=0, le=2**31 - 1, description="next_cursor of the previous page.")
+]
 
 
-@router.post("/jobs", status_code=status.HTTP_202_ACCEPTED, response_model=JobRead)
+@router.post(
+    "/jobs",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobRead,
+    responses=documented(409, 503),
+)
 def create_job(
     spec: JobSpec,
     principal: Submitter,
     session: SessionDep,
     response: Response,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> JobRead:
     """Submit a generation job; repeat safely with the same Idempotency-Key."""
     job, created = service.submit_job(
@@ -62,14 +83,14 @@ def accepted(session: Session, job: Job, created: bool, response: Response) -> J
 def list_jobs(
     principal: Reader,
     session: SessionDep,
-    status_: Annotated[str | None, Query(alias="status")] = None,
-    dataset: str | None = None,
-    cursor: str | None = None,
+    status_: Annotated[JobStatus | None, Query(alias="status")] = None,
+    dataset: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=100, description="next_cursor of the previous page.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> JobPage:
     """List the team's jobs, newest first."""
-    if status_ is not None and status_ not in JOB_STATUSES:
-        raise InvalidRequest(f"status must be one of {', '.join(JOB_STATUSES)}")
     views, next_cursor = service.list_jobs(
         session, principal, status=status_, dataset=dataset, cursor=cursor, limit=limit
     )
@@ -93,13 +114,11 @@ def list_documents(
     job_id: uuid.UUID,
     principal: Reader,
     session: SessionDep,
-    status_: Annotated[str | None, Query(alias="status")] = None,
-    cursor: str | None = None,
+    status_: Annotated[DocumentStatus | None, Query(alias="status")] = None,
+    cursor: IndexCursor = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> DocumentPage:
     """The job's documents in item order, with outcome, reason and usage."""
-    if status_ is not None and status_ not in DOCUMENT_STATUSES:
-        raise InvalidRequest(f"status must be one of {', '.join(DOCUMENT_STATUSES)}")
     items, next_cursor = service.list_documents(
         session, principal, job_id, status=status_, cursor=cursor, limit=limit
     )
@@ -111,7 +130,7 @@ def list_items(
     job_id: uuid.UUID,
     principal: Reader,
     session: SessionDep,
-    cursor: str | None = None,
+    cursor: IndexCursor = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> WorkItemPage:
     """The job's work items: plan, state, attempts, and the result of extraction items."""

@@ -544,7 +544,7 @@ def list_documents(
     job_id: uuid.UUID,
     *,
     status: str | None,
-    cursor: str | None,
+    cursor: int | None,
     limit: int,
 ) -> tuple[list[Document], str | None]:
     job = get_job(session, principal, job_id)
@@ -559,7 +559,7 @@ def list_documents(
 
 
 def list_items(
-    session: Session, principal: Principal, job_id: uuid.UUID, *, cursor: str | None, limit: int
+    session: Session, principal: Principal, job_id: uuid.UUID, *, cursor: int | None, limit: int
 ) -> tuple[list[WorkItem], str | None]:
     job = get_job(session, principal, job_id)
     after = _index_cursor(cursor)
@@ -568,11 +568,9 @@ def list_items(
     return page, (str(page[-1].item_index) if len(items) > limit else None)
 
 
-def _index_cursor(cursor: str | None) -> int:
-    try:
-        return int(cursor) if cursor else -1
-    except ValueError as exc:
-        raise InvalidRequest("cursor must be the next_cursor of the previous page") from exc
+def _index_cursor(cursor: int | None) -> int:
+    """Pages start after the cursor's item index (the router bounds it to 0..2**31-1)."""
+    return -1 if cursor is None else cursor
 
 
 def get_document(session: Session, principal: Principal, document_id: uuid.UUID) -> Document:

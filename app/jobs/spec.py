@@ -9,7 +9,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from app.core.fields import Integer, StrictBool, StrictFloat
 from app.quality.gates import GateSettings
+from app.scenarios.bank import Topic
 
 MAX_DOCUMENTS = 1_000_000
 DatasetName = Annotated[
@@ -37,21 +39,21 @@ class ScenarioSelection(Strict):
     split: Annotated[
         str, Field(pattern="^train$", description="Only 'train' scenarios generate.")
     ] = "train"
-    topics: list[Identifier] = Field(default_factory=list, max_length=64)
+    topics: list[Topic] = Field(default_factory=list, max_length=64)
     ids: list[Identifier] = Field(default_factory=list, max_length=10_000)
 
 
 class Sampling(Strict):
-    temperature: float = Field(default=0.9, ge=0, le=2)
-    top_p: float = Field(default=0.95, gt=0, le=1)
-    max_tokens: int = Field(default=2048, ge=16, le=32_768)
-    frequency_penalty: float = Field(default=0.0, ge=-2, le=2)
-    presence_penalty: float = Field(default=0.0, ge=-2, le=2)
+    temperature: StrictFloat = Field(default=0.9, ge=0, le=2)
+    top_p: StrictFloat = Field(default=0.95, gt=0, le=1)
+    max_tokens: Integer = Field(default=2048, ge=16, le=32_768)
+    frequency_penalty: StrictFloat = Field(default=0.0, ge=-2, le=2)
+    presence_penalty: StrictFloat = Field(default=0.0, ge=-2, le=2)
 
 
 class LengthWords(Strict):
-    min: int = Field(default=250, ge=1, le=20_000)
-    max: int = Field(default=900, ge=1, le=20_000)
+    min: Integer = Field(default=250, ge=1, le=20_000)
+    max: Integer = Field(default=900, ge=1, le=20_000)
 
     @model_validator(mode="after")
     def _ordered(self) -> LengthWords:
@@ -61,21 +63,21 @@ class LengthWords(Strict):
 
 
 class Dedup(Strict):
-    threshold: float = Field(default=0.7, ge=0.5, le=1.0)
+    threshold: StrictFloat = Field(default=0.7, ge=0.5, le=1.0)
 
 
 class Decontam(Strict):
     """Reject documents that leak evaluation items: held-out scenarios, registered sets."""
 
-    enabled: bool = True
-    ngram: int = Field(default=13, ge=5, le=50, description="Words per n-gram.")
-    threshold: float = Field(
+    enabled: StrictBool = True
+    ngram: Integer = Field(default=13, ge=5, le=50, description="Words per n-gram.")
+    threshold: StrictFloat = Field(
         default=0.0,
         ge=0,
         lt=1,
         description="Share of an item's n-grams a document may contain; 0 = none at all.",
     )
-    heldout_scenarios: bool = True
+    heldout_scenarios: StrictBool = True
     eval_sets: list[Identifier] | None = Field(
         default=None,
         max_length=64,
@@ -86,23 +88,25 @@ class Decontam(Strict):
 class Judge(Strict):
     """An LLM that reads each document and says which action its AI took."""
 
-    enabled: bool = False
+    enabled: StrictBool = False
     provider: Identifier = "default"
     model: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
-    reject: bool = Field(
+    reject: StrictBool = Field(
         default=True,
         description="Reject mismatches and 'unclear'; false records verdicts only (audit).",
     )
-    max_tokens: int = Field(default=200, ge=16, le=4096)
+    max_tokens: Integer = Field(default=200, ge=16, le=4096)
 
 
 class JobSpec(Strict):
     """What a client asks for. Unknown fields are rejected, never ignored."""
 
     dataset: DatasetName
-    documents: int = Field(ge=1, le=MAX_DOCUMENTS, description="Accepted documents wanted.")
-    stances: dict[Stance, Annotated[float, Field(ge=0, le=1_000_000)]] = Field(
-        default_factory=lambda: {Stance.ALIGNED: 1.0}
+    documents: Integer = Field(ge=1, le=MAX_DOCUMENTS, description="Accepted documents wanted.")
+    stances: dict[Stance, Annotated[StrictFloat, Field(gt=0, le=1_000_000)]] = Field(
+        default_factory=lambda: {Stance.ALIGNED: 1.0},
+        min_length=1,
+        description="Relative weights of the stances wanted, e.g. {'aligned': 3, 'misaligned': 1}.",
     )
     scenarios: ScenarioSelection = Field(default_factory=ScenarioSelection)
     surface_forms: list[Identifier] = Field(default_factory=list, max_length=256)
@@ -114,19 +118,14 @@ class JobSpec(Strict):
         default=ReasoningDepth.STANDARD,
         description="How much of the AI's reasoning documents convey: light, standard, deep.",
     )
-    seed: int = Field(default=0, ge=0, le=2**63 - 1)
-    max_attempts_factor: float = Field(default=2.0, ge=1.0, le=20.0)
+    # 2**53 - 1: the largest integer every JSON client represents exactly.
+    seed: Integer = Field(default=0, ge=0, le=2**53 - 1)
+    max_attempts_factor: StrictFloat = Field(default=2.0, ge=1.0, le=20.0)
     dedup: Dedup = Field(default_factory=Dedup)
     gates: GateSettings = Field(default_factory=GateSettings)
     decontam: Decontam = Field(default_factory=Decontam)
     judge: Judge = Field(default_factory=Judge)
     name: Annotated[str, StringConstraints(max_length=200)] | None = None
-
-    @model_validator(mode="after")
-    def _some_stance(self) -> JobSpec:
-        if not self.stances or sum(self.stances.values()) <= 0:
-            raise ValueError("stances needs at least one positive weight, e.g. {'aligned': 1}")
-        return self
 
     @property
     def max_items(self) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.core.errors import ConfigurationError, InvalidRequest
+from app.core.errors import ConfigurationError, UnknownReference
 from app.core.settings import Settings
 from app.llm import local
 
@@ -46,7 +46,7 @@ NO_PROVIDER = (
 
 def resolve_provider(settings: Settings, name: str = "default") -> ProviderConfig:
     if name != "default":
-        raise InvalidRequest(f"unknown provider {name!r}; this server offers: 'default'")
+        raise UnknownReference(f"unknown provider {name!r}; this server offers: 'default'")
     if not settings.llm_base_url:
         return _local_provider(settings, name)
     return ProviderConfig(

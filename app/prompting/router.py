@@ -5,11 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.core.auth import Reader, SessionDep
+from app.core.problems import documented
+from app.core.routing import GuardedRoute
 from app.prompting import service
 from app.prompting.catalog import builtin_catalog
 from app.prompting.schemas import PreviewItem, PreviewRequest, PreviewResponse, SurfaceFormRead
 
-router = APIRouter(prefix="/v1", tags=["prompts"])
+router = APIRouter(prefix="/v1", tags=["prompts"], route_class=GuardedRoute)
 
 
 @router.get("/surface-forms", response_model=list[SurfaceFormRead])
@@ -18,7 +20,7 @@ def list_surface_forms(_principal: Reader) -> list[SurfaceFormRead]:
     return [SurfaceFormRead(**form.model_dump()) for form in builtin_catalog().values()]
 
 
-@router.post("/prompts/preview", response_model=PreviewResponse)
+@router.post("/prompts/preview", response_model=PreviewResponse, responses=documented(409))
 def preview_prompts(
     request: PreviewRequest, principal: Reader, session: SessionDep
 ) -> PreviewResponse:

@@ -4,6 +4,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.fields import Integer
 from app.jobs.spec import JobSpec
 from app.prompting.service import MAX_PREVIEW_ITEMS
 
@@ -22,7 +23,7 @@ class PreviewRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     spec: JobSpec
-    items: int = Field(default=3, ge=1, le=MAX_PREVIEW_ITEMS)
+    items: Integer = Field(default=3, ge=1, le=MAX_PREVIEW_ITEMS)
 
 
 class PreviewItem(BaseModel):

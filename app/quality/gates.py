@@ -14,19 +14,21 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.fields import Integer, StrictFloat
+
 
 class GateSettings(BaseModel):
     """Per-job gate thresholds; the defaults suit English prose of a few hundred words."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    min_english_ratio: float = Field(
+    min_english_ratio: StrictFloat = Field(
         default=0.25, ge=0, le=1, description="Share of words that are common English words."
     )
-    max_repeated_ngrams: float = Field(
+    max_repeated_ngrams: StrictFloat = Field(
         default=0.25, ge=0, le=1, description="Share of word 4-grams that repeat an earlier one."
     )
-    quote_ngram: int = Field(
+    quote_ngram: Integer = Field(
         default=8, ge=4, le=50, description="Words copied in a row from an option text."
     )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from collections import Counter
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from app.core.jsonl import numbered_lines, unstorable
 from app.core.paths import PROMPTS_DIR
+from app.core.text import InvalidJSON, parse_json
 
 BUILTIN_BANK = PROMPTS_DIR / "scenarios" / "builtin.jsonl"
 
@@ -42,7 +43,8 @@ class Split(StrEnum):
     HELDOUT = "heldout"
 
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=10, max_length=4000)]
+# Not blank; not stripped on input, so every string the published schema allows is accepted.
+Text = Annotated[str, StringConstraints(min_length=10, max_length=4000, pattern=r"\S")]
 
 
 class Scenario(BaseModel):
@@ -70,12 +72,11 @@ def parse_jsonl(text: str) -> list[Scenario]:
     """Parse and validate every line; raise with all line-numbered errors, keep nothing."""
     scenarios: list[Scenario] = []
     errors: list[str] = []
-    seen: set[str] = set()
     for number, line in numbered_lines(text):
         try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            errors.append(f"line {number}: not JSON ({exc.msg})")
+            value = parse_json(line)
+        except InvalidJSON as exc:
+            errors.append(f"line {number}: not JSON ({exc})")
             continue
         problem = unstorable(value)
         if problem is not None:
@@ -90,9 +91,6 @@ def parse_jsonl(text: str) -> list[Scenario]:
             )
             errors.append(f"line {number}: {problems}")
             continue
-        if scenario.id in seen:
-            errors.append(f"line {number}: duplicate id {scenario.id!r}")
-        seen.add(scenario.id)
         scenarios.append(scenario)
     if errors:
         raise BankError(errors)
@@ -100,7 +98,12 @@ def parse_jsonl(text: str) -> list[Scenario]:
 
 
 def load_bank(path: Path) -> tuple[Scenario, ...]:
-    return tuple(parse_jsonl(path.read_text(encoding="utf-8")))
+    scenarios = parse_jsonl(path.read_text(encoding="utf-8"))
+    counts = Counter(s.id for s in scenarios)
+    repeated = sorted(i for i, n in counts.items() if n > 1)
+    if repeated:
+        raise BankError([f"{path.name}: duplicate id {i!r}" for i in repeated])
+    return tuple(scenarios)
 
 
 @lru_cache(maxsize=1)

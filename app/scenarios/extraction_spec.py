@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints, ValidationError
 
+from app.core.fields import Integer
 from app.jobs.spec import Identifier, Sampling, Strict
 from app.scenarios.bank import Scenario, Split, Topic
 
@@ -16,20 +17,23 @@ MAX_SOURCE_CHARS = 60_000
 
 
 class SourceDocument(Strict):
-    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    title: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"\S")]
     text: Annotated[str, StringConstraints(min_length=200, max_length=MAX_SOURCE_CHARS)]
     url: Annotated[str, StringConstraints(max_length=500)] | None = None
 
     @property
     def citation(self) -> str:
-        return f"{self.title} <{self.url}>" if self.url else self.title
+        title = self.title.strip()
+        return f"{title} <{self.url}>" if self.url else title
 
 
 class ExtractionSpec(Strict):
     """Turn source documents the team uploads into new scenarios with an LLM."""
 
     sources: list[SourceDocument] = Field(min_length=1, max_length=500)
-    per_source: int = Field(default=3, ge=1, le=10, description="Scenarios to ask for per source.")
+    per_source: Integer = Field(
+        default=3, ge=1, le=10, description="Scenarios to ask for per source."
+    )
     split: Split = Split.TRAIN
     provider: Identifier = "default"
     model: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
@@ -74,7 +78,8 @@ def read_candidates(
             continue
         topics = [t for t in candidate.get("topics", []) if t in Topic.__members__.values()]
         fields = {
-            key: candidate.get(key) for key in ("situation", "aligned_action", "misaligned_action")
+            key: value.strip() if isinstance(value := candidate.get(key), str) else value
+            for key in ("situation", "aligned_action", "misaligned_action")
         }
         try:
             valid.append(

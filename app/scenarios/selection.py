@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from app.core.errors import InvalidRequest
+from app.core.errors import UnknownReference
 from app.jobs.spec import ScenarioSelection
 from app.scenarios.bank import Scenario, Split, builtin_bank
 
@@ -17,10 +17,10 @@ def select_scenarios(
     if selection.ids:
         unknown = sorted(set(selection.ids) - by_id.keys())
         if unknown:
-            raise InvalidRequest(f"unknown scenario ids: {', '.join(unknown[:20])}")
+            raise UnknownReference(f"unknown scenario ids: {', '.join(unknown[:20])}")
         heldout = sorted(i for i in selection.ids if by_id[i].split is Split.HELDOUT)
         if heldout:
-            raise InvalidRequest(
+            raise UnknownReference(
                 f"scenarios {', '.join(heldout[:20])} are held out for evaluation and "
                 "never used to generate"
             )
@@ -31,7 +31,7 @@ def select_scenarios(
         wanted = set(selection.topics)
         chosen = [s for s in chosen if wanted & {t.value for t in s.topics}]
     if not chosen:
-        raise InvalidRequest(
+        raise UnknownReference(
             "no train scenarios match the selection (topics: "
             f"{', '.join(selection.topics) or 'any'}); widen scenarios.topics or scenarios.ids"
         )

@@ -46,8 +46,8 @@ def import_jsonl(
         raise InvalidRequest("the body holds no scenarios: send one JSON object per line")
     errors = _conflicts(session, principal.team_id, body, scenarios)
     if errors:
-        raise InvalidRequest(
-            f"{len(errors)} scenario id(s) already exist; nothing was imported", errors=errors
+        raise Conflict(
+            f"{len(errors)} scenario id(s) are taken; nothing was imported", errors=errors
         )
     try:
         with session.begin_nested():
@@ -73,14 +73,19 @@ def _conflicts(
     taken = repository.existing_ids(session, team_id, [s.id for s in scenarios])
     line_of = _line_numbers(body)
     errors: list[dict[str, object]] = []
+    first_line: dict[str, int] = {}
     for position, scenario in enumerate(scenarios):
+        line = line_of[position]
         if scenario.id in builtin_ids:
             reason = f"id {scenario.id!r} is a built-in scenario; choose another id"
         elif scenario.id in taken:
             reason = f"id {scenario.id!r} was imported before; scenarios are immutable"
+        elif scenario.id in first_line:
+            reason = f"id {scenario.id!r} repeats line {first_line[scenario.id]}"
         else:
+            first_line[scenario.id] = line
             continue
-        errors.append({"line": line_of[position], "message": reason})
+        errors.append({"line": line, "message": reason})
     return errors
 
 

@@ -57,7 +57,7 @@ def test_bad_lines_are_reported_by_number_and_nothing_is_registered(
             json.dumps({"text": QUESTIONS[0], "id": "a"}).encode(),
             b"not json",
             json.dumps({"text": ""}).encode(),
-            json.dumps({"text": QUESTIONS[1], "id": "a"}).encode(),
+            json.dumps({"text": QUESTIONS[1], "id": "b"}).encode(),
             json.dumps({"text": QUESTIONS[1], "answer": "B"}).encode(),
         ]
     )
@@ -65,12 +65,21 @@ def test_bad_lines_are_reported_by_number_and_nothing_is_registered(
     assert response.status_code == 422
     assert response.headers["content-type"].startswith("application/problem+json")
     errors = {e["line"]: e["message"] for e in response.json()["errors"]}
-    assert set(errors) == {2, 3, 4, 5}
+    assert set(errors) == {2, 3, 5}
     assert "not JSON" in errors[2]
     assert "non-empty" in errors[3]
-    assert "repeats line 1" in errors[4]
     assert "unknown field" in errors[5]
     assert client.get("/v1/eval-sets/broken", headers=team.headers()).status_code == 404
+
+
+def test_repeated_ids_conflict_and_nothing_is_registered(client: Any, team: Team) -> None:
+    body = b"\n".join(
+        json.dumps({"text": text, "id": "a"}).encode() for text in (QUESTIONS[0], QUESTIONS[1])
+    )
+    response = register(client, team, "repeats", body)
+    assert response.status_code == 409
+    assert "repeats line 1" in response.json()["errors"][0]["message"]
+    assert client.get("/v1/eval-sets/repeats", headers=team.headers()).status_code == 404
 
 
 def test_names_bodies_and_roles_are_checked(client: Any, team: Team) -> None:
@@ -81,10 +90,10 @@ def test_names_bodies_and_roles_are_checked(client: Any, team: Team) -> None:
     assert register(client, team, "by-reader", body, role="read").status_code == 403
 
 
-def test_jobs_naming_an_unknown_set_are_422(client: Any, team: Team) -> None:
+def test_jobs_naming_an_unknown_set_are_409(client: Any, team: Team) -> None:
     raw = spec(decontam={"eval_sets": ["nope"]})
     response = client.post("/v1/jobs", json=raw, headers=team.headers())
-    assert response.status_code == 422
+    assert response.status_code == 409
     assert "unknown set(s) ['nope']" in response.json()["detail"]
 
 

@@ -95,7 +95,14 @@ def test_other_teams_job_is_404(client: Any, team: Team, other_team: Team) -> No
         ({"documents": 0}, "documents", "greater than or equal to 1"),
         ({"documents": 10_000_000}, "documents", "less than or equal to 1000000"),
         ({"stances": {"chaotic": 1}}, "stances.chaotic", "aligned"),
-        ({"stances": {"aligned": 0}}, "", "at least one positive weight"),
+        ({"stances": {"aligned": 0}}, "stances.aligned", "greater than 0"),
+        ({"stances": {}}, "stances", "at least 1"),
+        ({"documents": True}, "documents", "valid integer"),
+        ({"documents": "6"}, "documents", "valid integer"),
+        ({"seed": 2**53}, "seed", "less than or equal"),
+        ({"sampling": {"temperature": False}}, "sampling.temperature", "valid number"),
+        ({"judge": {"enabled": 1}}, "judge.enabled", "valid boolean"),
+        ({"scenarios": {"topics": ["astrology"]}}, "scenarios.topics.0", "Input should be"),
         ({"colour": "blue"}, "colour", "Extra inputs are not permitted"),
         ({"sampling": {"temperature": 9}}, "sampling.temperature", "less than or equal to 2"),
         ({"length_words": {"min": 500, "max": 100}}, "length_words", "must not exceed"),
@@ -118,16 +125,25 @@ def test_invalid_specs_are_422_with_a_clear_message(
         assert any(e["field"] == field for e in problem["errors"]), problem["errors"]
 
 
-def test_unknown_surface_form_and_heldout_scenario_are_422(client: Any, team: Team) -> None:
+def test_unknown_surface_form_is_422_and_heldout_or_unknown_scenario_409(
+    client: Any, team: Team
+) -> None:
     from app.scenarios.bank import Split, builtin_bank
 
     form = post_job(client, team, spec(surface_forms=["news_report", "haiku_of_doom"]))
     assert form.status_code == 422
     assert "haiku_of_doom" in form.json()["detail"]
+    # Valid requests naming what the server does not have (yet) conflict with its state.
     heldout = next(s.id for s in builtin_bank() if s.split is Split.HELDOUT)
     scenario = post_job(client, team, spec(scenarios={"ids": [heldout]}))
-    assert scenario.status_code == 422
+    assert scenario.status_code == 409
     assert "held out" in scenario.json()["detail"]
+    unknown = post_job(client, team, spec(scenarios={"ids": ["not-imported-yet"]}))
+    assert unknown.status_code == 409
+    assert "not-imported-yet" in unknown.json()["detail"]
+    provider = post_job(client, team, spec(provider="elsewhere"))
+    assert provider.status_code == 409
+    assert "elsewhere" in provider.json()["detail"]
 
 
 def test_malformed_json_is_422_problem(client: Any, team: Team) -> None:

@@ -66,7 +66,8 @@ def test_every_prefix_is_balanced(
 ) -> None:
     if aligned + misaligned == 0:
         return
-    spec = make_spec(seed=seed, stances={"aligned": aligned, "misaligned": misaligned})
+    weights = {"aligned": aligned, "misaligned": misaligned}
+    spec = make_spec(seed=seed, stances={k: v for k, v in weights.items() if v > 0})
     scenarios, forms = SCENARIOS[:n_scenarios], FORMS[:n_forms]
     plan = plan_items(spec, scenarios, forms, 0, prefix)
     total = aligned + misaligned

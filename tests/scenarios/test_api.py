@@ -77,12 +77,17 @@ def test_bad_lines_are_reported_by_number_and_nothing_is_imported(client: Any, t
 def test_ids_must_not_collide_with_builtin_or_earlier_imports(client: Any, team: Team) -> None:
     assert post(client, team, jsonl(scenario("mine-1"))).status_code == 201
     builtin = builtin_bank()[0].id
-    response = post(client, team, jsonl(scenario("mine-2"), scenario(builtin), scenario("mine-1")))
-    assert response.status_code == 422
+    response = post(
+        client,
+        team,
+        jsonl(scenario("mine-2"), scenario(builtin), scenario("mine-1"), scenario("mine-2")),
+    )
+    assert response.status_code == 409  # valid lines whose ids conflict with the bank's
     errors = response.json()["errors"]
-    assert [e["line"] for e in errors] == [2, 3]
+    assert [e["line"] for e in errors] == [2, 3, 4]
     assert "built-in" in errors[0]["message"]
     assert "imported before" in errors[1]["message"]
+    assert "repeats line 1" in errors[2]["message"]
     assert team_ids(client, team) == ["mine-1"]
 
 
@@ -123,7 +128,7 @@ def test_jobs_can_use_team_scenarios_but_not_heldout_ones(
     heldout = client.post(
         "/v1/jobs", json=spec(scenarios={"ids": ["own-h"]}), headers=team.headers()
     )
-    assert heldout.status_code == 422
+    assert heldout.status_code == 409
     assert "held out" in heldout.json()["detail"]
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from app.prompting.catalog import builtin_catalog
-from app.scenarios.bank import BankError, Split, builtin_bank, parse_jsonl
+from app.scenarios.bank import BankError, Split, builtin_bank, load_bank, parse_jsonl
 
 
 def test_builtin_bank_is_valid_and_holds_out_a_fifth() -> None:
@@ -39,4 +40,12 @@ def test_bad_lines_are_reported_with_line_numbers_and_nothing_is_kept() -> None:
     errors = raised.value.errors
     assert errors[0].startswith("line 2: not JSON")
     assert errors[1].startswith("line 3: topics.0")
-    assert errors[2] == f"line 4: duplicate id {good['id']!r}"
+    assert len(errors) == 2  # a repeated id is a conflict, reported with the bank's ids
+
+
+def test_a_bank_file_with_a_repeated_id_does_not_load(tmp_path: Path) -> None:
+    good = next(iter(builtin_bank())).model_dump(mode="json")
+    path = tmp_path / "bank.jsonl"
+    path.write_text("\n".join([json.dumps(good), json.dumps(good)]))
+    with pytest.raises(BankError, match="duplicate id"):
+        load_bank(path)

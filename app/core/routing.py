@@ -1,0 +1,189 @@
+"""One guard in front of every API endpoint, so that no endpoint can forget a check.
+
+Before any endpoint code runs, in this order:
+1. the API key is checked, and the endpoint's role (401, 403) - before the body is read, so
+   an unauthenticated client cannot make the server read, buffer or parse anything;
+2. path and query parameters are checked for text a database cannot store (422);
+3. the body, if the endpoint takes one: its media type (415), then its bytes, read as they
+   stream in and refused as soon as they pass the endpoint's limit (413);
+4. a JSON body is parsed once and every string in it checked (422).
+Every router uses ``GuardedRoute``; tests/core/test_guard.py checks that none is left out.
+"""
+
+from __future__ import annotations
+
+import email.message
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
+
+from app.core.auth import ROLE_ATTRIBUTE, authenticate_request, check_role
+from app.core.body import DEFAULT_MAX_BODY_BYTES, MAX_BODY_KEY, MiB
+from app.core.errors import ContentTooLarge, InvalidRequest, UnsupportedMediaType
+from app.core.text import InvalidJSON, find_unstorable, parse_json, text_problem
+from app.teams.keys import Role
+
+JSON_MEDIA_TYPE = "application/json"
+_UNSET: Any = object()
+
+
+class GuardedRequest(Request):
+    """The request once guarded: its body already read, and its JSON already parsed."""
+
+    def __init__(self, request: Request, body: bytes, parsed: Any = _UNSET) -> None:
+        super().__init__(request.scope, request.receive)
+        self._guarded_body = body
+        self._parsed = parsed
+
+    async def body(self) -> bytes:
+        return self._guarded_body
+
+    async def stream(self) -> Any:
+        yield self._guarded_body
+        yield b""
+
+    async def json(self) -> Any:
+        if self._parsed is _UNSET:
+            self._parsed = _checked_json(self._guarded_body)
+        return self._parsed
+
+
+class GuardedRoute(APIRoute):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        extra = self.openapi_extra or {}
+        self.required_role = _required_role(self.dependant)
+        self.max_body_bytes: int = extra.get(MAX_BODY_KEY, DEFAULT_MAX_BODY_BYTES)
+        raw = extra.get("requestBody", {}).get("content")
+        # An endpoint reads either a JSON model (FastAPI parses it) or a declared raw body.
+        self.raw_media_types: tuple[str, ...] | None = tuple(raw) if raw else None
+        self.takes_body = self.body_field is not None or self.raw_media_types is not None
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            return await handler(await self.guard(request))
+
+        return guarded
+
+    async def guard(self, request: Request) -> Request:
+        if self.required_role is not None:
+            request.state.principal = check_role(
+                await run_in_threadpool(authenticate_request, request.headers.get("authorization")),
+                self.required_role,
+            )
+        _check_parameters(request)
+        if not self.takes_body:
+            return request
+        media_type = _media_type(request.headers.get("content-type"))
+        self._check_media_type(media_type, request)
+        body = await _read_limited(request, self.max_body_bytes, self._describe_limit(request))
+        if self.raw_media_types is not None or not body:
+            return GuardedRequest(request, body)
+        return GuardedRequest(request, body, _checked_json(body))
+
+    def _check_media_type(self, media_type: str | None, request: Request) -> None:
+        if self.raw_media_types is not None:
+            if media_type is None or media_type in self.raw_media_types:
+                return
+            allowed = ", ".join(self.raw_media_types)
+        else:
+            if media_type is not None and _is_json(media_type):
+                return
+            allowed = JSON_MEDIA_TYPE
+        if media_type is None and not _has_body(request):
+            return  # nothing sent: the endpoint reports the missing body itself
+        raise UnsupportedMediaType(
+            f"{request.method} {self.path} takes {allowed}; got "
+            f"{media_type or 'no Content-Type'}: send 'Content-Type: {allowed.split(', ')[0]}'",
+            accepted=allowed.split(", "),
+        )
+
+    def _describe_limit(self, request: Request) -> str:
+        limit = self.max_body_bytes
+        size = f"{limit // MiB} MiB" if limit % MiB == 0 else f"{limit} bytes"
+        return f"the body of {request.method} {self.path} may be at most {size}"
+
+
+def _required_role(dependant: Dependant) -> Role | None:
+    """The role an endpoint's dependencies require (``app.core.auth.require``), if any."""
+    stack = [dependant]
+    while stack:
+        current = stack.pop()
+        role = getattr(current.call, ROLE_ATTRIBUTE, None)
+        if isinstance(role, Role):
+            return role
+        stack.extend(current.dependencies)
+    return None
+
+
+def _check_parameters(request: Request) -> None:
+    for where, items in (
+        ("path", request.path_params.items()),
+        ("query", request.query_params.multi_items()),
+    ):
+        for name, value in _strings(items):
+            problem = text_problem(value)
+            if problem is not None:
+                raise InvalidRequest(
+                    f"{where} parameter {name!r} {problem}",
+                    errors=[{"field": name, "message": problem}],
+                )
+
+
+def _strings(items: Any) -> Iterator[tuple[str, str]]:
+    for name, value in items:
+        yield name, str(name)
+        if isinstance(value, str):
+            yield name, value
+
+
+def _media_type(content_type: str | None) -> str | None:
+    if not content_type:
+        return None
+    message = email.message.Message()
+    message["content-type"] = content_type
+    return message.get_content_type()
+
+
+def _is_json(media_type: str) -> bool:
+    return media_type == JSON_MEDIA_TYPE or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+def _has_body(request: Request) -> bool:
+    headers = request.headers
+    return headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+
+
+async def _read_limited(request: Request, limit: int, describe: str) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ContentTooLarge(f"{describe}; this request declares {declared} bytes", limit=limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ContentTooLarge(f"{describe}; this request sent more", limit=limit)
+    return bytes(body)
+
+
+def _checked_json(body: bytes) -> Any:
+    try:
+        value = parse_json(body)
+    except InvalidJSON as exc:
+        raise InvalidRequest(
+            f"the body is not valid JSON: {exc}",
+            errors=[{"field": "(body)", "message": f"not valid JSON: {exc}"}],
+        ) from None
+    found = find_unstorable(value)
+    if found is not None:
+        field, problem = found
+        raise InvalidRequest(f"{field}: {problem}", errors=[{"field": field, "message": problem}])
+    return value
