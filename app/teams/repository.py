@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -27,6 +28,58 @@ def add_key(session: Session, key: ApiKey) -> ApiKey:
 
 def get_key_by_prefix(session: Session, prefix: str) -> ApiKey | None:
     return session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).one_or_none()
+
+
+def get_key_with_team(
+    session: Session, prefix: str, *, for_update: bool = False
+) -> tuple[ApiKey, Team] | None:
+    query = select(ApiKey, Team).join(Team, Team.id == ApiKey.team_id)
+    query = query.where(ApiKey.prefix == prefix)
+    if for_update:
+        query = query.with_for_update(of=ApiKey)
+    row = session.execute(query).one_or_none()
+    return (row[0], row[1]) if row is not None else None
+
+
+def get_team(session: Session, team_id: uuid.UUID) -> Team | None:
+    return session.get(Team, team_id)
+
+
+def list_keys(
+    session: Session, team_id: uuid.UUID | None, *, active_at: datetime | None
+) -> list[tuple[ApiKey, str]]:
+    """Keys with their team's name, newest first; ``active_at`` leaves out revoked and expired."""
+    query = select(ApiKey, Team.name).join(Team, Team.id == ApiKey.team_id)
+    if team_id is not None:
+        query = query.where(ApiKey.team_id == team_id)
+    if active_at is not None:
+        query = query.where(ApiKey.revoked_at.is_(None)).where(
+            ApiKey.expires_at.is_(None) | (ApiKey.expires_at > active_at)
+        )
+    query = query.order_by(ApiKey.created_at.desc(), ApiKey.prefix)
+    return [(key, name) for key, name in session.execute(query)]
+
+
+def revoke_key(session: Session, key: ApiKey, when: datetime) -> None:
+    # Guarded: revoking again keeps the first revoked_at.
+    session.execute(
+        update(ApiKey)
+        .where(ApiKey.id == key.id)
+        .where(ApiKey.revoked_at.is_(None))
+        .values(revoked_at=when)
+    )
+    session.refresh(key)
+
+
+def expire_key(session: Session, key: ApiKey, when: datetime) -> None:
+    """Make the key expire at ``when`` unless it already expires sooner."""
+    session.execute(
+        update(ApiKey)
+        .where(ApiKey.id == key.id)
+        .where(ApiKey.expires_at.is_(None) | (ApiKey.expires_at > when))
+        .values(expires_at=when)
+    )
+    session.refresh(key)
 
 
 def touch_key(session: Session, key_id: object, when: datetime, not_since: datetime) -> None:
