@@ -27,3 +27,8 @@ class ApiKey(Base):
     # After this instant the key is refused, like a revoked one; NULL never expires.
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     name: Mapped[str | None] = mapped_column(String(100))
+    # Set by a rotation: a key is rotated once, so a retried rotation cannot mint a second
+    # successor that nobody holds the token of.
+    replaced_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("api_key.id", ondelete="SET NULL")
+    )

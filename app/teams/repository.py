@@ -36,7 +36,8 @@ def get_key_with_team(
     query = select(ApiKey, Team).join(Team, Team.id == ApiKey.team_id)
     query = query.where(ApiKey.prefix == prefix)
     if for_update:
-        query = query.with_for_update(of=ApiKey)
+        # populate_existing: the caller's own key may already sit in the session, stale.
+        query = query.with_for_update(of=ApiKey).execution_options(populate_existing=True)
     row = session.execute(query).one_or_none()
     return (row[0], row[1]) if row is not None else None
 
@@ -60,6 +61,21 @@ def list_keys(
     return [(key, name) for key, name in session.execute(query)]
 
 
+def get_key(session: Session, key_id: uuid.UUID) -> ApiKey | None:
+    return session.get(ApiKey, key_id)
+
+
+def mark_replaced(
+    session: Session, key: ApiKey, successor: ApiKey, *, expires_at: datetime | None
+) -> None:
+    """Record the key's successor; with ``expires_at`` it also stops then, unless sooner."""
+    values: dict[str, object] = {"replaced_by_id": successor.id}
+    if expires_at is not None and (key.expires_at is None or key.expires_at > expires_at):
+        values["expires_at"] = expires_at
+    session.execute(update(ApiKey).where(ApiKey.id == key.id).values(**values))
+    session.refresh(key)
+
+
 def revoke_key(session: Session, key: ApiKey, when: datetime) -> None:
     # Guarded: revoking again keeps the first revoked_at.
     session.execute(
@@ -67,17 +83,6 @@ def revoke_key(session: Session, key: ApiKey, when: datetime) -> None:
         .where(ApiKey.id == key.id)
         .where(ApiKey.revoked_at.is_(None))
         .values(revoked_at=when)
-    )
-    session.refresh(key)
-
-
-def expire_key(session: Session, key: ApiKey, when: datetime) -> None:
-    """Make the key expire at ``when`` unless it already expires sooner."""
-    session.execute(
-        update(ApiKey)
-        .where(ApiKey.id == key.id)
-        .where(ApiKey.expires_at.is_(None) | (ApiKey.expires_at > when))
-        .values(expires_at=when)
     )
     session.refresh(key)
 

@@ -180,7 +180,7 @@ def rotate_key(
     with a ``grace`` period keeps working until it expires then. Returns (new, old)."""
     if grace is not None and not timedelta(0) <= grace <= MAX_GRACE:
         raise InvalidRequest(f"the grace period must be between 0 and {MAX_GRACE.days} days")
-    # Locked, so that two rotations of one key at once cannot both mint a successor.
+    # Locked, so that of two rotations of one key at once the second sees the first's mark.
     key, team = _find(session, prefix, team_id, for_update=True)
     now = utcnow()
     current = keys.state(key.revoked_at, key.expires_at, now)
@@ -190,10 +190,18 @@ def rotate_key(
             "one ('priorforge keys create' or POST /v1/keys)",
             state=current.value,
         )
+    if key.replaced_by_id is not None:
+        successor = repository.get_key(session, key.replaced_by_id)
+        raise Conflict(
+            f"API key {prefix} was already rotated"
+            + (f"; its replacement is {successor.prefix}: rotate that one" if successor else ""),
+            replaced_by=successor.prefix if successor else None,
+        )
     issued = _issue(session, team, Role(key.role), key.name, None)
-    if grace:
-        repository.expire_key(session, key, now + grace)
-    else:
+    repository.mark_replaced(
+        session, key, issued.view.key, expires_at=now + grace if grace else None
+    )
+    if not grace:
         repository.revoke_key(session, key, now)
     return issued, _view(key, team.name, now)
 

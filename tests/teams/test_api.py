@@ -309,3 +309,31 @@ def test_a_malformed_prefix_is_422(client: Any, team: Team, prefix: str) -> None
     response = client.get(f"/v1/keys/{prefix}", headers=team.headers())
     assert response.status_code == 422
     assert response.headers["content-type"].startswith(PROBLEM)
+
+
+def test_a_key_is_rotated_once_so_a_retry_mints_no_second_successor(
+    client: Any, team: Team
+) -> None:
+    old = create(client, team).json()["token"]
+    path = f"/v1/keys/{prefix_of(old)}/rotate"
+    first = client.post(path, json={"grace_seconds": 600}, headers=team.headers())
+    assert first.status_code == 201, first.text
+    successor = prefix_of(first.json()["token"])
+    again = client.post(path, json={"grace_seconds": 600}, headers=team.headers())
+    assert again.status_code == 409
+    assert f"its replacement is {successor}" in again.json()["detail"]
+    listed = client.get("/v1/keys", headers=team.headers()).json()["items"]
+    assert len(listed) == 5  # the fixture's three keys, the old one (in its grace) and one new
+    assert works(client, old)
+
+
+def test_a_grace_period_never_extends_an_earlier_expiry(client: Any, team: Team) -> None:
+    soon = (datetime.now(UTC) + timedelta(minutes=5)).replace(microsecond=0)
+    old = create(client, team, expires_at=soon.isoformat()).json()["token"]
+    rotated = client.post(
+        f"/v1/keys/{prefix_of(old)}/rotate",
+        json={"grace_seconds": 86400},
+        headers=team.headers(),
+    )
+    assert rotated.status_code == 201, rotated.text
+    assert datetime.fromisoformat(rotated.json()["replaced"]["expires_at"]) == soon
