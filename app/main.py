@@ -11,6 +11,7 @@ from app.health.router import router as health_router
 from app.jobs.router import router as jobs_router
 from app.prompting.router import router as prompts_router
 from app.scenarios.router import router as scenarios_router
+from app.teams.router import router as keys_router
 
 
 def create_app() -> FastAPI:
@@ -27,6 +28,7 @@ def create_app() -> FastAPI:
     app.include_router(scenarios_router)
     app.include_router(evalsets_router)
     app.include_router(prompts_router)
+    app.include_router(keys_router)
     return app
 
 

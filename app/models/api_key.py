@@ -24,3 +24,11 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # After this instant the key is refused, like a revoked one; NULL never expires.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    name: Mapped[str | None] = mapped_column(String(100))
+    # Set by a rotation: a key is rotated once, so a retried rotation cannot mint a second
+    # successor that nobody holds the token of.
+    replaced_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("api_key.id", ondelete="SET NULL")
+    )

@@ -1,0 +1,83 @@
+"""HTTP for a team's API keys (admins only, confined to the caller's team)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response, status
+
+from app.core.auth import Admin, SessionDep
+from app.models.base import utcnow
+from app.teams import service
+from app.teams.keys import PREFIX_PATTERN
+from app.teams.schemas import KeyCreate, KeyCreated, KeyPage, KeyRead, KeyRotate, KeyRotated
+from app.teams.service import IssuedKey, KeyView, Principal
+
+router = APIRouter(prefix="/v1/keys", tags=["keys"])
+
+KeyPrefix = Annotated[
+    str, Path(pattern=PREFIX_PATTERN, description="The 12 hex characters after 'pf_'.")
+]
+
+
+def _read(view: KeyView, principal: Principal, note: str | None = None) -> KeyRead:
+    current = view.key.id == principal.key_id
+    return KeyRead.of(view, current=current, note=note if current else None)
+
+
+def _created(issued: IssuedKey, principal: Principal, response: Response) -> KeyCreated:
+    response.headers["Location"] = f"{router.prefix}/{issued.view.key.prefix}"
+    return KeyCreated(key=_read(issued.view, principal), token=issued.token)
+
+
+@router.get("", response_model=KeyPage)
+def list_keys(principal: Admin, session: SessionDep, include_inactive: bool = False) -> KeyPage:
+    """List the team's keys, newest first (revoked and expired ones with include_inactive)."""
+    views = service.list_keys(session, team_id=principal.team_id, include_inactive=include_inactive)
+    return KeyPage(items=[_read(view, principal) for view in views])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=KeyCreated)
+def create_key(
+    body: KeyCreate, principal: Admin, session: SessionDep, response: Response
+) -> KeyCreated:
+    """Create a key for the team; its token is in this response only."""
+    expires_at = body.expires_at
+    if body.expires_in_days is not None:
+        expires_at = utcnow() + timedelta(days=body.expires_in_days)
+    issued = service.issue_key(session, principal, body.role, name=body.name, expires_at=expires_at)
+    return _created(issued, principal, response)
+
+
+@router.get("/{prefix}", response_model=KeyRead)
+def get_key(prefix: KeyPrefix, principal: Admin, session: SessionDep) -> KeyRead:
+    """Show one of the team's keys."""
+    return _read(service.get_key(session, prefix, team_id=principal.team_id), principal)
+
+
+@router.post("/{prefix}/revoke", response_model=KeyRead)
+def revoke_key(prefix: KeyPrefix, principal: Admin, session: SessionDep) -> KeyRead:
+    """Revoke a key at once; revoking it again changes nothing."""
+    view = service.revoke_key(session, prefix, team_id=principal.team_id)
+    return _read(view, principal, "this request's own key: it no longer works")
+
+
+@router.post("/{prefix}/rotate", status_code=status.HTTP_201_CREATED, response_model=KeyRotated)
+def rotate_key(
+    prefix: KeyPrefix,
+    principal: Admin,
+    session: SessionDep,
+    response: Response,
+    body: KeyRotate | None = None,
+) -> KeyRotated:
+    """Replace a key with a new one (same role and name); the old one stops after the grace."""
+    grace = timedelta(seconds=body.grace_seconds if body is not None else 0)
+    issued, old = service.rotate_key(session, prefix, team_id=principal.team_id, grace=grace)
+    created = _created(issued, principal, response)
+    note = (
+        f"this request's own key: it works until {service.when(old.key.expires_at)}"
+        if grace
+        else "this request's own key: it no longer works"
+    )
+    return KeyRotated(key=created.key, token=created.token, replaced=_read(old, principal, note))
