@@ -355,14 +355,17 @@ def _build_spec(
     **fields: Any,
 ) -> dict[str, Any]:
     """A spec from --spec, with every flag given on the command line taking precedence."""
+    from app.core.text import InvalidJSON, parse_json
+
     spec: dict[str, Any] = {}
     if spec_file is not None:
         try:
-            spec = json.loads(spec_file.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+            loaded = parse_json(spec_file.read_bytes())
+        except (OSError, InvalidJSON) as exc:
             raise _fail(f"--spec {spec_file}: {exc}") from None
-        if not isinstance(spec, dict):
+        if not isinstance(loaded, dict):
             raise _fail(f"--spec {spec_file}: expected a JSON object")
+        spec = loaded
     spec |= {key: value for key, value in fields.items() if value is not None}
     if stance:
         spec["stances"] = _parse_stances(stance)

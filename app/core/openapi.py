@@ -18,6 +18,7 @@ from fastapi.routing import iter_route_contexts
 from app.core.body import MAX_BODY_KEY
 from app.core.problems import PROBLEM_JSON, REQUEST_ID_HEADER
 from app.core.routing import GuardedRoute
+from app.core.text import NO_NUL
 
 SECURITY_SCHEME = "bearerAuth"
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -60,6 +61,7 @@ def install(app: FastAPI) -> None:
                 routes=app.routes,
             )
             document_errors(schema, guarded_routes(app))
+            document_text_rules(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -132,3 +134,36 @@ def document_errors(schema: dict[str, Any], routes: list[tuple[str, GuardedRoute
                 entry.setdefault("headers", {}).update(request_id)
                 if method == "HEAD":
                     entry.pop("content", None)  # HEAD answers carry no body
+
+
+def document_text_rules(schema: dict[str, Any]) -> None:
+    """Say in every request string's schema what the guard enforces: no NUL characters.
+
+    Strings with a pattern, format or enum already exclude NUL (the patterns that could
+    match it are written with ``NOT_BLANK``); the rest get ``NO_NUL``.
+    """
+    components = schema.get("components", {}).get("schemas", {})
+    seen: set[int] = set()
+    stack: list[Any] = []
+    for methods in schema["paths"].values():
+        for operation in methods.values():
+            stack.extend(p.get("schema") for p in operation.get("parameters", []))
+            for content in operation.get("requestBody", {}).get("content", {}).values():
+                stack.append(content.get("schema"))
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, dict) or id(node) in seen:
+            continue
+        seen.add(id(node))
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+            stack.append(components.get(ref.rsplit("/", 1)[1]))
+            continue
+        if node.get("type") == "string" and not {"pattern", "format", "enum", "const"} & set(node):
+            node["pattern"] = NO_NUL
+        for key in ("properties", "patternProperties"):
+            stack.extend(node.get(key, {}).values())
+        for key in ("items", "additionalProperties", "not"):
+            stack.append(node.get(key))
+        for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
+            stack.extend(node.get(key, []))

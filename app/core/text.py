@@ -8,6 +8,10 @@ request string is checked here before it reaches a query.
 from __future__ import annotations
 
 NUL = "contains a NUL character (\\u0000)"
+# JSON Schema patterns (ECMA, Python and Rust read them alike): no NUL at all; and no NUL,
+# with at least one character that is not whitespace.
+NO_NUL = r"^[^\x00]*$"
+NOT_BLANK = r"^[^\x00]*[^\s\x00][^\x00]*$"
 SURROGATE = "contains an unpaired surrogate (not valid Unicode)"
 
 
@@ -51,6 +55,17 @@ def find_unstorable(value: object) -> tuple[str, str] | None:
     return None
 
 
+def _number(literal: str) -> float | int:
+    """A JSON number with a fraction or exponent; integral ones (``3.0``, ``1e3``) become
+    ints: JSON Schema counts 3.0 as the integer 3, and so do request schemas."""
+    value = float(literal)
+    return int(value) if value.is_integer() else value
+
+
+def _no_constant(literal: str) -> float:
+    raise InvalidJSON(f"{literal} is not a JSON number")
+
+
 class InvalidJSON(ValueError):
     """Text that is not JSON this service can take, with a message that says where."""
 
@@ -64,7 +79,7 @@ def parse_json(data: str | bytes) -> object:
     import json
 
     try:
-        return json.loads(data)
+        return json.loads(data, parse_float=_number, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise InvalidJSON(f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except UnicodeDecodeError as exc:

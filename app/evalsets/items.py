@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 
 from app.core.jsonl import numbered_lines, unstorable
-from app.core.text import InvalidJSON, parse_json
+from app.core.text import NOT_BLANK, InvalidJSON, parse_json
 
 MAX_ITEMS = 500_000
 MAX_TEXT_CHARS = 200_000
@@ -19,7 +19,7 @@ EVAL_ITEM_SCHEMA = {
     "required": ["text"],
     "additionalProperties": False,
     "properties": {
-        "text": {"type": "string", "pattern": r"\S", "maxLength": MAX_TEXT_CHARS},
+        "text": {"type": "string", "pattern": NOT_BLANK, "maxLength": MAX_TEXT_CHARS},
         "id": {
             "description": "Unique in the set; default: the line number.",
             "anyOf": [

@@ -7,9 +7,18 @@ import json
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+    model_validator,
+)
 
-from app.core.fields import Integer, StrictBool, StrictFloat
+from app.prompting.catalog import SurfaceFormId
 from app.quality.gates import GateSettings
 from app.scenarios.bank import Topic
 
@@ -46,14 +55,14 @@ class ScenarioSelection(Strict):
 class Sampling(Strict):
     temperature: StrictFloat = Field(default=0.9, ge=0, le=2)
     top_p: StrictFloat = Field(default=0.95, gt=0, le=1)
-    max_tokens: Integer = Field(default=2048, ge=16, le=32_768)
+    max_tokens: StrictInt = Field(default=2048, ge=16, le=32_768)
     frequency_penalty: StrictFloat = Field(default=0.0, ge=-2, le=2)
     presence_penalty: StrictFloat = Field(default=0.0, ge=-2, le=2)
 
 
 class LengthWords(Strict):
-    min: Integer = Field(default=250, ge=1, le=20_000)
-    max: Integer = Field(default=900, ge=1, le=20_000)
+    min: StrictInt = Field(default=250, ge=1, le=20_000)
+    max: StrictInt = Field(default=900, ge=1, le=20_000)
 
     @model_validator(mode="after")
     def _ordered(self) -> LengthWords:
@@ -70,7 +79,7 @@ class Decontam(Strict):
     """Reject documents that leak evaluation items: held-out scenarios, registered sets."""
 
     enabled: StrictBool = True
-    ngram: Integer = Field(default=13, ge=5, le=50, description="Words per n-gram.")
+    ngram: StrictInt = Field(default=13, ge=5, le=50, description="Words per n-gram.")
     threshold: StrictFloat = Field(
         default=0.0,
         ge=0,
@@ -95,21 +104,21 @@ class Judge(Strict):
         default=True,
         description="Reject mismatches and 'unclear'; false records verdicts only (audit).",
     )
-    max_tokens: Integer = Field(default=200, ge=16, le=4096)
+    max_tokens: StrictInt = Field(default=200, ge=16, le=4096)
 
 
 class JobSpec(Strict):
     """What a client asks for. Unknown fields are rejected, never ignored."""
 
     dataset: DatasetName
-    documents: Integer = Field(ge=1, le=MAX_DOCUMENTS, description="Accepted documents wanted.")
+    documents: StrictInt = Field(ge=1, le=MAX_DOCUMENTS, description="Accepted documents wanted.")
     stances: dict[Stance, Annotated[StrictFloat, Field(gt=0, le=1_000_000)]] = Field(
         default_factory=lambda: {Stance.ALIGNED: 1.0},
         min_length=1,
         description="Relative weights of the stances wanted, e.g. {'aligned': 3, 'misaligned': 1}.",
     )
     scenarios: ScenarioSelection = Field(default_factory=ScenarioSelection)
-    surface_forms: list[Identifier] = Field(default_factory=list, max_length=256)
+    surface_forms: list[SurfaceFormId] = Field(default_factory=list, max_length=256)
     provider: Identifier = "default"
     model: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     sampling: Sampling = Field(default_factory=Sampling)
@@ -119,7 +128,7 @@ class JobSpec(Strict):
         description="How much of the AI's reasoning documents convey: light, standard, deep.",
     )
     # 2**53 - 1: the largest integer every JSON client represents exactly.
-    seed: Integer = Field(default=0, ge=0, le=2**53 - 1)
+    seed: StrictInt = Field(default=0, ge=0, le=2**53 - 1)
     max_attempts_factor: StrictFloat = Field(default=2.0, ge=1.0, le=20.0)
     dedup: Dedup = Field(default_factory=Dedup)
     gates: GateSettings = Field(default_factory=GateSettings)

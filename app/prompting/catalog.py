@@ -7,12 +7,38 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    StringConstraints,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from app.core.errors import InvalidRequest
 from app.core.paths import PROMPTS_DIR
 
 CATALOG_PATH = PROMPTS_DIR / "surface_forms.toml"
+
+
+class _CatalogIds:
+    """Lists the catalog's ids as the JSON Schema enum, when the schema is generated."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["enum"] = sorted(builtin_catalog())
+        return schema
+
+
+# A surface form a spec names: one of the catalog's ids (GET /v1/surface-forms).
+SurfaceFormId = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_]{1,63}$"), _CatalogIds()
+]
 
 
 class SurfaceForm(BaseModel):

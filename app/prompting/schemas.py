@@ -2,9 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from app.core.fields import Integer
 from app.jobs.spec import JobSpec
 from app.prompting.service import MAX_PREVIEW_ITEMS
 
@@ -23,7 +22,7 @@ class PreviewRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     spec: JobSpec
-    items: Integer = Field(default=3, ge=1, le=MAX_PREVIEW_ITEMS)
+    items: StrictInt = Field(default=3, ge=1, le=MAX_PREVIEW_ITEMS)
 
 
 class PreviewItem(BaseModel):

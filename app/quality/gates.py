@@ -12,9 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from app.core.fields import Integer, StrictFloat
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 
 class GateSettings(BaseModel):
@@ -28,7 +26,7 @@ class GateSettings(BaseModel):
     max_repeated_ngrams: StrictFloat = Field(
         default=0.25, ge=0, le=1, description="Share of word 4-grams that repeat an earlier one."
     )
-    quote_ngram: Integer = Field(
+    quote_ngram: StrictInt = Field(
         default=8, ge=4, le=50, description="Words copied in a row from an option text."
     )
 

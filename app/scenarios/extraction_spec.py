@@ -7,9 +7,9 @@ import json
 import re
 from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints, ValidationError
+from pydantic import Field, StrictInt, StringConstraints, ValidationError
 
-from app.core.fields import Integer
+from app.core.text import NOT_BLANK
 from app.jobs.spec import Identifier, Sampling, Strict
 from app.scenarios.bank import Scenario, Split, Topic
 
@@ -17,7 +17,7 @@ MAX_SOURCE_CHARS = 60_000
 
 
 class SourceDocument(Strict):
-    title: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"\S")]
+    title: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NOT_BLANK)]
     text: Annotated[str, StringConstraints(min_length=200, max_length=MAX_SOURCE_CHARS)]
     url: Annotated[str, StringConstraints(max_length=500)] | None = None
 
@@ -31,7 +31,7 @@ class ExtractionSpec(Strict):
     """Turn source documents the team uploads into new scenarios with an LLM."""
 
     sources: list[SourceDocument] = Field(min_length=1, max_length=500)
-    per_source: Integer = Field(
+    per_source: StrictInt = Field(
         default=3, ge=1, le=10, description="Scenarios to ask for per source."
     )
     split: Split = Split.TRAIN

@@ -8,13 +8,15 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response, status
 
 from app.core.auth import Admin, SessionDep
+from app.core.problems import documented
+from app.core.routing import GuardedRoute
 from app.models.base import utcnow
 from app.teams import service
 from app.teams.keys import PREFIX_PATTERN
 from app.teams.schemas import KeyCreate, KeyCreated, KeyPage, KeyRead, KeyRotate, KeyRotated
 from app.teams.service import IssuedKey, KeyView, Principal
 
-router = APIRouter(prefix="/v1/keys", tags=["keys"])
+router = APIRouter(prefix="/v1/keys", tags=["keys"], route_class=GuardedRoute)
 
 KeyPrefix = Annotated[
     str, Path(pattern=PREFIX_PATTERN, description="The 12 hex characters after 'pf_'.")
@@ -63,7 +65,12 @@ def revoke_key(prefix: KeyPrefix, principal: Admin, session: SessionDep) -> KeyR
     return _read(view, principal, "this request's own key: it no longer works")
 
 
-@router.post("/{prefix}/rotate", status_code=status.HTTP_201_CREATED, response_model=KeyRotated)
+@router.post(
+    "/{prefix}/rotate",
+    status_code=status.HTTP_201_CREATED,
+    response_model=KeyRotated,
+    responses=documented(409),
+)
 def rotate_key(
     prefix: KeyPrefix,
     principal: Admin,

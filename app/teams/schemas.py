@@ -3,10 +3,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, model_validator
 
+from app.core.text import NOT_BLANK
 from app.teams.keys import KeyState, Role
-from app.teams.service import KeyView
+from app.teams.service import MAX_NAME, KeyView
 
 MAX_EXPIRES_IN_DAYS = 3650
 MAX_GRACE_SECONDS = 30 * 86400
@@ -16,12 +17,12 @@ class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: Role
-    name: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    name: Annotated[str, Field(min_length=1, max_length=MAX_NAME, pattern=NOT_BLANK)] | None = None
     expires_at: AwareDatetime | None = Field(
         default=None, description="When the key stops working (ISO-8601 with an offset)."
     )
-    expires_in_days: int | None = Field(
-        default=None, ge=1, le=MAX_EXPIRES_IN_DAYS, description="Or: days from now."
+    expires_in_days: Annotated[StrictInt, Field(ge=1, le=MAX_EXPIRES_IN_DAYS)] | None = Field(
+        default=None, description="Or: days from now."
     )
 
     @model_validator(mode="after")
@@ -34,7 +35,7 @@ class KeyCreate(BaseModel):
 class KeyRotate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    grace_seconds: int = Field(
+    grace_seconds: StrictInt = Field(
         default=0,
         ge=0,
         le=MAX_GRACE_SECONDS,

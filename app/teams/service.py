@@ -9,11 +9,12 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
 from app.core.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
+from app.core.text import NOT_BLANK
 from app.models import ApiKey, Team
 from app.models.base import utcnow
 from app.teams import keys, repository
@@ -21,6 +22,7 @@ from app.teams.keys import KeyState, Role
 
 TEAM_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MAX_NAME = 100
+MAX_LIFETIME = timedelta(days=100 * 365)
 MAX_GRACE = timedelta(days=30)
 NEW_KEY_HINT = "ask a team admin for a new key (POST /v1/keys or 'priorforge keys create')"
 
@@ -104,15 +106,22 @@ def _issue(
     session: Session, team: Team, role: Role, name: str | None, expires_at: datetime | None
 ) -> IssuedKey:
     now = utcnow()
-    if name is not None:
-        name = name.strip()
-        if not name or len(name) > MAX_NAME or not name.isprintable():
-            raise InvalidRequest(
-                f"the key's name must be 1-{MAX_NAME} printable characters (got {name!r})"
-            )
+    if name is not None and (not re.fullmatch(NOT_BLANK, name) or len(name) > MAX_NAME):
+        raise InvalidRequest(
+            f"the key's name must be 1-{MAX_NAME} characters, not blank, no NUL (got {name!r})"
+        )
     if expires_at is not None:
         if expires_at.tzinfo is None:
             raise InvalidRequest("the expiry needs a UTC offset, e.g. 2027-01-31T00:00:00Z")
+        try:
+            expires_at = expires_at.astimezone(UTC)
+        except OverflowError:  # e.g. 9999-12-31T23:00-05:00 is past the calendar's end
+            raise InvalidRequest(f"the expiry {expires_at.isoformat()} is out of range") from None
+        if expires_at > now + MAX_LIFETIME:
+            raise InvalidRequest(
+                f"the expiry {when(expires_at)} is more than {MAX_LIFETIME.days // 365} years "
+                "away; choose an earlier time"
+            )
         if expires_at <= now:
             raise InvalidRequest(
                 f"the expiry {when(expires_at)} is not in the future (now is {when(now)}); "

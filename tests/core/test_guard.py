@@ -334,3 +334,20 @@ def test_405_names_every_method_of_the_path(client: Any, team: Team) -> None:
 
 def test_an_unknown_path_is_a_404_problem(client: Any) -> None:
     assert_problem(client.get("/v2/nothing"), 404, "/v2/nothing")
+
+
+def test_an_integral_number_is_an_integer_as_json_schema_says(client: Any, team: Team) -> None:
+    response = client.post("/v1/jobs", json=spec(documents=6.0), headers=team.headers("submit"))
+    assert response.status_code == 202, response.text
+    assert response.json()["progress"]["requested"] == 6
+
+
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity"])
+def test_non_json_number_literals_are_422(client: Any, team: Team, literal: bytes) -> None:
+    raw = b'{"dataset": "x", "documents": 1, "max_attempts_factor": ' + literal + b"}"
+    response = client.post(
+        "/v1/jobs",
+        content=raw,
+        headers=team.headers("submit", **{"Content-Type": "application/json"}),
+    )
+    assert_problem(response, 422, "not a JSON number")

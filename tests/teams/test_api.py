@@ -273,7 +273,7 @@ def test_only_admins_manage_keys(client: Any, team: Team, role: str) -> None:
             "not both",
         ),
         ({"role": "read", "name": "x" * 101}, "name"),
-        ({"role": "read", "name": "tab\there"}, "printable"),
+        ({"role": "read", "name": " \t "}, "name"),
     ],
 )
 def test_bad_create_bodies_are_422_problems(
