@@ -506,7 +506,9 @@ def _publish(principal: Any, dataset: str, store: Any, *, show_sample: bool) -> 
     from app.datasets.shards import read_shard
 
     with session_scope() as session:
-        created = datasets.create_version(session, principal, dataset, store=store)
+        created = datasets.create_version(
+            session, principal, dataset, store=store, settings=get_settings()
+        )
         found_dataset, version = datasets.get_version(
             session, principal, dataset, created.version.number
         )
