@@ -60,6 +60,38 @@ def _ensure_schema() -> None:
         migrate.upgrade(settings.effective_database_url)
 
 
+def _require_storage_url() -> None:
+    """Fail before starting anything when the object store is missing or malformed."""
+    from app.storage import check_storage_url
+
+    try:
+        check_storage_url(get_settings().effective_storage_url)
+    except PriorForgeError as exc:
+        raise _fail(exc.detail) from None
+
+
+def _open_store() -> Any:
+    """The configured store, checked against the database's binding (once per process)."""
+    from app.storage.default import get_store
+
+    try:
+        return get_store()
+    except PriorForgeError as exc:
+        raise _fail(exc.detail) from None
+
+
+def _check_store_binding() -> None:
+    """Refuse to run against a store the database does not publish to. An unreachable
+    database is no reason to refuse: /readyz reports it, and the next use checks again."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        _open_store()
+    except SQLAlchemyError as exc:
+        detail = escape(str(exc).splitlines()[0])
+        err.print(f"[yellow]warning:[/] could not check the object store binding yet: {detail}")
+
+
 def _local_principal(session: Any, role: str = "admin") -> Any:
     """The command line's own team, which in-process jobs and previews run as."""
     from app.teams.keys import Role
@@ -256,7 +288,9 @@ def serve(
 
     from app.core.process import die_with_parent
 
+    _require_storage_url()
     _ensure_schema()
+    _check_store_binding()
     settings = get_settings()
     worker_process = None
     if settings.embedded_broker:
@@ -284,10 +318,12 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
 ) -> None:
     """Run a Celery worker on PRIORFORGE_BROKER_URL (or the embedded broker)."""
+    _require_storage_url()
     settings = get_settings()
     if settings.embedded_broker:
         err.print(f"no PRIORFORGE_BROKER_URL: taking work from {settings.broker_dir}")
     _ensure_schema()
+    _check_store_binding()
     from workers.celery_app import celery_app
 
     pool = "solo" if concurrency == 1 else "prefork"
@@ -524,12 +560,12 @@ def run_in_process(raw_spec: dict[str, Any], *, show_sample: bool = False) -> No
     from app.jobs import service as jobs
     from app.jobs.dispatch import LocalDispatcher
     from app.llm.provider import resolve_provider
-    from app.storage.default import get_store
 
     spec = _validate_spec(raw_spec)
     settings = get_settings()
+    _require_storage_url()
     _ensure_schema()
-    store = get_store()
+    store = _open_store()
     dispatcher = LocalDispatcher()
     try:
         with session_scope() as session:
@@ -650,7 +686,9 @@ def _publish(principal: Any, dataset: str, store: Any, *, show_sample: bool) -> 
     from app.datasets.shards import read_shard
 
     with session_scope() as session:
-        created = datasets.create_version(session, principal, dataset, store=store)
+        created = datasets.create_version(
+            session, principal, dataset, store=store, settings=get_settings()
+        )
         found_dataset, version = datasets.get_version(
             session, principal, dataset, created.version.number
         )

@@ -125,6 +125,21 @@ def settings() -> Any:
 
 
 @pytest.fixture
+def scratch_database_url() -> Iterator[str]:
+    """An empty Postgres database of its own, dropped after the test."""
+    from sqlalchemy import create_engine, text
+
+    name = f"priorforge_scratch_{secrets.token_hex(4)}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield _database_url(name)
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
 def store(settings: Any) -> Any:
     from app.storage import open_store
 

@@ -16,12 +16,12 @@ from tests.llm_server import LLMTestServer
 
 
 def priorforge(
-    *args: str, env: dict[str, str], timeout: float = 120
+    *args: str, env: dict[str, str], timeout: float = 120, cwd: Path = ROOT
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "app.cli", *args],
-        cwd=ROOT,
-        env=env,
+        cwd=cwd,
+        env=env | {"PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -193,3 +193,61 @@ def test_dedup_rebuild_reindexes_a_dataset_and_names_what_is_missing(
     assert "no dataset named 'nope'" in missing.stderr
     no_team = priorforge("dedup", "rebuild", "--dataset", "x", "--team", "ghosts", env=embedded_env)
     assert "no team named 'ghosts'" in no_team.stderr
+
+
+# Unreachable on purpose: a command that got as far as connecting would not exit 2 at once.
+NOWHERE = {
+    "PRIORFORGE_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:9/none",
+    "PRIORFORGE_BROKER_URL": "redis://127.0.0.1:9/0",
+}
+
+
+@pytest.mark.parametrize("command", [("worker",), ("serve", "--port", "9")])
+@pytest.mark.parametrize(
+    ("storage", "expected"),
+    [
+        (None, "set PRIORFORGE_STORAGE_URL to the object store every process shares"),
+        ("file://objects/shards", "is not an absolute file URL ('objects' was read as a host"),
+    ],
+)
+def test_service_processes_without_a_shared_store_do_not_start(
+    command: tuple[str, ...], storage: str | None, expected: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIORFORGE_")} | NOWHERE
+    if storage is not None:
+        env["PRIORFORGE_STORAGE_URL"] = storage
+    result = priorforge(*command, env=env | {"COLUMNS": "400"}, cwd=tmp_path, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert expected in " ".join(result.stderr.split())
+    assert list(tmp_path.iterdir()) == [], "nothing may be created before the check"
+
+
+def test_a_worker_on_another_store_than_its_database_does_not_start(
+    scratch_database_url: str, tmp_path: Path
+) -> None:
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import sessionmaker
+
+    from app.core import migrate
+    from app.storage import open_store
+    from app.storage.service import bind_store
+
+    migrate.upgrade(scratch_database_url)
+    engine = create_engine(scratch_database_url)
+    shared = open_store((tmp_path / "shared" / "objects").as_uri())
+    bind_store(shared, sessionmaker(bind=engine).begin)  # the API's process did this
+    engine.dispose()
+
+    elsewhere = (tmp_path / "elsewhere" / "objects").as_uri()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIORFORGE_")} | {
+        "PRIORFORGE_DATABASE_URL": scratch_database_url,
+        "PRIORFORGE_BROKER_URL": NOWHERE["PRIORFORGE_BROKER_URL"],
+        "PRIORFORGE_STORAGE_URL": elsewhere,
+        "PRIORFORGE_DATA_DIR": str(tmp_path / "data"),
+        "COLUMNS": "400",
+    }
+    result = priorforge("worker", env=env, cwd=tmp_path, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    message = " ".join(result.stderr.split())
+    assert f"PRIORFORGE_STORAGE_URL ({elsewhere}) is not the object store" in message
+    assert shared.url in message

@@ -9,6 +9,14 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.core.errors import ConfigurationError
+
+STORAGE_URL_REQUIRED = (
+    "PRIORFORGE_DATABASE_URL or PRIORFORGE_BROKER_URL is set (service mode), so processes may "
+    "run on several machines: set PRIORFORGE_STORAGE_URL to the object store every process "
+    "shares: file:///abs/path on a shared filesystem or s3://bucket/prefix"
+)
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PRIORFORGE_", extra="ignore")
@@ -20,7 +28,9 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(default=None, description="Celery broker, e.g. redis://…")
     task_queue: str = Field(default="priorforge", description="Celery queue for job chunks.")
     storage_url: str | None = Field(
-        default=None, description="file:///abs/path or s3://bucket/prefix; default: data dir."
+        default=None,
+        description="file:///abs/path or s3://bucket/prefix; default (embedded mode only): "
+        "the data dir.",
     )
 
     llm_base_url: str | None = None
@@ -78,9 +88,18 @@ class Settings(BaseSettings):
         return self.data_dir / "broker"
 
     @property
+    def service_mode(self) -> bool:
+        """A database or broker is shared: other processes, maybe on other machines, exist."""
+        return bool(self.database_url or self.broker_url)
+
+    @property
     def effective_storage_url(self) -> str:
         if self.storage_url:
             return self.storage_url
+        if self.service_mode:
+            # A default under this process's working directory would be private to it: a
+            # worker elsewhere would publish shards that the API can never serve.
+            raise ConfigurationError(STORAGE_URL_REQUIRED)
         return (self.data_dir / "objects").as_uri()
 
 

@@ -42,6 +42,15 @@ class ManifestFile:
     def name(self) -> str:
         return PurePosixPath(self.path).name
 
+    def entry(self) -> dict[str, Any]:
+        """The file as the manifest lists it."""
+        return {
+            "path": self.path,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "records": self.records,
+        }
+
 
 def build_manifest(
     *, dataset: str, version: int, created: datetime, files: list[ManifestFile]
@@ -53,10 +62,7 @@ def build_manifest(
         "format": "dolma-jsonl-zstd",
         "records": sum(f.records for f in files),
         "bytes": sum(f.bytes for f in files),
-        "files": [
-            {"path": f.path, "bytes": f.bytes, "sha256": f.sha256, "records": f.records}
-            for f in files
-        ],
+        "files": [f.entry() for f in files],
         "lineage": {"jobs": sorted({f.job for f in files})},
     }
     return json.dumps(body, indent=2, sort_keys=False).encode() + b"\n"

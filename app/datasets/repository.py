@@ -11,7 +11,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, defer
 
 from app.core.sql import insert_ignoring_conflicts
-from app.models import Dataset, DatasetVersion, Document, Shard
+from app.models import Dataset, DatasetVersion, Document, Job, Shard
 
 
 def find_dataset(session: Session, team_id: uuid.UUID, name: str) -> Dataset | None:
@@ -34,20 +34,22 @@ def list_datasets(session: Session, team_id: uuid.UUID) -> Sequence[Dataset]:
     ).all()
 
 
-def last_accepted_at(session: Session, job_id: uuid.UUID) -> datetime | None:
+def last_unpublished_at(session: Session, job_id: uuid.UUID) -> datetime | None:
     return session.scalar(
         select(func.max(Document.created_at)).where(
-            Document.job_id == job_id, Document.status == "accepted"
+            Document.job_id == job_id, Document.status == "accepted", Document.shard_id.is_(None)
         )
     )
 
 
-def stream_accepted_documents(session: Session, job_id: uuid.UUID) -> Iterator[Document]:
-    """Accepted documents in item order, fetched in batches rather than all at once."""
+def stream_unpublished_documents(session: Session, job_id: uuid.UUID) -> Iterator[Document]:
+    """Accepted documents in no shard yet, in item order, fetched in batches."""
     query = (
         select(Document)
         .options(defer(Document.raw_text))
-        .where(Document.job_id == job_id, Document.status == "accepted")
+        .where(
+            Document.job_id == job_id, Document.status == "accepted", Document.shard_id.is_(None)
+        )
         .order_by(Document.item_index)
         .execution_options(yield_per=500)
     )
@@ -60,20 +62,51 @@ def job_shards(session: Session, job_id: uuid.UUID) -> Sequence[Shard]:
     ).all()
 
 
+def next_shard_seq(session: Session, job_id: uuid.UUID) -> int:
+    return (
+        session.scalar(
+            select(func.coalesce(func.max(Shard.seq) + 1, 0)).where(Shard.job_id == job_id)
+        )
+        or 0
+    )
+
+
 def add_shard(session: Session, values: dict[str, Any]) -> None:
     session.execute(insert(Shard).values(**values))
 
 
 def assign_shard(
-    session: Session, job_id: uuid.UUID, first_index: int, last_index: int, shard_id: uuid.UUID
+    session: Session, shard_id: uuid.UUID, document_ids: Sequence[uuid.UUID], batch: int = 500
 ) -> None:
-    """Shards hold a job's accepted documents in item order: a range of indices each."""
-    session.execute(
-        update(Document)
-        .where(Document.job_id == job_id, Document.status == "accepted")
-        .where(Document.item_index.between(first_index, last_index))
-        .values(shard_id=shard_id)
+    """Name the documents a shard holds, by id: a document written meanwhile stays unsharded."""
+    for start in range(0, len(document_ids), batch):
+        session.execute(
+            update(Document)
+            .where(Document.id.in_(document_ids[start : start + batch]))
+            .values(shard_id=shard_id)
+        )
+
+
+def cancelled_jobs_with_unpublished_documents(
+    session: Session, dataset_id: uuid.UUID
+) -> Sequence[uuid.UUID]:
+    return session.scalars(
+        select(Document.job_id)
+        .join(Job, Job.id == Document.job_id)
+        .where(Document.dataset_id == dataset_id, Document.status == "accepted")
+        .where(Document.shard_id.is_(None), Job.status == "cancelled")
+        .group_by(Document.job_id)
+        .order_by(Document.job_id)
+    ).all()
+
+
+def lock_cancelled_job(session: Session, job_id: uuid.UUID) -> bool:
+    """Hold the cancelled job's row until commit, so one publisher at a time shards its
+    documents. A guarded no-op UPDATE locks the row on Postgres and the database on SQLite."""
+    result = session.execute(
+        update(Job).where(Job.id == job_id, Job.status == "cancelled").values(status=Job.status)
     )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def committed_shards(session: Session, dataset_id: uuid.UUID) -> Sequence[Shard]:
@@ -84,15 +117,13 @@ def committed_shards(session: Session, dataset_id: uuid.UUID) -> Sequence[Shard]
     ).all()
 
 
-def latest_version_number(session: Session, dataset_id: uuid.UUID) -> int:
-    return (
-        session.scalar(
-            select(func.coalesce(func.max(DatasetVersion.number), 0)).where(
-                DatasetVersion.dataset_id == dataset_id
-            )
-        )
-        or 0
-    )
+def latest_version(session: Session, dataset_id: uuid.UUID) -> DatasetVersion | None:
+    return session.scalars(
+        select(DatasetVersion)
+        .where(DatasetVersion.dataset_id == dataset_id)
+        .order_by(DatasetVersion.number.desc())
+        .limit(1)
+    ).one_or_none()
 
 
 def add_version(session: Session, version: DatasetVersion) -> None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from app.core.auth import Reader, SessionDep, Submitter
 from app.core.errors import RangeNotSatisfiable
+from app.core.problems import documented
 from app.core.routing import GuardedRoute
+from app.core.settings import get_settings
 from app.datasets import service
 from app.datasets.http_range import UnsatisfiableRange, parse_range
 from app.datasets.schemas import DatasetRead, DatasetVersionRead
@@ -43,14 +45,43 @@ def list_datasets(principal: Reader, session: SessionDep) -> list[DatasetRead]:
     ]
 
 
+ZSTD_FILE: dict[str, Any] = {
+    "application/zstd": {"schema": {"type": "string", "contentMediaType": "application/zstd"}}
+}
+FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The file", "content": ZSTD_FILE},
+    206: {"description": "The requested byte range", "content": ZSTD_FILE},
+    304: {"description": "Not modified (If-None-Match)"},
+    **documented(416, 503),
+}
+
+
 @router.post(
-    "/{name}/versions", status_code=status.HTTP_201_CREATED, response_model=DatasetVersionRead
+    "/{name}/versions",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DatasetVersionRead,
+    responses={
+        200: {
+            "model": DatasetVersionRead,
+            "description": "Nothing changed since the latest version, which is returned",
+        },
+        201: {"description": "A new version"},
+        409: {
+            "description": "Nothing to snapshot yet, or shard files are missing from the "
+            "object store (listed in the problem); no version was published",
+        },
+        **documented(503),
+    },
 )
 def create_version(
     name: DatasetName, principal: Submitter, session: SessionDep, response: Response
 ) -> DatasetVersionRead:
-    """Snapshot the dataset's committed shards into a new immutable version."""
-    created = service.create_version(session, principal, name, store=get_store())
+    """Snapshot the dataset's shards into an immutable version (the latest, if unchanged)."""
+    created = service.create_version(
+        session, principal, name, store=get_store(), settings=get_settings()
+    )
+    if not created.created:
+        response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"/v1/datasets/{name}/versions/{created.version.number}"
     return _read(name, created.version)
 
@@ -63,7 +94,18 @@ def list_versions(
     return [_read(name, v) for v in service.list_versions(session, principal, name)]
 
 
-@router.get("/{name}/versions/{version}/manifest")
+@router.get(
+    "/{name}/versions/{version}/manifest",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The manifest (JSON)",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+        304: {"description": "Not modified (If-None-Match)"},
+        **documented(409, 503),
+    },
+)
 def get_manifest(
     name: DatasetName,
     version: VersionNumber,
@@ -85,8 +127,18 @@ def get_manifest(
     return Response(body, media_type="application/json", headers=headers)
 
 
-@router.get("/{name}/versions/{version}/files/{file}", operation_id="download_dataset_file")
-@router.head("/{name}/versions/{version}/files/{file}", operation_id="head_dataset_file")
+@router.get(
+    "/{name}/versions/{version}/files/{file:path}",
+    operation_id="download_dataset_file",
+    response_class=Response,
+    responses=FILE_RESPONSES,
+)
+@router.head(
+    "/{name}/versions/{version}/files/{file:path}",
+    operation_id="head_dataset_file",
+    response_class=Response,
+    responses=FILE_RESPONSES,
+)
 def get_file(
     request: Request,
     name: DatasetName,
@@ -95,7 +147,7 @@ def get_file(
     principal: Reader,
     session: SessionDep,
 ) -> Response:
-    """Download a shard; supports Range, If-None-Match and HEAD."""
+    """Download a file by its manifest path (or file name); Range, If-None-Match and HEAD."""
     dataset, found = service.get_version(session, principal, name, version)
     store = get_store()
     ref = service.find_file(store, dataset, found, file)

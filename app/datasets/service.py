@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -18,10 +19,12 @@ from app.core.settings import Settings
 from app.datasets import repository
 from app.datasets.manifest import ManifestFile, build_manifest, dolma_record, sha256_hex
 from app.datasets.shards import batched_by_size, write_shard
-from app.models import Dataset, DatasetVersion, Document, Job
+from app.models import Dataset, DatasetVersion, Document, Job, Shard
 from app.models.base import utcnow
 from app.storage import ObjectNotFound, ObjectStore
 from app.teams.service import Principal
+
+log = logging.getLogger(__name__)
 
 
 def ensure_dataset(session: Session, team_id: uuid.UUID, name: str) -> Dataset:
@@ -78,8 +81,7 @@ class _Uploaded:
     sha256: str
     bytes: int
     records: int
-    first_index: int
-    last_index: int
+    document_ids: list[uuid.UUID]
 
 
 def publish_job(
@@ -90,21 +92,22 @@ def publish_job(
     settings: Settings,
     renew: Callable[[], None] = lambda: None,
 ) -> int:
-    """Write the job's accepted documents as shards and record them (not yet committed).
+    """Write the job's accepted documents that are in no shard yet as new shards of the job.
 
-    First every file is uploaded, reading documents in batches and writing nothing to the
-    database, so no write lock is held while bytes move (SQLite has one writer). Each key
-    contains the file's sha256: two publishers can never overwrite each other's bytes.
-    ``renew`` runs after each file to keep the caller's claim alive, raising if it was lost.
-    Then the rows naming the files are added; the caller commits them with the job's state.
+    A job that succeeded publishes all its documents at once; a cancelled job's are published
+    by snapshots, continuing its shard numbers. First every file is uploaded, reading
+    documents in batches and writing nothing to the database, so no write lock is held while
+    bytes move (SQLite has one writer). Each key contains the file's sha256: two publishers
+    can never overwrite each other's bytes. ``renew`` runs after each file to keep the
+    caller's claim alive, raising if it was lost. Then the rows naming the files are added;
+    the caller commits them (with the job's state). Returns the number of shards written.
     """
-    if repository.job_shards(session, job.id):
-        return 0
     dataset = session.get(Dataset, job.dataset_id)
     assert dataset is not None
-    added = repository.last_accepted_at(session, job.id)
+    added = repository.last_unpublished_at(session, job.id)
     if added is None:
         return 0
+    first_seq = repository.next_shard_seq(session, job.id)
     records = (
         dolma_record(
             document_id=str(d.id),
@@ -113,23 +116,19 @@ def publish_job(
             created=d.created_at,
             metadata=_metadata(d, dataset),
         )
-        for d in repository.stream_accepted_documents(session, job.id)
+        for d in repository.stream_unpublished_documents(session, job.id)
     )
     uploaded: list[_Uploaded] = []
     with tempfile.TemporaryDirectory(prefix="priorforge-shard-") as tmp:
         batches = batched_by_size(records, settings.shard_max_records, settings.shard_max_bytes)
-        for seq, batch in enumerate(batches):
+        for seq, batch in enumerate(batches, start=first_seq):
             shard = write_shard(batch, Path(tmp) / f"{seq:05d}.jsonl.zst")
             name = f"{job.id}-{seq:05d}-{shard.sha256[:16]}.jsonl.zst"
             key = f"{dataset_prefix(dataset)}/shards/{name}"
             store.put_file(key, shard.path)
             shard.path.unlink()
-            indices = [record["metadata"]["item_index"] for record in batch]
-            uploaded.append(
-                _Uploaded(
-                    seq, key, shard.sha256, shard.bytes, shard.records, indices[0], indices[-1]
-                )
-            )
+            ids = [uuid.UUID(record["id"]) for record in batch]
+            uploaded.append(_Uploaded(seq, key, shard.sha256, shard.bytes, shard.records, ids))
             renew()
     now = utcnow()
     for file in uploaded:
@@ -149,25 +148,61 @@ def publish_job(
                 "created_at": now,
             },
         )
-        repository.assign_shard(session, job.id, file.first_index, file.last_index, shard_id)
+        repository.assign_shard(session, shard_id, file.document_ids)
     return len(uploaded)
+
+
+def publish_cancelled_jobs(
+    session: Session, dataset: Dataset, *, store: ObjectStore, settings: Settings
+) -> int:
+    """Publish the accepted documents of the dataset's cancelled jobs that are in no shard.
+
+    Each job's row is locked first, until the caller commits: a concurrent snapshot waits,
+    then finds those documents sharded and publishes nothing, so no document is ever put in
+    two shards. Returns the number of shards written.
+    """
+    written = 0
+    for job_id in repository.cancelled_jobs_with_unpublished_documents(session, dataset.id):
+        if not repository.lock_cancelled_job(session, job_id):
+            continue
+        job = session.get(Job, job_id)
+        assert job is not None
+        written += publish_job(session, job, store=store, settings=settings)
+    return written
 
 
 @dataclass(frozen=True)
 class VersionView:
     dataset: str
     version: DatasetVersion
+    created: bool = True
+
+
+# How many unavailable files a failed snapshot names (the count covers them all).
+LISTED_FILES = 10
 
 
 def create_version(
-    session: Session, principal: Principal, name: str, *, store: ObjectStore
+    session: Session,
+    principal: Principal,
+    name: str,
+    *,
+    store: ObjectStore,
+    settings: Settings,
 ) -> VersionView:
-    """Snapshot every committed shard of the dataset into a new immutable version."""
+    """Snapshot every committed shard of the dataset into an immutable version.
+
+    Cancelled jobs' accepted documents are published first. Every file is checked in the
+    store before a manifest names it. When the latest version already lists exactly these
+    files, that version is returned (``created`` False) instead of minting a new number.
+    """
     dataset = require_dataset(session, principal, name)
+    publish_cancelled_jobs(session, dataset, store=store, settings=settings)
     shards = repository.committed_shards(session, dataset.id)
     if not shards:
         raise Conflict(
-            f"dataset {name!r} has no published shards yet: wait for a job to succeed",
+            f"dataset {name!r} has no published shards yet: wait for a job to succeed, or "
+            "cancel one that has accepted documents",
         )
     files = [
         ManifestFile(
@@ -179,8 +214,12 @@ def create_version(
         )
         for s in shards
     ]
+    _require_stored(store, name, shards, files)
     for _attempt in range(5):
-        number = repository.latest_version_number(session, dataset.id) + 1
+        latest = repository.latest_version(session, dataset.id)
+        if latest is not None and _lists_the_same_files(store, latest, files):
+            return VersionView(dataset=name, version=latest, created=False)
+        number = (latest.number if latest else 0) + 1
         body = build_manifest(dataset=name, version=number, created=utcnow(), files=files)
         digest = sha256_hex(body)
         # Content-addressed key: two racing snapshots can never overwrite each other's bytes.
@@ -202,6 +241,56 @@ def create_version(
             continue
         return VersionView(dataset=name, version=version)
     raise Conflict(f"too many concurrent snapshots of dataset {name!r}; retry")
+
+
+def _require_stored(
+    store: ObjectStore, name: str, shards: Sequence[Shard], files: list[ManifestFile]
+) -> None:
+    """Publish no manifest naming a file whose bytes are not all in the store."""
+    unavailable: list[dict[str, Any]] = []
+    for shard, file in zip(shards, files, strict=True):
+        try:
+            stored: int | None = store.stat(shard.object_key).size
+        except ObjectNotFound:
+            stored = None
+        if stored != shard.bytes:
+            unavailable.append({"path": file.path, "bytes": shard.bytes, "stored_bytes": stored})
+    if not unavailable:
+        return
+    listed = ", ".join(
+        f"{f['path']} (missing)"
+        if f["stored_bytes"] is None
+        else f"{f['path']} ({f['stored_bytes']} bytes, not {f['bytes']})"
+        for f in unavailable[:LISTED_FILES]
+    )
+    more = f" and {len(unavailable) - LISTED_FILES} more" if len(unavailable) > LISTED_FILES else ""
+    raise Conflict(
+        f"dataset {name!r} was not snapshotted: {len(unavailable)} of its {len(shards)} shard "
+        f"files are missing or have the wrong size in the object store at {store.url}: "
+        f"{listed}{more}. Every API and worker process must use the same "
+        "PRIORFORGE_STORAGE_URL; restore the files from the store the workers wrote them to, "
+        "then snapshot again",
+        unavailable_files=unavailable[:LISTED_FILES],
+        unavailable_count=len(unavailable),
+    )
+
+
+def _lists_the_same_files(
+    store: ObjectStore, version: DatasetVersion, files: list[ManifestFile]
+) -> bool:
+    if (version.files, version.records, version.bytes) != (
+        len(files),
+        sum(f.records for f in files),
+        sum(f.bytes for f in files),
+    ):
+        return False
+    try:
+        listed = json.loads(read_manifest(store, version))["files"]
+    except (NotFound, Conflict) as exc:
+        # The latest manifest is lost or damaged: a new version with a sound one replaces it.
+        log.warning("version %s of a dataset is unreadable: %s", version.number, exc)
+        return False
+    return bool(listed == [f.entry() for f in files])
 
 
 def list_versions(session: Session, principal: Principal, name: str) -> list[DatasetVersion]:
@@ -239,17 +328,21 @@ class FileRef:
 
 
 def find_file(store: ObjectStore, dataset: Dataset, version: DatasetVersion, name: str) -> FileRef:
-    manifest = json.loads(read_manifest(store, version))
-    for entry in manifest["files"]:
-        if PurePosixPath(entry["path"]).name == name:
-            return FileRef(
-                key=f"{dataset_prefix(dataset)}/{entry['path']}",
-                name=name,
-                bytes=entry["bytes"],
-                sha256=entry["sha256"],
-                records=entry["records"],
-            )
-    raise NotFound(f"version {version.number} of dataset {dataset.name!r} has no file {name!r}")
+    """The manifest entry whose ``path`` is ``name`` (or whose file name is, for clients that
+    send only that). Only files the manifest lists are ever served: no path reaches others."""
+    entries = json.loads(read_manifest(store, version))["files"]
+    entry = next((e for e in entries if e["path"] == name), None) or next(
+        (e for e in entries if PurePosixPath(e["path"]).name == name), None
+    )
+    if entry is None:
+        raise NotFound(f"version {version.number} of dataset {dataset.name!r} has no file {name!r}")
+    return FileRef(
+        key=f"{dataset_prefix(dataset)}/{entry['path']}",
+        name=PurePosixPath(entry["path"]).name,
+        bytes=entry["bytes"],
+        sha256=entry["sha256"],
+        records=entry["records"],
+    )
 
 
 def check_stored(store: ObjectStore, ref: FileRef) -> None:

@@ -5,6 +5,7 @@ from app.models.base import Base
 from app.models.content_fingerprint import ContentFingerprint
 from app.models.dataset import Dataset
 from app.models.dataset_version import DatasetVersion
+from app.models.deployment import Deployment
 from app.models.document import Document
 from app.models.eval_item import EvalItem
 from app.models.eval_set import EvalSet
@@ -21,6 +22,7 @@ __all__ = [
     "ContentFingerprint",
     "Dataset",
     "DatasetVersion",
+    "Deployment",
     "Document",
     "EvalItem",
     "EvalSet",

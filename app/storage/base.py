@@ -27,6 +27,14 @@ class ObjectStore(Protocol):
 
     def put_bytes(self, key: str, data: bytes) -> ObjectInfo: ...
 
+    def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
+        """Write ``data`` under ``key`` only if no object is there, atomically; True if written.
+
+        Of two processes racing to create the same key exactly one wins, and readers never
+        see a partial object.
+        """
+        ...
+
     def get_bytes(self, key: str) -> bytes: ...
 
     def stat(self, key: str) -> ObjectInfo: ...

@@ -1,13 +1,19 @@
-"""The configured object store, opened once per process."""
+"""The configured object store, opened and checked against the database once per process."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 
+from app.core.db import session_scope
 from app.core.settings import get_settings
 from app.storage import ObjectStore, open_store
+from app.storage.service import bind_store
 
 
 @lru_cache(maxsize=1)
 def get_store() -> ObjectStore:
-    return open_store(get_settings().effective_storage_url)
+    """Raises ConfigurationError (not cached: the next call tries again) when the store is not
+    configured, or is not the store this database publishes to."""
+    store = open_store(get_settings().effective_storage_url)
+    bind_store(store, session_scope)
+    return store

@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -23,7 +24,9 @@ class LocalObjectStore:
             raise ValueError(f"invalid object key {key!r}")
         return self.root.joinpath(*parts)
 
-    def _atomic_write(self, key: str, write: Callable[[BinaryIO], object]) -> ObjectInfo:
+    @contextmanager
+    def _staged(self, key: str, write: Callable[[BinaryIO], object]) -> Iterator[tuple[Path, Path]]:
+        """A complete, fsynced temp file beside the target; the caller moves it into place."""
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -32,10 +35,13 @@ class LocalObjectStore:
                 write(out)
                 out.flush()
                 os.fsync(out.fileno())
-            os.replace(tmp, target)
-        except BaseException:
+            yield Path(tmp), target
+        finally:
             Path(tmp).unlink(missing_ok=True)
-            raise
+
+    def _atomic_write(self, key: str, write: Callable[[BinaryIO], object]) -> ObjectInfo:
+        with self._staged(key, write) as (tmp, target):
+            os.replace(tmp, target)
         return ObjectInfo(key=key, size=target.stat().st_size)
 
     def put_file(self, key: str, source: Path) -> ObjectInfo:
@@ -47,6 +53,16 @@ class LocalObjectStore:
 
     def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
         return self._atomic_write(key, lambda out: out.write(data))
+
+    def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
+        with self._staged(key, lambda out: out.write(data)) as (tmp, target):
+            try:
+                # A hard link, unlike a rename, fails when the name exists: of two racing
+                # writers exactly one wins, and the object appears complete or not at all.
+                os.link(tmp, target)
+            except FileExistsError:
+                return False
+        return True
 
     def get_bytes(self, key: str) -> bytes:
         try:

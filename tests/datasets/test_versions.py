@@ -147,3 +147,95 @@ def test_a_shard_missing_from_storage_is_a_503_problem_not_a_broken_body(
     assert response.status_code == 503
     assert response.headers["content-type"].startswith("application/problem+json")
     assert "missing" in response.json()["detail"]
+
+
+def manifests_in(store: Any, team: Team, dataset: str) -> list[str]:
+    folder = store.root / "teams" / str(team.id) / "datasets" / dataset / "manifests"
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+@pytest.mark.usefixtures("llm")
+def test_a_snapshot_naming_a_file_missing_from_the_store_publishes_nothing(
+    client: Any, team: Team, settings: Any, store: Any
+) -> None:
+    publish(team, "split", settings.model_copy(update={"shard_max_records": 2}), store, 6)
+    shard_folder = store.root / "teams" / str(team.id) / "datasets" / "split" / "shards"
+    shards = sorted(shard_folder.iterdir())
+    assert len(shards) == 3
+    shards[0].unlink()  # e.g. written by a worker whose PRIORFORGE_STORAGE_URL differs
+    shards[1].write_bytes(b"truncated")
+
+    response = client.post("/v1/datasets/split/versions", headers=team.headers())
+    assert response.status_code == 409, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert problem["unavailable_count"] == 2
+    assert {f["path"] for f in problem["unavailable_files"]} == {
+        f"shards/{shards[0].name}",
+        f"shards/{shards[1].name}",
+    }
+    assert f"shards/{shards[0].name} (missing)" in problem["detail"]
+    assert f"shards/{shards[1].name} (9 bytes" in problem["detail"]
+    assert "PRIORFORGE_STORAGE_URL" in problem["detail"]
+    assert client.get("/v1/datasets/split/versions", headers=team.headers()).json() == []
+    assert manifests_in(store, team, "split") == []
+
+
+@pytest.mark.usefixtures("llm")
+def test_a_snapshot_of_unchanged_content_is_the_latest_version(
+    client: Any, team: Team, settings: Any, store: Any
+) -> None:
+    publish(team, "steady", settings, store, documents=3)
+    first = client.post("/v1/datasets/steady/versions", headers=team.headers())
+    assert first.status_code == 201
+    again = client.post("/v1/datasets/steady/versions", headers=team.headers())
+    assert again.status_code == 200, again.text
+    assert again.json() == first.json()
+    assert again.headers["location"] == "/v1/datasets/steady/versions/1"
+    assert len(manifests_in(store, team, "steady")) == 1
+
+    more = run_local(team, spec(dataset="steady", documents=2, seed=7), settings, store)
+    assert more.job.status == "succeeded", more.job.error
+    grown = client.post("/v1/datasets/steady/versions", headers=team.headers())
+    assert grown.status_code == 201
+    assert (grown.json()["version"], grown.json()["records"]) == (2, 5)
+    assert grown.headers["location"] == "/v1/datasets/steady/versions/2"
+    listed = client.get("/v1/datasets/steady/versions", headers=team.headers()).json()
+    assert [v["version"] for v in listed] == [1, 2]
+
+
+def test_the_snapshot_route_documents_both_outcomes(client: Any) -> None:
+    operation = client.get("/openapi.json").json()["paths"]["/v1/datasets/{name}/versions"]
+    assert {"200", "201", "409"} <= set(operation["post"]["responses"])
+
+
+@pytest.mark.usefixtures("llm")
+def test_files_download_by_their_manifest_path(
+    client: Any, team: Team, settings: Any, store: Any
+) -> None:
+    publish(team, "by-path", settings, store, documents=4)
+    created = client.post("/v1/datasets/by-path/versions", headers=team.headers()).json()
+    base = f"/v1/datasets/by-path/versions/{created['version']}"
+    manifest = client.get(f"{base}/manifest", headers=team.headers()).json()
+    entry = manifest["files"][0]
+    assert entry["path"].startswith("shards/")
+
+    url = f"{base}/files/{entry['path']}"  # the manifest's path, sent as it is
+    served = client.get(url, headers=team.headers())
+    assert served.status_code == 200, served.text
+    assert hashlib.sha256(served.content).hexdigest() == entry["sha256"]
+    head = client.head(url, headers=team.headers())
+    assert head.status_code == 200
+    assert int(head.headers["content-length"]) == entry["bytes"]
+    part = client.get(url, headers=team.headers(Range="bytes=0-9"))
+    assert part.status_code == 206
+    assert part.content == served.content[:10]
+    by_name = client.get(f"{base}/files/{entry['path'].rsplit('/', 1)[-1]}", headers=team.headers())
+    assert by_name.content == served.content
+
+    digest = created["manifest_sha256"]
+    for unknown in ("shards/nope.jsonl.zst", f"manifests/{digest}.json", "shards"):
+        # The manifest object exists in the store, but only listed files are ever served.
+        response = client.get(f"{base}/files/{unknown}", headers=team.headers())
+        assert response.status_code == 404, unknown
+        assert response.headers["content-type"].startswith("application/problem+json")

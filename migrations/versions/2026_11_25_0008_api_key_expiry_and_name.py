@@ -1,7 +1,7 @@
 """API keys get an optional expiry, a label and the key that replaced them.
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0007
 Create Date: 2026-11-24 09:00:00.000000
 """
 
@@ -14,7 +14,7 @@ import app.models.base
 
 revision: str = "0008"
 # 0006 and 0007 are being written in parallel; rechain to "0007" when they land.
-down_revision: str | None = "0005"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
