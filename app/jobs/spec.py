@@ -11,7 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from app.quality.gates import GateSettings
 
-MAX_DOCUMENTS = 1_000_000
+# Bounds that keep every item index an Integer column can hold: a job may plan up to
+# documents x max_attempts_factor items, at most 50e6 x 20 = 1e9 < 2**31.
+MAX_DOCUMENTS = 50_000_000
+MAX_ATTEMPTS_FACTOR = 20.0
+assert MAX_DOCUMENTS * MAX_ATTEMPTS_FACTOR < 2**31
 DatasetName = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", max_length=64)
 ]
@@ -115,7 +119,7 @@ class JobSpec(Strict):
         description="How much of the AI's reasoning documents convey: light, standard, deep.",
     )
     seed: int = Field(default=0, ge=0, le=2**63 - 1)
-    max_attempts_factor: float = Field(default=2.0, ge=1.0, le=20.0)
+    max_attempts_factor: float = Field(default=2.0, ge=1.0, le=MAX_ATTEMPTS_FACTOR)
     dedup: Dedup = Field(default_factory=Dedup)
     gates: GateSettings = Field(default_factory=GateSettings)
     decontam: Decontam = Field(default_factory=Decontam)

@@ -93,7 +93,7 @@ def test_other_teams_job_is_404(client: Any, team: Team, other_team: Team) -> No
     [
         ({"documents": -5}, "documents", "greater than or equal to 1"),
         ({"documents": 0}, "documents", "greater than or equal to 1"),
-        ({"documents": 10_000_000}, "documents", "less than or equal to 1000000"),
+        ({"documents": 50_000_001}, "documents", "less than or equal to 50000000"),
         ({"stances": {"chaotic": 1}}, "stances.chaotic", "aligned"),
         ({"stances": {"aligned": 0}}, "", "at least one positive weight"),
         ({"colour": "blue"}, "colour", "Extra inputs are not permitted"),
