@@ -205,3 +205,29 @@ def test_a_failing_enqueue_does_not_fail_the_committed_request(
     assert response.status_code == 202
     job = client.get(f"/v1/jobs/{response.json()['id']}", headers=team.headers()).json()
     assert job["progress"]["planned"] == 6  # stored: the reconciler will send it later
+
+
+def test_a_job_of_ten_million_documents_is_accepted_at_once(
+    client: Any, team: Team, settings: Any
+) -> None:
+    import time
+
+    from sqlalchemy import func, select
+
+    from app.core.db import session_scope
+    from app.models import WorkItem
+
+    started = time.monotonic()
+    response = post_job(client, team, spec(documents=10_000_000))
+    elapsed = time.monotonic() - started
+    assert response.status_code == 202, response.text
+    assert elapsed < 1.0
+    job = response.json()
+    assert job["progress"]["requested"] == 10_000_000
+    assert job["progress"]["planned"] == settings.plan_ahead_items
+    with session_scope() as session:
+        items = session.scalar(select(func.count()).where(WorkItem.job_id == job["id"]))
+    assert items == settings.plan_ahead_items
+    # Cancel it: no worker of a later test should run it.
+    cancelled = client.post(f"/v1/jobs/{job['id']}/cancel", headers=team.headers("submit"))
+    assert cancelled.json()["progress"]["not_run"] == settings.plan_ahead_items
