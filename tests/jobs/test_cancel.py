@@ -12,12 +12,10 @@ from app.generation.context import JobContext
 from app.generation.pipeline import ChunkReport, Outcome, _record, document_id, run_chunk
 from app.jobs import repository
 from app.jobs import service as jobs
-from app.jobs.dispatch import LocalDispatcher
 from app.jobs.planner import PlannedItem
-from app.jobs.spec import JobSpec
 from app.models import ContentFingerprint, Document, WorkItem
 from app.models.base import utcnow
-from tests.conftest import Team, run_local, spec
+from tests.conftest import Team, run_local, spec, submit_local
 from tests.llm_server import LLMTestServer
 
 
@@ -32,16 +30,7 @@ def test_cancel_marks_unrun_items_and_keeps_the_accepted_texts(
     client: Any, llm: LLMTestServer, team: Team, settings: Any, store: Any
 ) -> None:
     serial = settings.model_copy(update={"llm_concurrency": 1})
-    dispatcher = LocalDispatcher()
-    with session_scope() as session:
-        job, _ = jobs.submit_job(
-            session,
-            team.principal,
-            JobSpec.model_validate(spec(documents=14, dataset="kept")),
-            idempotency_key=None,
-            dispatcher=dispatcher,
-            settings=serial,
-        )
+    job, dispatcher = submit_local(team, spec(documents=14, dataset="kept"), serial)
     llm.faults.script.extend(["duplicate"])  # item 0's text: a later job will write it again
     first = dispatcher.pop()
     assert first == (job.id, 0, 10)

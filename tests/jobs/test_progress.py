@@ -13,10 +13,8 @@ from sqlalchemy import event, select
 from app.core.db import get_engine, session_scope
 from app.generation.pipeline import run_chunk
 from app.jobs import service as jobs
-from app.jobs.dispatch import LocalDispatcher
-from app.jobs.spec import JobSpec
 from app.models import Document, Job
-from tests.conftest import Team, run_local, spec
+from tests.conftest import Team, run_local, spec, submit_local
 from tests.jobs.grouped import grouped, reported
 from tests.llm_server import LLMTestServer
 from tests.scenarios.test_extraction import sources
@@ -112,16 +110,7 @@ def test_reading_and_advancing_a_job_never_reads_its_items_or_documents(
     for _ in range(2):
         run_local(team, spec(documents=3, judge={"enabled": True}), settings, store)
     window = settings.model_copy(update={"plan_ahead_items": 5})
-    dispatcher = LocalDispatcher()
-    with session_scope() as session:
-        running, _ = jobs.submit_job(
-            session,
-            team.principal,
-            JobSpec.model_validate(spec(documents=20)),
-            idempotency_key=None,
-            dispatcher=dispatcher,
-            settings=window,
-        )
+    running, dispatcher = submit_local(team, spec(documents=20), window)
     chunk = dispatcher.pop()
     assert chunk is not None
     run_chunk(*chunk, worker_id="w", dispatcher=dispatcher, settings=window, store=store)
