@@ -658,6 +658,8 @@ def _summary(view: Any, wall: float) -> None:
     table.add_row("status", view.job.status)
     table.add_row("accepted / requested", f"{p.accepted} / {p.requested}")
     table.add_row("attempted", str(p.attempted))
+    if p.not_run:
+        table.add_row("planned, never run", str(p.not_run))
     for reason, count in p.rejected.items():
         table.add_row(f"rejected: {reason}", str(count))
     table.add_row("duplicates", str(p.duplicates))

@@ -260,12 +260,11 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60, interval: float 
         time.sleep(interval)
 
 
-def run_local(
-    team: Team, raw_spec: dict[str, Any], settings: Any, store: Any, kind: str = "generate"
-) -> Any:
-    """Submit and run a job in this process (the CLI's path); return its final view."""
+def submit_local(
+    team: Team, raw_spec: dict[str, Any], settings: Any, kind: str = "generate"
+) -> tuple[Any, Any]:
+    """Submit a job whose chunks go to a LocalDispatcher: (job, dispatcher)."""
     from app.core.db import session_scope
-    from app.generation import local_runner
     from app.jobs import service as jobs
     from app.jobs.dispatch import LocalDispatcher
     from app.jobs.spec import JobSpec
@@ -292,6 +291,18 @@ def run_local(
                 dispatcher=dispatcher,
                 settings=settings,
             )
+    return job, dispatcher
+
+
+def run_local(
+    team: Team, raw_spec: dict[str, Any], settings: Any, store: Any, kind: str = "generate"
+) -> Any:
+    """Submit and run a job in this process (the CLI's path); return its final view."""
+    from app.core.db import session_scope
+    from app.generation import local_runner
+    from app.jobs import service as jobs
+
+    job, dispatcher = submit_local(team, raw_spec, settings, kind)
     run = local_runner.start(job.id, dispatcher, settings=settings, store=store)
     assert run.done.wait(120), "local run did not finish"
     if run.error is not None:

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     )
 
     chunk_size: int = Field(default=64, ge=1, le=10_000)
+    # Items a job keeps planned and unfinished: it plans this many up front and tops the
+    # window up as chunks finish, so a job of any size costs bounded time and rows to submit.
+    plan_ahead_items: int = Field(default=2048, ge=1)
     lease_seconds: float = Field(default=120.0, gt=0)
     max_item_attempts: int = Field(default=3, ge=1)
     reconcile_interval_seconds: float = Field(default=15.0, gt=0)

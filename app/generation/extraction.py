@@ -13,6 +13,7 @@ from app.core.db import session_scope
 from app.core.settings import Settings
 from app.generation.pipeline import ChunkReport, JobWatch, client_for, event_loop, heartbeat
 from app.jobs import repository
+from app.jobs.tally import result_tally
 from app.llm.client import Completion, CompletionFailed
 from app.llm.provider import ProviderConfig, resolve_provider
 from app.models.base import utcnow
@@ -121,6 +122,7 @@ def _record(
             return  # another delivery recorded this source already
         if valid:
             scenarios.add_scenarios(session, job.team_id, valid, job.job_id)
+        repository.add_to_tally(session, job.job_id, [result_tally(result)])
     report.written += 1
     report.outcomes[result["status"]] = report.outcomes.get(result["status"], 0) + 1
 

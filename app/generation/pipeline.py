@@ -38,6 +38,7 @@ from app.jobs import service as jobs
 from app.jobs.dispatch import Dispatcher
 from app.jobs.planner import PlannedItem
 from app.jobs.spec import Stance
+from app.jobs.tally import Tally, document_tallies
 from app.llm import local as local_model
 from app.llm.client import ChatClient, Completion, CompletionFailed
 from app.llm.provider import ProviderConfig, resolve_provider
@@ -385,10 +386,13 @@ def _record(
     The document row goes first: if another delivery already wrote the item, the insert
     does nothing and the item is skipped before it can claim a place in the dataset's
     dedup indexes. Accepted candidates then pass exact dedup (normalised-text hash) and
-    near dedup (MinHash LSH, shared by every worker of the dataset under a lock).
+    near dedup (MinHash LSH, shared by every worker of the dataset under a lock). The job's
+    progress counters take each written document with its final status, last, so the hot
+    counter rows stay locked only until the commit.
     """
     now = utcnow()
     written: list[tuple[int, str]] = []
+    increments: list[Tally] = []
     with session_scope() as session:
         existing = repository.existing_documents(
             session, context.job_id, [o.item.index for o in outcomes]
@@ -427,13 +431,17 @@ def _record(
                 continue
             if accepted and near is not None:
                 signature = signature_of[outcome.item.index]
-                values["status"] = _dedup(session, context, values, signature, near)
+                duplicate_of = _dedup(session, context, values, signature, near)
+                if duplicate_of is not None:
+                    values |= {"status": "duplicate", "reason": duplicate_of}
             written.append((outcome.item.index, values["status"]))
+            increments += document_tallies(values)
         if near is not None:
             near.flush()
         for state in ("done", "failed"):
             indices = [i for i, status in written if (status == "failed") == (state == "failed")]
             repository.finish_items(session, context.job_id, indices, state, now)
+        repository.add_to_tally(session, context.job_id, increments)
     for _index, status in written:
         report.written += 1
         report.outcomes[status] = report.outcomes.get(status, 0) + 1
@@ -445,23 +453,24 @@ def _dedup(
     values: dict[str, Any],
     signature: NDArray[np.uint32],
     near: NearDuplicateIndex,
-) -> str:
-    """Exact first, then near: the document stays accepted or becomes a duplicate."""
+) -> str | None:
+    """Exact first, then near: None if the document stays accepted, else the duplicate's kind
+    (its reason), after marking it a duplicate."""
     original = repository.claim_fingerprint(
         session, context.dataset_id, values["content_sha256"], values["id"]
     )
     if original is not None:
         repository.mark_duplicate(session, values["id"], original, "exact")
-        return "duplicate"
+        return "exact"
     match = near.match(signature)
     if match is not None:
         repository.release_fingerprint(session, context.dataset_id, values["content_sha256"])
         repository.mark_duplicate(
             session, values["id"], match[0], "near", f"estimated Jaccard {match[1]:.2f}"
         )
-        return "duplicate"
+        return "near"
     near.add(values["id"], signature)
-    return "accepted"
+    return None
 
 
 def _document_values(context: JobContext, outcome: Outcome, now: datetime) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from sqlalchemy import and_, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.core.sql import dialect_insert, insert_ignoring_conflicts
-from app.models import ContentFingerprint, Dataset, Document, Job, WorkItem
+from app.jobs.tally import ACCEPTED_BUCKET, COUNTERS, OUTCOME_PREFIX, Tally, combine
+from app.models import ContentFingerprint, Dataset, Document, Job, JobTally, WorkItem
 
 ACTIVE = ("queued", "running")
 
@@ -299,9 +300,10 @@ def existing_documents(session: Session, job_id: uuid.UUID, indices: Sequence[in
 def insert_document(session: Session, values: dict[str, Any]) -> bool:
     """Write the item's one document row; False if an earlier delivery already did."""
     # The Core table, not the ORM entity: this is the hot path and needs no ORM events.
+    # RETURNING, not rowcount: SQLAlchemy reports -1 as an INSERT's rowcount on psycopg.
     table = Document.__table__
-    result = session.execute(insert_ignoring_conflicts(session, table).values(**values))
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    statement = insert_ignoring_conflicts(session, table).values(**values)
+    return session.execute(statement.returning(table.c.id)).first() is not None
 
 
 def mark_duplicate(
@@ -348,115 +350,70 @@ def claim_fingerprint(
     return None if owner == document_id else owner
 
 
-@dataclass(frozen=True)
-class OutcomeRow:
-    status: str
-    reason: str | None
-    documents: int
-    prompt_tokens: int
-    completion_tokens: int
-    llm_calls: int
-    llm_errors: int
-    cost_usd: float
+def add_to_tally(session: Session, job_id: uuid.UUID, increments: Sequence[Tally]) -> None:
+    """Add outcomes to the job's counters, in the caller's transaction (UPSERT per bucket).
 
-
-def outcome_counts(session: Session, job_id: uuid.UUID) -> list[OutcomeRow]:
-    rows = session.execute(
-        select(
-            Document.status,
-            Document.reason,
-            func.count(),
-            func.coalesce(func.sum(Document.prompt_tokens), 0),
-            func.coalesce(func.sum(Document.completion_tokens), 0),
-            func.coalesce(func.sum(Document.llm_calls), 0),
-            func.coalesce(func.sum(Document.llm_errors), 0),
-            func.coalesce(func.sum(Document.cost_usd), 0.0),
-        )
-        .where(Document.job_id == job_id)
-        .group_by(Document.status, Document.reason)
-    )
-    return [OutcomeRow(*row) for row in rows]
-
-
-@dataclass(frozen=True)
-class VerdictRow:
-    status: str
-    stance: str
-    verdict: str | None
-    documents: int
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-
-
-def verdict_counts(session: Session, job_id: uuid.UUID) -> list[VerdictRow]:
-    """The stance judge's verdicts and usage, by document status and planned stance."""
-    rows = session.execute(
-        select(
-            Document.status,
-            Document.stance,
-            Document.judge_verdict,
-            func.count(),
-            func.coalesce(func.sum(Document.judge_prompt_tokens), 0),
-            func.coalesce(func.sum(Document.judge_completion_tokens), 0),
-            func.coalesce(func.sum(Document.judge_cost_usd), 0.0),
-        )
-        .where(Document.job_id == job_id, Document.judge_model.is_not(None))
-        .group_by(Document.status, Document.stance, Document.judge_verdict)
-    )
-    return [VerdictRow(*row) for row in rows]
-
-
-def item_result_counts(session: Session, job_id: uuid.UUID) -> tuple[list[OutcomeRow], int]:
-    """Outcome counts for jobs whose items record a result instead of a document row."""
-    grouped: dict[tuple[str, str | None], list[float]] = {}
-    extracted = 0
-    results = session.scalars(
-        select(WorkItem.result).where(WorkItem.job_id == job_id, WorkItem.result.is_not(None))
-    )
-    for result in results:
-        key = (str(result["status"]), result.get("reason"))
-        totals = grouped.setdefault(key, [0, 0, 0, 0, 0, 0.0])
-        totals[0] += 1
-        for position, name in enumerate(
-            ("prompt_tokens", "completion_tokens", "llm_calls", "llm_errors", "cost_usd"), start=1
-        ):
-            totals[position] += result.get(name, 0)
-        extracted += len(result.get("scenarios", []))
-    rows = [
-        OutcomeRow(status, reason, int(t[0]), int(t[1]), int(t[2]), int(t[3]), int(t[4]), t[5])
-        for (status, reason), t in grouped.items()
-    ]
-    return rows, extracted
-
-
-def item_state_counts(session: Session, job_id: uuid.UUID) -> dict[str, int]:
-    rows = session.execute(
-        select(WorkItem.state, func.count())
-        .where(WorkItem.job_id == job_id)
-        .group_by(WorkItem.state)
-    )
-    return {state: count for state, count in rows}
-
-
-def accepted_and_in_flight(session: Session, job_id: uuid.UUID) -> tuple[int, int]:
-    """Both counts from one statement, hence one snapshot.
-
-    Counted separately, an item that finishes between the two reads would be in neither
-    count, and the job would plan one item too many.
+    One row per bucket, in bucket order: two writers of one job lock the rows they share in
+    the same order, so one waits for the other instead of deadlocking.
     """
-    in_flight = case((WorkItem.state.in_(("pending", "leased")), 1), else_=0)
-    accepted = case((Document.status == "accepted", 1), else_=0)
+    rows = [
+        {"job_id": job_id, "bucket": t.bucket} | {name: getattr(t, name) for name in COUNTERS}
+        for t in combine(increments)
+    ]
+    if not rows:
+        return
+    table = JobTally.__table__
+    statement = dialect_insert(session, table)
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.job_id, table.c.bucket],
+        set_={name: table.c[name] + statement.excluded[name] for name in COUNTERS},
+    )
+    session.execute(statement, rows)
+
+
+def tallies(session: Session, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Tally]]:
+    """The counters of each of the given jobs, in one statement."""
+    found: dict[uuid.UUID, list[Tally]] = {job_id: [] for job_id in job_ids}
+    if not job_ids:
+        return found
+    rows = session.execute(
+        select(JobTally.job_id, JobTally.bucket, *(getattr(JobTally, n) for n in COUNTERS))
+        .where(JobTally.job_id.in_(job_ids))
+        .order_by(JobTally.job_id, JobTally.bucket)
+    )
+    for row in rows:
+        found[row.job_id].append(Tally(row.bucket, *(row[2:])))
+    return found
+
+
+def accepted_and_in_flight(session: Session, job: Job) -> tuple[int, int]:
+    """Accepted outcomes, and items planned but not finished, for a job row just read.
+
+    Accepted and finished come from one statement, hence one snapshot: counted separately, an
+    item that finishes between the two reads would be finished but not accepted, and the job
+    would plan one item too many. Every finished item has exactly one outcome, so the items
+    in flight are ``planned_items - finished``, with ``planned_items`` from the job row read
+    *before* the counters: if a plan commits in between, the counters may include items the
+    row does not, but then the caller's compare-and-set on ``planned_items`` fails instead of
+    planning twice.
+    """
+    accepted = case((JobTally.bucket == ACCEPTED_BUCKET, JobTally.items), else_=0)
     row = session.execute(
-        select(func.coalesce(func.sum(accepted), 0), func.coalesce(func.sum(in_flight), 0))
-        .select_from(WorkItem)
-        .outerjoin(
-            Document,
-            and_(Document.job_id == WorkItem.job_id, Document.item_index == WorkItem.item_index),
-        )
-        .where(WorkItem.job_id == job_id)
+        select(func.coalesce(func.sum(accepted), 0), func.coalesce(func.sum(JobTally.items), 0))
+        .where(JobTally.job_id == job.id)
+        .where(JobTally.bucket.startswith(OUTCOME_PREFIX))
     ).one()
-    return int(row[0]), int(row[1])
+    return int(row[0]), max(job.planned_items - int(row[1]), 0)
+
+
+def cancel_items(session: Session, job_id: uuid.UUID, now: datetime) -> int:
+    """Mark the job's pending and leased items cancelled (the job's window bounds them)."""
+    result = session.execute(
+        update(WorkItem)
+        .where(WorkItem.job_id == job_id, WorkItem.state.in_(("pending", "leased")))
+        .values(state="cancelled", lease_owner=None, lease_expires_at=None, updated_at=now)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def list_documents(

@@ -86,7 +86,8 @@ def list_jobs(
     status_: Annotated[JobStatus | None, Query(alias="status")] = None,
     dataset: Annotated[str | None, Query(max_length=64)] = None,
     cursor: Annotated[
-        str | None, Query(max_length=100, description="next_cursor of the previous page.")
+        str | None,
+        Query(pattern=service.JOB_CURSOR_PATTERN, description="next_cursor of the previous page."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> JobPage:

@@ -20,7 +20,14 @@ class ProgressRead(BaseModel):
     rejected: dict[str, int]
     duplicates: int
     failed: int
-    in_flight: int
+    in_flight: int = Field(
+        description="Planned items not finished yet while the job is queued or running; "
+        "0 once it has ended."
+    )
+    not_run: int = Field(
+        description="Once the job has ended (cancelled, failed, succeeded): planned items that "
+        "never ran, planned - attempted; 0 while it is queued or running."
+    )
     scenarios_extracted: int = Field(description="Scenario-extraction jobs: scenarios stored.")
 
 

@@ -8,9 +8,10 @@ single worker staying alive.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -20,9 +21,10 @@ from app.core.errors import IdempotencyKeyReused, InvalidRequest, NotFound
 from app.core.settings import Settings
 from app.datasets import service as datasets
 from app.generation.context import JobContext
-from app.jobs import repository
+from app.jobs import repository, tally
 from app.jobs.dispatch import Dispatcher, chunk_ranges
 from app.jobs.spec import JobSpec
+from app.jobs.tally import JudgeReport, Progress, Tally, Usage
 from app.llm.provider import resolve_provider
 from app.models import Document, Job, WorkItem
 from app.models.base import utcnow
@@ -33,48 +35,6 @@ log = logging.getLogger(__name__)
 
 GENERATE = "generate"
 EXTRACT_SCENARIOS = "extract_scenarios"
-
-
-@dataclass(frozen=True)
-class Progress:
-    requested: int
-    planned: int
-    attempted: int = 0
-    accepted: int = 0
-    rejected: dict[str, int] = field(default_factory=dict)
-    duplicates: int = 0
-    failed: int = 0
-    in_flight: int = 0
-    scenarios_extracted: int = 0
-
-
-@dataclass(frozen=True)
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    llm_calls: int = 0
-    llm_errors: int = 0
-    cost_usd: float = 0.0
-
-
-@dataclass(frozen=True)
-class JudgeReport:
-    """What the stance judge said, and how often it agreed with the planned stance."""
-
-    judged: int = 0
-    agreed: int = 0
-    verdicts: dict[str, int] = field(default_factory=dict)
-    accepted_judged: int = 0
-    accepted_agreed: int = 0
-    usage: Usage = field(default_factory=Usage)
-
-    @property
-    def agreement(self) -> float | None:
-        return self.agreed / self.judged if self.judged else None
-
-    @property
-    def accepted_agreement(self) -> float | None:
-        return self.accepted_agreed / self.accepted_judged if self.accepted_judged else None
 
 
 @dataclass(frozen=True)
@@ -117,7 +77,9 @@ def submit_job(
     context = JobContext.for_job(job, session)  # validates the scenario and form selection
     stored, created = insert_job(session, principal, job)
     if created:
-        _plan_more(session, job, context, spec.documents, dispatcher, settings)
+        # The first window only: advance_job tops it up as chunks finish.
+        count = min(spec.documents, settings.plan_ahead_items)
+        _plan_more(session, job, context, count, dispatcher, settings)
     return stored, created
 
 
@@ -241,76 +203,23 @@ def get_job(session: Session, principal: Principal, job_id: uuid.UUID) -> Job:
     return job
 
 
-def view(session: Session, job: Job, dataset_name: str | None = None) -> JobView:
-    rejected: dict[str, int] = {}
-    counts = {"accepted": 0, "duplicate": 0, "failed": 0}
-    usage = Usage()
-    attempted = 0
-    extracted = 0
-    if job.kind == EXTRACT_SCENARIOS:
-        outcomes, extracted = repository.item_result_counts(session, job.id)
-    else:
-        outcomes = repository.outcome_counts(session, job.id)
-    for row in outcomes:
-        attempted += row.documents
-        if row.status == "rejected":
-            rejected[row.reason or "unknown"] = (
-                rejected.get(row.reason or "unknown", 0) + row.documents
-            )
-        else:
-            counts[row.status] = counts.get(row.status, 0) + row.documents
-        usage = Usage(
-            prompt_tokens=usage.prompt_tokens + row.prompt_tokens,
-            completion_tokens=usage.completion_tokens + row.completion_tokens,
-            llm_calls=usage.llm_calls + row.llm_calls,
-            llm_errors=usage.llm_errors + row.llm_errors,
-            cost_usd=usage.cost_usd + float(row.cost_usd),
-        )
-    states = repository.item_state_counts(session, job.id)
-    progress = Progress(
-        requested=job.requested,
-        planned=job.planned_items,
-        attempted=attempted,
-        accepted=counts["accepted"],
-        rejected=dict(sorted(rejected.items())),
-        duplicates=counts["duplicate"],
-        failed=counts["failed"],
-        in_flight=states.get("pending", 0) + states.get("leased", 0),
-        scenarios_extracted=extracted,
+def view(
+    session: Session,
+    job: Job,
+    dataset_name: str | None = None,
+    tallies: list[Tally] | None = None,
+) -> JobView:
+    """A job's progress, usage and judge report, read from its counters (never its items)."""
+    if tallies is None:
+        tallies = repository.tallies(session, [job.id])[job.id]
+    progress, usage = tally.progress_and_usage(
+        tallies, requested=job.requested, planned=job.planned_items, status=job.status
     )
     if dataset_name is None and job.dataset_id is not None:
         dataset_name = repository.dataset_names(session, {job.dataset_id}).get(job.dataset_id)
-    judge = judge_report(session, job) if job.spec.get("judge", {}).get("enabled") else None
+    judged = job.spec.get("judge", {}).get("enabled")
+    judge = tally.judge_report(tallies) if judged else None
     return JobView(job=job, dataset=dataset_name, progress=progress, usage=usage, judge=judge)
-
-
-def judge_report(session: Session, job: Job) -> JudgeReport:
-    judged = agreed = accepted_judged = accepted_agreed = 0
-    verdicts: dict[str, int] = {}
-    prompt_tokens = completion_tokens = 0
-    cost = 0.0
-    for row in repository.verdict_counts(session, job.id):
-        prompt_tokens += row.prompt_tokens
-        completion_tokens += row.completion_tokens
-        cost += float(row.cost_usd)
-        if row.verdict is None:
-            continue  # the judge could not be reached
-        verdicts[row.verdict] = verdicts.get(row.verdict, 0) + row.documents
-        agrees = row.verdict == row.stance
-        judged += row.documents
-        agreed += row.documents if agrees else 0
-        if row.status == "accepted":
-            accepted_judged += row.documents
-            accepted_agreed += row.documents if agrees else 0
-    return JudgeReport(
-        judged=judged,
-        agreed=agreed,
-        verdicts=dict(sorted(verdicts.items())),
-        accepted_judged=accepted_judged,
-        accepted_agreed=accepted_agreed,
-        usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                    llm_calls=0, llm_errors=0, cost_usd=cost),
-    )  # fmt: skip
 
 
 def list_jobs(
@@ -343,27 +252,42 @@ def list_jobs(
     if len(jobs) > limit:
         jobs = jobs[:limit]
         last = jobs[-1]
-        next_cursor = f"{last.created_at.isoformat()}|{last.id}"
+        next_cursor = job_cursor(last.created_at, last.id)
+    # One query for the page's counters and one for its dataset names, whatever its length.
+    counters = repository.tallies(session, [job.id for job in jobs])
     names = repository.dataset_names(session, {j.dataset_id for j in jobs if j.dataset_id})
     return [
-        view(session, job, names.get(job.dataset_id) if job.dataset_id else None) for job in jobs
+        view(
+            session,
+            job,
+            names.get(job.dataset_id) if job.dataset_id else None,
+            counters[job.id],
+        )
+        for job in jobs
     ], next_cursor
 
 
+# A job page's cursor: the last job's creation time in microseconds since the epoch and its
+# id. Every string of this shape decodes (16 digits reach the year 2286), so the API can
+# document it exactly and never fail on one.
+JOB_CURSOR_PATTERN = r"^[0-9]{1,16}-[0-9a-f]{32}$"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def job_cursor(created_at: datetime, job_id: uuid.UUID) -> str:
+    return f"{(created_at - _EPOCH) // timedelta(microseconds=1)}-{job_id.hex}"
+
+
 def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        created, job_id = cursor.split("|", 1)
-        when = datetime.fromisoformat(created)
-        if when.tzinfo is None:
-            raise ValueError("naive time")
-        return when, uuid.UUID(job_id)
-    except ValueError as exc:
-        raise InvalidRequest(
-            f"malformed cursor {cursor!r}; pass next_cursor back unchanged"
-        ) from exc
+    if not re.fullmatch(JOB_CURSOR_PATTERN, cursor):
+        raise InvalidRequest(f"malformed cursor {cursor!r}; pass next_cursor back unchanged")
+    micros, job_id = cursor.split("-")
+    return _EPOCH + timedelta(microseconds=int(micros)), uuid.UUID(hex=job_id)
 
 
 def cancel_job(session: Session, principal: Principal, job_id: uuid.UUID) -> Job:
+    """Stop a queued or running job: its items that never ran are cancelled, and what it has
+    accepted stays in the dataset (its texts keep their place in the dedup index)."""
     job = get_job(session, principal, job_id)
     if end_job(session, job.id, "cancelled"):
         session.refresh(job)
@@ -378,20 +302,27 @@ def advance_job(
     settings: Settings,
     store: ObjectStore,
 ) -> str:
-    """Move a running job on: finish it, plan replacements for rejects, or fail it."""
+    """Move a running job on: finish it, top up its window of planned items, or fail it.
+
+    Reads the job row and its counters, never its items or documents: it runs after every
+    chunk. Items still wanted are planned up to ``plan_ahead_items`` in flight.
+    """
     job = repository.get_job(session, job_id)
     if job is None or job.status != "running":
         return job.status if job else "missing"
-    if job.kind == EXTRACT_SCENARIOS:
-        return _advance_extraction(session, job)
     # The job row is read before the counts: a plan committed after our counts were taken
     # then makes our compare-and-set on planned_items fail instead of planning twice.
-    accepted, in_flight = repository.accepted_and_in_flight(session, job.id)
+    accepted, in_flight = repository.accepted_and_in_flight(session, job)
+    if job.kind == EXTRACT_SCENARIOS:
+        return _advance_extraction(session, job, in_flight)
     if accepted >= job.requested:
         return finalize_job(session, job, settings=settings, store=store)
     missing = job.requested - accepted - in_flight
     if missing > 0 and job.planned_items < job.max_items:
-        _plan_more(session, job, JobContext.for_job(job, session), missing, dispatcher, settings)
+        window = settings.plan_ahead_items - in_flight
+        if window > 0:
+            context = JobContext.for_job(job, session)
+            _plan_more(session, job, context, min(missing, window), dispatcher, settings)
         return job.status
     if in_flight == 0:
         reasons = view(session, job).progress
@@ -410,10 +341,9 @@ def advance_job(
     return job.status
 
 
-def _advance_extraction(session: Session, job: Job) -> str:
+def _advance_extraction(session: Session, job: Job, in_flight: int) -> str:
     """An extraction job ends when every source has a result; it publishes no shards."""
-    states = repository.item_state_counts(session, job.id)
-    if states.get("pending", 0) + states.get("leased", 0):
+    if in_flight:
         return job.status
     progress = view(session, job).progress
     if progress.scenarios_extracted == 0:
@@ -481,7 +411,12 @@ def _status(session: Session, job_id: uuid.UUID) -> str:
 
 
 def end_job(session: Session, job_id: uuid.UUID, status: str, error: str | None = None) -> bool:
-    """Fail or cancel a queued or running job; its unpublished texts no longer block dedup."""
+    """Fail or cancel a queued or running job.
+
+    A failed job's texts no longer block dedup. A cancelled job keeps them, as its accepted
+    documents stay publishable; its pending and leased items become ``cancelled`` (a result
+    that still arrives for a leased one is written and counted, and closes it as usual).
+    """
     now = utcnow()
     if not repository.transition(
         session,
@@ -493,7 +428,10 @@ def end_job(session: Session, job_id: uuid.UUID, status: str, error: str | None 
         error=error,
     ):
         return False
-    repository.release_fingerprints(session, job_id)
+    if status == "cancelled":
+        repository.cancel_items(session, job_id, now)
+    else:
+        repository.release_fingerprints(session, job_id)
     return True
 
 

@@ -22,7 +22,11 @@ from app.prompting.catalog import SurfaceFormId
 from app.quality.gates import GateSettings
 from app.scenarios.bank import Topic
 
-MAX_DOCUMENTS = 1_000_000
+# Bounds that keep every item index an Integer column can hold: a job may plan up to
+# documents x max_attempts_factor items, at most 50e6 x 20 = 1e9 < 2**31.
+MAX_DOCUMENTS = 50_000_000
+MAX_ATTEMPTS_FACTOR = 20.0
+assert MAX_DOCUMENTS * MAX_ATTEMPTS_FACTOR < 2**31
 DatasetName = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", max_length=64)
 ]
@@ -129,7 +133,7 @@ class JobSpec(Strict):
     )
     # 2**53 - 1: the largest integer every JSON client represents exactly.
     seed: StrictInt = Field(default=0, ge=0, le=2**53 - 1)
-    max_attempts_factor: StrictFloat = Field(default=2.0, ge=1.0, le=20.0)
+    max_attempts_factor: StrictFloat = Field(default=2.0, ge=1.0, le=MAX_ATTEMPTS_FACTOR)
     dedup: Dedup = Field(default_factory=Dedup)
     gates: GateSettings = Field(default_factory=GateSettings)
     decontam: Decontam = Field(default_factory=Decontam)

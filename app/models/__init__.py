@@ -10,6 +10,7 @@ from app.models.document import Document
 from app.models.eval_item import EvalItem
 from app.models.eval_set import EvalSet
 from app.models.job import Job
+from app.models.job_tally import JobTally
 from app.models.minhash_band import MinhashBand
 from app.models.scenario import Scenario
 from app.models.shard import Shard
@@ -27,6 +28,7 @@ __all__ = [
     "EvalItem",
     "EvalSet",
     "Job",
+    "JobTally",
     "MinhashBand",
     "Scenario",
     "Shard",

@@ -4,22 +4,25 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, JSONType, UTCDateTime, new_id, utcnow
 
 
 class Job(Base):
-    """A generation job. Progress counts are derived from its documents, never stored twice."""
+    """A generation job. Progress counts live in job_tally, kept in step with its documents."""
 
     __tablename__ = "job"
-    __table_args__ = (UniqueConstraint("team_id", "idempotency_key"),)
+    __table_args__ = (
+        UniqueConstraint("team_id", "idempotency_key"),
+        # The job listing's cursor order, for a team and for one of its datasets.
+        Index("ix_job_team_created", "team_id", "created_at", "id"),
+        Index("ix_job_dataset_created", "dataset_id", "created_at", "id"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
-    team_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("team.id", ondelete="CASCADE"), index=True
-    )
+    team_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("team.id", ondelete="CASCADE"))
     # None for jobs that publish no documents (scenario extraction).
     dataset_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("dataset.id", ondelete="CASCADE")

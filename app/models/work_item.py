@@ -13,7 +13,9 @@ from app.models.base import Base, JSONType, UTCDateTime, utcnow
 class WorkItem(Base):
     """One document attempt, keyed by ``(job_id, item_index)``.
 
-    States: pending -> leased -> done | failed; an expired lease returns to pending.
+    States: pending -> leased -> done | failed; an expired lease returns to pending; cancelling
+    the job moves pending and leased items to cancelled (a result that still arrives for a
+    leased one closes it as done | failed).
     """
 
     __tablename__ = "work_item"

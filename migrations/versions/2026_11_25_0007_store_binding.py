@@ -1,7 +1,7 @@
 """Deployment facts: the object store this database publishes to (its store id and URL).
 
 Revision ID: 0007
-Revises: 0005 (rechain to 0006 at merge)
+Revises: 0006
 Create Date: 2026-11-25 09:00:00.000000
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql
 import app.models.base
 
 revision: str = "0007"
-down_revision: str | None = "0005"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

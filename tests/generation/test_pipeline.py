@@ -10,7 +10,7 @@ from app.core.db import session_scope
 from app.datasets.shards import read_shard
 from app.jobs import service as jobs
 from app.models import Document, WorkItem
-from tests.conftest import Team, run_local, spec
+from tests.conftest import Team, run_local, spec, submit_local
 from tests.llm_server import FaultConfig, LLMTestServer
 
 
@@ -184,19 +184,8 @@ def test_second_delivery_of_a_chunk_writes_nothing_twice(
 @pytest.mark.usefixtures("llm")
 def test_cancelled_job_stops_taking_items(team: Team, settings: Any, store: Any) -> None:
     from app.generation.pipeline import run_chunk
-    from app.jobs.dispatch import LocalDispatcher
-    from app.jobs.spec import JobSpec
 
-    dispatcher = LocalDispatcher()
-    with session_scope() as session:
-        job, _ = jobs.submit_job(
-            session,
-            team.principal,
-            JobSpec.model_validate(spec(documents=5)),
-            idempotency_key=None,
-            dispatcher=dispatcher,
-            settings=settings,
-        )
+    job, dispatcher = submit_local(team, spec(documents=5), settings)
     with session_scope() as session:
         jobs.cancel_job(session, team.principal, job.id)
     report = run_chunk(

@@ -93,7 +93,7 @@ def test_other_teams_job_is_404(client: Any, team: Team, other_team: Team) -> No
     [
         ({"documents": -5}, "documents", "greater than or equal to 1"),
         ({"documents": 0}, "documents", "greater than or equal to 1"),
-        ({"documents": 10_000_000}, "documents", "less than or equal to 1000000"),
+        ({"documents": 50_000_001}, "documents", "less than or equal to 50000000"),
         ({"stances": {"chaotic": 1}}, "stances.chaotic", "aligned"),
         ({"stances": {"aligned": 0}}, "stances.aligned", "greater than 0"),
         ({"stances": {}}, "stances", "at least 1"),
@@ -202,10 +202,24 @@ def test_health_and_openapi(client: Any) -> None:
     assert "/v1/datasets/{name}/versions/{version}/files/{file}" in paths
 
 
-def test_cursor_without_a_timezone_is_422(client: Any, team: Team) -> None:
-    cursor = "2024-01-01T00:00:00|6f1c8a52-3c1e-4f7e-9a53-8b1f0d7c2e11"
+@pytest.mark.parametrize(
+    "cursor",
+    ["2024-01-01T00:00:00|6f1c8a52-3c1e-4f7e-9a53-8b1f0d7c2e11", "1" * 17 + "-" + "0" * 32],
+)
+def test_a_cursor_outside_its_documented_shape_is_422(client: Any, team: Team, cursor: str) -> None:
     response = client.get("/v1/jobs", params={"cursor": cursor}, headers=team.headers())
     assert response.status_code == 422
+
+
+@pytest.mark.parametrize("cursor", ["0-" + "0" * 32, "9" * 16 + "-" + "f" * 32])
+def test_every_cursor_of_the_documented_shape_is_a_page(
+    client: Any, team: Team, cursor: str
+) -> None:
+    job = post_job(client, team, spec()).json()
+    response = client.get("/v1/jobs", params={"cursor": cursor}, headers=team.headers())
+    assert response.status_code == 200, response.text
+    expected = [] if cursor.startswith("0-") else [job["id"]]
+    assert [j["id"] for j in response.json()["items"]] == expected
 
 
 def test_a_failing_enqueue_does_not_fail_the_committed_request(
@@ -221,3 +235,29 @@ def test_a_failing_enqueue_does_not_fail_the_committed_request(
     assert response.status_code == 202
     job = client.get(f"/v1/jobs/{response.json()['id']}", headers=team.headers()).json()
     assert job["progress"]["planned"] == 6  # stored: the reconciler will send it later
+
+
+def test_a_job_of_ten_million_documents_is_accepted_at_once(
+    client: Any, team: Team, settings: Any
+) -> None:
+    import time
+
+    from sqlalchemy import func, select
+
+    from app.core.db import session_scope
+    from app.models import WorkItem
+
+    started = time.monotonic()
+    response = post_job(client, team, spec(documents=10_000_000))
+    elapsed = time.monotonic() - started
+    assert response.status_code == 202, response.text
+    assert elapsed < 1.0
+    job = response.json()
+    assert job["progress"]["requested"] == 10_000_000
+    assert job["progress"]["planned"] == settings.plan_ahead_items
+    with session_scope() as session:
+        items = session.scalar(select(func.count()).where(WorkItem.job_id == job["id"]))
+    assert items == settings.plan_ahead_items
+    # Cancel it: no worker of a later test should run it.
+    cancelled = client.post(f"/v1/jobs/{job['id']}/cancel", headers=team.headers("submit"))
+    assert cancelled.json()["progress"]["not_run"] == settings.plan_ahead_items

@@ -14,23 +14,13 @@ from app.generation.pipeline import run_chunk
 from app.jobs import repository
 from app.jobs import service as jobs
 from app.jobs.dispatch import LocalDispatcher
-from app.jobs.spec import JobSpec
 from app.models import Job, WorkItem
 from app.models.base import utcnow
-from tests.conftest import Team, spec
+from tests.conftest import Team, spec, submit_local
 
 
 def submit(team: Team, settings: Any, documents: int) -> tuple[Any, LocalDispatcher]:
-    dispatcher = LocalDispatcher()
-    with session_scope() as session:
-        job, _ = jobs.submit_job(
-            session,
-            team.principal,
-            JobSpec.model_validate(spec(documents=documents)),
-            idempotency_key=None,
-            dispatcher=dispatcher,
-            settings=settings,
-        )
+    job, dispatcher = submit_local(team, spec(documents=documents), settings)
     return job, dispatcher
 
 

@@ -1,0 +1,75 @@
+"""Jobs plan their items in a window of ``plan_ahead_items``, topped up as chunks finish."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+
+from app.core.db import session_scope
+from app.generation.pipeline import run_chunk
+from app.jobs import service as jobs
+from app.models import WorkItem
+from tests.conftest import Team, run_local, spec, submit_local
+from tests.llm_server import FaultConfig, LLMTestServer
+
+
+def unfinished_items(job_id: Any) -> int:
+    with session_scope() as session:
+        count = session.scalar(
+            select(func.count()).where(
+                WorkItem.job_id == job_id, WorkItem.state.in_(("pending", "leased"))
+            )
+        )
+    return int(count or 0)
+
+
+def test_a_job_plans_a_window_at_a_time_and_finishes(
+    llm: LLMTestServer, team: Team, settings: Any, store: Any
+) -> None:
+    window = settings.model_copy(update={"plan_ahead_items": 5})
+    served = llm.state.served
+    job, dispatcher = submit_local(team, spec(documents=20), window)
+    planned: list[int] = []
+    while True:
+        with session_scope() as session:
+            view = jobs.view(session, jobs.get_job(session, team.principal, job.id))
+        planned.append(view.progress.planned)
+        if view.job.status in ("queued", "running"):
+            assert view.progress.in_flight <= 5
+            assert view.progress.in_flight == unfinished_items(job.id)
+        chunk = dispatcher.pop()
+        if chunk is None:
+            break
+        run_chunk(*chunk, worker_id="w", dispatcher=dispatcher, settings=window, store=store)
+    assert view.job.status == "succeeded", view.job.error
+    assert (view.progress.accepted, view.progress.attempted) == (20, 20)
+    assert planned[0] == 5
+    assert planned == sorted(planned)
+    assert planned[-1] == 20
+    assert llm.state.served - served == 20
+
+
+def test_the_embedded_runner_finishes_a_job_larger_than_the_window(
+    llm: LLMTestServer, team: Team, settings: Any, store: Any
+) -> None:
+    llm.faults.script.extend(["truncate", "ok", "truncate"])
+    window = settings.model_copy(update={"plan_ahead_items": 4, "llm_concurrency": 1})
+    view = run_local(team, spec(documents=15), window, store)
+    assert view.job.status == "succeeded", view.job.error
+    assert view.progress.accepted == 15
+    assert view.progress.rejected == {"truncated": 2}
+    assert view.progress.planned == view.progress.attempted == 17
+    assert (view.progress.in_flight, view.progress.not_run) == (0, 0)
+
+
+def test_the_attempt_budget_still_ends_a_job_planned_in_windows(
+    llm: LLMTestServer, team: Team, settings: Any, store: Any
+) -> None:
+    llm.reset(FaultConfig(refuse_every=1))
+    window = settings.model_copy(update={"plan_ahead_items": 3})
+    view = run_local(team, spec(documents=4, max_attempts_factor=2), window, store)
+    assert view.job.status == "failed"
+    assert "attempt budget exhausted" in (view.job.error or "")
+    assert view.progress.planned == view.progress.attempted == 8
+    assert view.progress.rejected == {"refusal_or_meta": 8}
