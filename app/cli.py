@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import time
 import uuid
 from datetime import datetime
@@ -92,12 +94,12 @@ def _check_store_binding() -> None:
         err.print(f"[yellow]warning:[/] could not check the object store binding yet: {detail}")
 
 
-def _local_principal(session: Any, role: str = "admin") -> Any:
-    """The command line's own team, which in-process jobs and previews run as."""
+def _local_principal(session: Any, role: str = "admin", team_name: str = LOCAL_TEAM) -> Any:
+    """The team in-process jobs and previews run as (``--team``; created if new)."""
     from app.teams.keys import Role
     from app.teams.service import Principal, ensure_team
 
-    team = ensure_team(session, LOCAL_TEAM)
+    team = ensure_team(session, team_name)
     return Principal(team_id=team.id, role=Role(role), key_id=uuid.uuid4())
 
 
@@ -278,7 +280,17 @@ def keys_rotate(
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    workers: Annotated[int, typer.Option(help="Uvicorn worker processes.")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="API processes; default: one per CPU (up to 8) with a broker, 1 embedded.",
+            min=1,
+            max=64,
+        ),
+    ] = None,
+    access_log: Annotated[
+        bool, typer.Option("--access-log/--no-access-log", help="Log a line per request.")
+    ] = True,
 ) -> None:
     """Run the HTTP API (OpenAPI docs at /docs); embedded mode also runs a worker."""
     import subprocess
@@ -302,7 +314,16 @@ def serve(
             [sys.executable, "-m", "app.cli", "worker"], preexec_fn=die_with_parent
         )
     try:
-        uvicorn.run("app.main:app", host=host, port=port, workers=workers, log_level="info")
+        processes = workers or (1 if settings.embedded_broker else min(os.cpu_count() or 1, 8))
+        err.print(f"serving the API on http://{host}:{port} with {processes} process(es)")
+        uvicorn.run(
+            "app.main:app",
+            host=host,
+            port=port,
+            workers=processes,
+            log_level="info",
+            access_log=access_log,
+        )
     finally:
         if worker_process is not None:
             worker_process.terminate()
@@ -326,6 +347,8 @@ def worker(
     _check_store_binding()
     from workers.celery_app import celery_app
 
+    # httpx logs every request at INFO: a line per LLM call drowns what matters.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     pool = "solo" if concurrency == 1 else "prefork"
     celery_app.worker_main(
         [
@@ -371,6 +394,14 @@ DepthOpt = Annotated[
     str | None, typer.Option("--depth", help="Reasoning depth: light | standard | deep.")
 ]
 NameOpt = Annotated[str | None, typer.Option("--name", help="A label for the job.")]
+TeamOpt = Annotated[
+    str,
+    typer.Option(
+        "--team",
+        help="The team the job, its dataset and sets belong to (created if new): the API "
+        "shows them to that team's keys.",
+    ),
+]
 JudgeOpt = Annotated[
     bool | None,
     typer.Option(
@@ -437,6 +468,7 @@ def generate(
     depth: DepthOpt = None,
     name: NameOpt = None,
     judge: JudgeOpt = None,
+    team: TeamOpt = LOCAL_TEAM,
 ) -> None:
     """Run one job in this process (no broker needed), with a live progress bar."""
     run_in_process(
@@ -454,7 +486,8 @@ def generate(
             model=model,
             reasoning_depth=depth,
             name=name,
-        )
+        ),
+        team=team,
     )
 
 
@@ -472,6 +505,7 @@ def preview(
     max_words: MaxWordsOpt = None,
     depth: DepthOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+    team: TeamOpt = LOCAL_TEAM,
 ) -> None:
     """Show the exact messages the first items of a spec would send, calling no model."""
     from app.core.db import session_scope
@@ -495,7 +529,7 @@ def preview(
     _ensure_schema()
     try:
         with session_scope() as session:
-            principal = _local_principal(session, "read")
+            principal = _local_principal(session, "read", team_name=team)
             previews = prompting.preview(session, principal, spec, items)
     except PriorForgeError as exc:
         raise _fail(exc.detail) from None
@@ -554,7 +588,9 @@ def demo() -> None:
     run_in_process(DEMO_SPEC, show_sample=True)
 
 
-def run_in_process(raw_spec: dict[str, Any], *, show_sample: bool = False) -> None:
+def run_in_process(
+    raw_spec: dict[str, Any], *, show_sample: bool = False, team: str = LOCAL_TEAM
+) -> None:
     from app.core.db import session_scope
     from app.generation import local_runner
     from app.jobs import service as jobs
@@ -569,7 +605,7 @@ def run_in_process(raw_spec: dict[str, Any], *, show_sample: bool = False) -> No
     dispatcher = LocalDispatcher()
     try:
         with session_scope() as session:
-            principal = _local_principal(session)
+            principal = _local_principal(session, team_name=team)
             job, _ = jobs.submit_job(
                 session,
                 principal,
@@ -586,8 +622,8 @@ def run_in_process(raw_spec: dict[str, Any], *, show_sample: bool = False) -> No
     if provider.local:
         where = _start_local_model(provider)
     console.print(
-        f"job [bold]{job.id}[/]: {spec.documents} documents into dataset [bold]{spec.dataset}[/] "
-        f"with {spec.model or provider.model} at {where}"
+        f"job [bold]{job.id}[/] of team [bold]{team}[/]: {spec.documents} documents into "
+        f"dataset [bold]{spec.dataset}[/] with {spec.model or provider.model} at {where}"
     )
     started = time.monotonic()
     run = local_runner.start(job.id, dispatcher, settings=settings, store=store)
@@ -763,6 +799,7 @@ def llm_serve(
 def evalsets_add(
     name: Annotated[str, typer.Argument(help="A name: lowercase letters, digits, - and _.")],
     path: Annotated[Path, typer.Argument(help='JSONL: {"text": ..., "id": ...} per line.')],
+    team: TeamOpt = LOCAL_TEAM,
 ) -> None:
     """Register an evaluation set for the jobs this command line runs."""
     import re
@@ -779,7 +816,8 @@ def evalsets_add(
     _ensure_schema()
     try:
         with session_scope() as session:
-            row, too_short = evalsets.register(session, _local_principal(session), name, body)
+            principal = _local_principal(session, team_name=team)
+            row, too_short = evalsets.register(session, principal, name, body)
             items, sha = row.items, row.sha256
     except PriorForgeError as exc:
         errors = exc.extensions.get("errors", [])
@@ -797,15 +835,15 @@ def evalsets_add(
 
 
 @evalsets_cli.command("list")
-def evalsets_list() -> None:
-    """The evaluation sets registered for this command line's jobs."""
+def evalsets_list(team: TeamOpt = LOCAL_TEAM) -> None:
+    """The evaluation sets registered for a team's jobs."""
     from app.core.db import session_scope
     from app.evalsets import service as evalsets
 
     _ensure_schema()
     table = Table("name", "items", "sha256", "registered")
     with session_scope() as session:
-        for row in evalsets.list_sets(session, _local_principal(session)):
+        for row in evalsets.list_sets(session, _local_principal(session, team_name=team)):
             table.add_row(row.name, str(row.items), row.sha256[:12], row.created_at.isoformat())
     console.print(table)
 

@@ -92,6 +92,24 @@ def test_generate_in_process_on_sqlite_publishes_a_verified_shard(
     assert (tmp_path / "data" / "priorforge.db").exists()
 
 
+def test_generate_runs_the_job_as_the_team_it_names(
+    embedded_env: dict[str, str], tmp_path: Path
+) -> None:
+    import sqlite3
+
+    args = ("--documents", "2", "--min-words", "40", "--max-words", "90")
+    result = priorforge(
+        "generate", "--team", "research", "--dataset", "shared", *args, env=embedded_env
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "of team research" in result.stdout
+    with sqlite3.connect(tmp_path / "data" / "priorforge.db") as db:
+        owners = db.execute(
+            "SELECT team.name FROM job JOIN team ON team.id = job.team_id"
+        ).fetchall()
+    assert owners == [("research",)]  # its keys see the job and its dataset over the API
+
+
 def test_generate_explains_a_bad_spec(embedded_env: dict[str, str]) -> None:
     result = priorforge("generate", "--documents", "-3", env=embedded_env)
     assert result.returncode == 2

@@ -8,10 +8,18 @@ request string is checked here before it reaches a query.
 from __future__ import annotations
 
 NUL = "contains a NUL character (\\u0000)"
-# JSON Schema patterns (ECMA, Python and Rust read them alike): no NUL at all; and no NUL,
-# with at least one character that is not whitespace.
+# JSON Schema patterns, written so that ECMA, Python and Rust regexes read them alike (their
+# "\s" classes differ beyond ASCII). NO_NUL: no NUL at all. not_blank(n): no NUL, and at least
+# n characters from the first one that is not ASCII whitespace.
 NO_NUL = r"^[^\x00]*$"
-NOT_BLANK = r"^[^\x00]*[^\s\x00][^\x00]*$"
+_SPACE = r"\t\n\x0b\x0c\r "
+
+
+def not_blank(min_chars: int = 1) -> str:
+    return rf"^[{_SPACE}]*[^{_SPACE}\x00][^\x00]{{{min_chars - 1},}}$"
+
+
+NOT_BLANK = not_blank()
 SURROGATE = "contains an unpaired surrogate (not valid Unicode)"
 
 

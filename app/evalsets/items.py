@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 
 from app.core.jsonl import numbered_lines, unstorable
@@ -100,7 +101,7 @@ def _parse_line(line: str, number: int) -> EvalText:
     if unknown:
         raise ValueError(f"unknown field(s) {sorted(unknown)}; allowed: 'text', 'id'")
     text = value.get("text")
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str) or not re.fullmatch(NOT_BLANK, text):
         raise ValueError("'text' must be a non-empty string")
     if len(text) > MAX_TEXT_CHARS:
         raise ValueError(f"'text' is over {MAX_TEXT_CHARS} characters")

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from app.core.jsonl import numbered_lines, unstorable
 from app.core.paths import PROMPTS_DIR
-from app.core.text import NOT_BLANK, InvalidJSON, parse_json
+from app.core.text import InvalidJSON, not_blank, parse_json
 
 BUILTIN_BANK = PROMPTS_DIR / "scenarios" / "builtin.jsonl"
 
@@ -44,7 +44,7 @@ class Split(StrEnum):
 
 
 # Not blank; not stripped on input, so every string the published schema allows is accepted.
-Text = Annotated[str, StringConstraints(min_length=10, max_length=4000, pattern=NOT_BLANK)]
+Text = Annotated[str, StringConstraints(max_length=4000, pattern=not_blank(10))]
 
 
 class Scenario(BaseModel):

@@ -10,32 +10,70 @@ the document), 200 examples per operation, with a fixed seed so a failure is rep
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.conftest import TMP, LiveServer, Team
+from tests.conftest import TMP, LiveServer, Team, run_local, spec
 
 HERE = Path(__file__).resolve().parent
 SEED = os.environ.get("PRIORFORGE_CONTRACT_SEED", "20261125")
 
 
+def seeded_config(team: Team, settings: Any, store: Any) -> Path:
+    """The committed settings plus the ids of a finished job and a published version, which
+    half of the generated path parameters use: so the success answers of the documents,
+    manifest and file endpoints are checked too, not only their 404s."""
+    from app.core.db import session_scope
+    from app.datasets import service as datasets
+    from app.jobs import service as jobs
+
+    view = run_local(team, spec(documents=3, dataset="contract-data"), settings, store)
+    with session_scope() as session:
+        datasets.create_version(
+            session, team.principal, "contract-data", store=store, settings=settings
+        )
+        _dataset, version = datasets.get_version(session, team.principal, "contract-data", 1)
+        documents, _next = jobs.list_documents(
+            session, team.principal, view.job.id, status=None, cursor=None, limit=10
+        )
+    manifest = json.loads(datasets.read_manifest(store, version))
+    known = {
+        "name": ["contract-data"],
+        "version": [1],
+        # The manifest's path and the bare file name: the route takes both.
+        "file": [p for e in manifest["files"] for p in (e["path"], e["path"].rsplit("/")[-1])],
+        "job_id": [str(view.job.id)],
+        "document_id": [str(d.id) for d in documents],
+    }
+    lines = [(HERE / "schemathesis.toml").read_text(), "[dictionaries]"]
+    lines += [f"{name} = {{ values = {json.dumps(values)} }}" for name, values in known.items()]
+    lines.append("[parameters]")
+    lines += [f'"path.{name}" = {{ dictionary = "{name}", probability = 0.5 }}' for name in known]
+    config = TMP / "schemathesis-seeded.toml"
+    config.write_text("\n".join(lines) + "\n")
+    return config
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_the_api_keeps_its_openapi_contract(
-    live_server: Callable[..., LiveServer], team: Team
+    live_server: Callable[..., LiveServer], team: Team, settings: Any, store: Any
 ) -> None:
+    config = seeded_config(team, settings, store)
     # Jobs schemathesis submits are only queued (no worker runs), each planning a small window.
     server = live_server("--workers", "2", PRIORFORGE_PLAN_AHEAD_ITEMS="64")
     report = TMP / "schemathesis"
     command = [
         str(Path(sys.executable).with_name("st")),
         "--config-file",
-        str(HERE / "schemathesis.toml"),
+        str(config),
         "run",
         f"{server.base_url}/openapi.json",
         "--header",

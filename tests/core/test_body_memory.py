@@ -66,7 +66,7 @@ def post_huge(
 def test_200_mb_bodies_leave_the_api_under_300_mb(
     live_server: Callable[..., LiveServer], team: Team
 ) -> None:
-    server = live_server()
+    server = live_server("--workers", "1")  # the measured process is the one serving
     key = {"Authorization": f"Bearer {team.keys['submit']}"}
     json_type = {"Content-Type": "application/json"}
     jsonl_type = {"Content-Type": "application/jsonl"}
@@ -91,3 +91,20 @@ def test_200_mb_bodies_leave_the_api_under_300_mb(
     ]
     # The server still answers, and no body was swallowed whole.
     assert all(sent < BODY for _p, _c, _s, sent, _m in results), results
+
+
+def test_serve_with_a_broker_runs_one_api_process_per_cpu(
+    live_server: Callable[..., LiveServer],
+) -> None:
+    import os
+
+    server = live_server()
+    expected = min(os.cpu_count() or 1, 8)
+    children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+    serving = [  # uvicorn's spawned workers, not multiprocessing's resource tracker
+        pid
+        for pid in children.read_text().split()
+        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    assert len(serving) == (expected if expected > 1 else 0), serving
+    assert f"with {expected} process(es)" in server.log.read_text()
