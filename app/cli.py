@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
 import uuid
@@ -347,8 +346,6 @@ def worker(
     _check_store_binding()
     from workers.celery_app import celery_app
 
-    # httpx logs every request at INFO: a line per LLM call drowns what matters.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     pool = "solo" if concurrency == 1 else "prefork"
     celery_app.worker_main(
         [

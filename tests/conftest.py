@@ -199,28 +199,30 @@ def spec(**overrides: Any) -> dict[str, Any]:
     return base | overrides
 
 
-class WorkerProcess:
-    def __init__(self, env: dict[str, str]) -> None:
-        self.log = TMP / f"worker-{uuid.uuid4().hex[:6]}.log"
+class ChildProcess:
+    """A ``priorforge`` command in a subprocess, its output in a log file under TMP."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        self.log = TMP / f"{name}-{uuid.uuid4().hex[:6]}.log"
         self._log_handle = self.log.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "worker", "--loglevel", "INFO"],
+            [sys.executable, "-m", "app.cli", *args],
             cwd=ROOT,
             env=env,
             stdout=self._log_handle,
             stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent,
         )
-        deadline = time.monotonic() + 60
-        while b"ready." not in self.log.read_bytes():
+
+    def wait_until_ready(self, ready: Callable[[], bool], timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not ready():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"worker did not start:\n{self.log.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"{self.log.name} did not start:\n{self.log.read_text()[-3000:]}"
+                )
             time.sleep(0.1)
-
-    def kill(self) -> None:
-        self.process.kill()  # SIGKILL: no cleanup, no acks, leases left behind
-        self.process.wait(timeout=10)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -231,6 +233,16 @@ class WorkerProcess:
                 self.process.kill()
                 self.process.wait(timeout=10)
         self._log_handle.close()
+
+
+class WorkerProcess(ChildProcess):
+    def __init__(self, env: dict[str, str]) -> None:
+        super().__init__("worker", ["worker", "--loglevel", "INFO"], env)
+        self.wait_until_ready(lambda: b"ready." in self.log.read_bytes())
+
+    def kill(self) -> None:
+        self.process.kill()  # SIGKILL: no cleanup, no acks, leases left behind
+        self.process.wait(timeout=10)
 
 
 @pytest.fixture
@@ -327,45 +339,23 @@ def free_port() -> int:
         return port
 
 
-class LiveServer:
+class LiveServer(ChildProcess):
     """``priorforge serve`` in a subprocess on this run's Postgres and Redis."""
 
     def __init__(self, *args: str, **env_overrides: str) -> None:
-        import httpx
-
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log = TMP / f"serve-{uuid.uuid4().hex[:6]}.log"
-        self._log_handle = self.log.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port), *args],
-            cwd=ROOT,
-            env=dict(os.environ) | env_overrides,
-            stdout=self._log_handle,
-            stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"server did not start:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.1)
+        serve = ["serve", "--port", str(self.port), *args]
+        super().__init__("serve", serve, dict(os.environ) | env_overrides)
+        self.wait_until_ready(self._healthy)
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._log_handle.close()
+    def _healthy(self) -> bool:
+        import httpx
+
+        try:
+            return httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
 
 
 @pytest.fixture

@@ -75,6 +75,15 @@ def _reconcile_forever() -> None:
         _stop.wait(interval)
 
 
+@worker_ready.connect  # after Celery has set up logging (solo pool: the tasks run here)
+@worker_process_init.connect  # each pool child
+def _quiet_http_client(**_: Any) -> None:
+    # The openai client's HTTP library logs every request at INFO: a line per LLM call
+    # drowns what matters. (It is httpx2 in current openai releases, httpx in older ones.)
+    for name in ("httpx", "httpx2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 @worker_ready.connect
 def _start_reconciler(**_: Any) -> None:
     # Every worker runs one; per-job claims in the database keep them from doubling up.

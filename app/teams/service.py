@@ -234,5 +234,7 @@ def authenticate(session: Session, token: str) -> Principal:
             f"API key {key.prefix} expired at {when(key.expires_at)}; {NEW_KEY_HINT}",
             state=state.value,
         )
-    repository.touch_key(session, key.id, now, now - timedelta(minutes=1))
+    stale = now - timedelta(minutes=1)
+    if key.last_used_at is None or key.last_used_at < stale:  # no write on most requests
+        repository.touch_key(session, key.id, now, stale)
     return Principal(team_id=key.team_id, role=Role(key.role), key_id=key.id)
