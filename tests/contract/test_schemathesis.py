@@ -120,7 +120,7 @@ def test_the_api_keeps_its_openapi_contract(
     }
     try:
         result = subprocess.run(
-            command, capture_output=True, text=True, env=env, timeout=840, check=False
+            command, capture_output=True, text=True, env=env, cwd=TMP, timeout=840, check=False
         )
     finally:
         server.stop()
