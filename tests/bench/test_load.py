@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import secrets
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -159,16 +157,6 @@ def test_submitted_specs_are_valid_and_keyed_uniquely() -> None:
     assert len(keys) == 12
 
 
-@pytest.fixture
-def load_database() -> Iterator[str]:
-    name = f"priorforge_loadtest_{secrets.token_hex(4)}"
-    yield name
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 def columns(out: str, phase: str) -> list[str]:
     """A phase's figures: requests, req/s, p50, p90, p99, max, errors, CPU..."""
     row = next(line for line in out.splitlines() if line.startswith(phase + " "))
@@ -176,9 +164,9 @@ def columns(out: str, phase: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_a_short_run_measures_every_phase_and_leaves_nothing_behind(load_database: str) -> None:
+def test_a_short_run_measures_every_phase_and_leaves_nothing_behind(database_name: str) -> None:
     result = subprocess.run(
-        [sys.executable, "bench/load.py", "--work-items", "2000", "--database", load_database]
+        [sys.executable, "bench/load.py", "--work-items", "2000", "--database", database_name]
         + ["--seconds-scale", "0.03", "--connections", "4", "--workers", "1"],
         cwd=ROOT,
         env=os.environ | {"PRIORFORGE_BENCH_PG": PG_ADMIN_URL},
@@ -204,7 +192,7 @@ def test_a_short_run_measures_every_phase_and_leaves_nothing_behind(load_databas
     port = int(re.search(r"on port (\d+)", out)[1])  # type: ignore[index]
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection((load.HOST, port), timeout=1).close()  # the server is gone
-    engine = create_engine(seed.database_url(load_database, PG_ADMIN_URL))
+    engine = create_engine(seed.database_url(database_name, PG_ADMIN_URL))
     try:
         with engine.connect() as connection:
             left = connection.scalar(

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -150,16 +148,6 @@ def test_a_database_seeded_with_another_shape_is_refused(migrated: str) -> None:
     seed.seed(migrated, ITEMS, batch_items=BATCH, log=lambda _: None)
     with pytest.raises(SystemExit, match="--fresh"):
         seed.seed(migrated, ITEMS + 1, batch_items=BATCH, log=lambda _: None)
-
-
-@pytest.fixture
-def database_name() -> Iterator[str]:
-    name = f"priorforge_seedtest_{secrets.token_hex(4)}"
-    yield name
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def test_ensure_database_keeps_a_seeded_database_unless_fresh(database_name: str) -> None:
