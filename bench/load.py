@@ -137,11 +137,10 @@ class Sample:
 
 
 async def drive(
-    port: int, connections: int, seconds: float, make_request: Callable[[int], bytes]
+    port: int, connections: int, seconds: float, next_request: Callable[[], bytes]
 ) -> Sample:
-    """Closed-loop load: each connection sends its next request when the last is answered."""
+    """Closed-loop load: each connection sends the next request when its last is answered."""
     sample = Sample()
-    counter = itertools.count()
     started = time.perf_counter()
     deadline = started + seconds
 
@@ -151,7 +150,7 @@ async def drive(
             while time.perf_counter() < deadline:
                 if writer is None:
                     reader, writer = await asyncio.open_connection(HOST, port)
-                request = make_request(next(counter))
+                request = next_request()
                 sent = time.perf_counter_ns()
                 writer.write(request)
                 try:
@@ -569,7 +568,9 @@ class _Frame:
 class Phase:
     name: str
     seconds: float
-    make_request: Callable[[int], bytes]
+    # Called for every request, the warm-up's included: a phase never repeats a request
+    # that must be unique (an Idempotency-Key).
+    next_request: Callable[[], bytes]
     sample: Sample = field(default_factory=Sample)
     cpu: dict[str, float] = field(default_factory=dict)
     profile: list[str] = field(default_factory=list)
@@ -613,13 +614,13 @@ async def run_phase(
     phase: Phase, port: int, connections: int, meter: Meter, run_dir: Path, profile: bool
 ) -> None:
     # A short warm-up, unmeasured: connections, pools and caches fill up first.
-    await drive(port, connections, min(2.0, phase.seconds / 5), phase.make_request)
+    await drive(port, connections, min(2.0, phase.seconds / 5), phase.next_request)
     profiler = None
     out = run_dir / f"profile-{phase.slug}.txt"
     if profile:
         profiler = start_profile(meter.server_pid, phase.seconds, out)
     with meter.measure(phase.cpu):
-        phase.sample = await drive(port, connections, phase.seconds, phase.make_request)
+        phase.sample = await drive(port, connections, phase.seconds, phase.next_request)
     if profiler is not None:
         await asyncio.to_thread(profiler.wait, 30)
         phase.profile = profile_summary(out.read_text() if out.exists() else "")
@@ -644,11 +645,12 @@ async def run_bench(
         statuses = status_requests(found, keys["read"], rng)
         listings = await list_requests(server.port, keys["read"], rng)
         healthz = get_request("/healthz")
+        submissions = (submit_request(keys["submit"], run, i) for i in itertools.count())
         phases = [
-            Phase("baseline GET /healthz", 10 * scale, lambda _: healthz),
-            Phase("GET /v1/jobs/{id}", 60 * scale, lambda i: statuses[i % len(statuses)]),
-            Phase("GET /v1/jobs?limit=50", 20 * scale, lambda i: listings[i % len(listings)]),
-            Phase("POST /v1/jobs", 30 * scale, lambda i: submit_request(keys["submit"], run, i)),
+            Phase("baseline GET /healthz", 10 * scale, lambda: healthz),
+            Phase("GET /v1/jobs/{id}", 60 * scale, itertools.cycle(statuses).__next__),
+            Phase("GET /v1/jobs?limit=50", 20 * scale, itertools.cycle(listings).__next__),
+            Phase("POST /v1/jobs", 30 * scale, submissions.__next__),
         ]
         print(
             f"server: {args.workers} worker process(es) on port {server.port}; "
