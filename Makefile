@@ -43,7 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/decontam.py
 
 # The API under load (bench/load.py). Not in `bench`: the first run seeds 10 million work items
-# (~16 GB of Postgres disk, tens of minutes; kept for later runs). LOAD_ARGS="--seconds-scale
+# (~16 GB of Postgres disk, ~10 minutes; kept for later runs). LOAD_ARGS="--seconds-scale
 # 0.1 --work-items 200000" for a quick run; --fresh to seed again.
 bench-load: $(STAMP)
 	$(BIN)/python bench/load.py $(LOAD_ARGS)
