@@ -724,13 +724,17 @@ def forget_store(engine: Engine) -> None:
 
 
 def drop_queue(queue: str) -> None:
+    """Forget the run's queue: its messages and kombu's bindings for it."""
     import redis
 
     client = redis.Redis.from_url(BROKER_URL)
     try:
-        client.delete(queue, f"_kombu.binding.{queue}")
+        client.delete(queue, *(f"_kombu.{kind}.{queue}" for kind in KOMBU_BINDINGS))
     finally:
         client.close()
+
+
+KOMBU_BINDINGS = ("binding", "binding_permanent")
 
 
 def _interrupt(signum: int, _frame: FrameType | None) -> None:

@@ -12,6 +12,7 @@ import sys
 import time
 
 import pytest
+import redis
 from sqlalchemy import create_engine, text
 
 from app.jobs.spec import JobSpec
@@ -191,6 +192,13 @@ def test_a_short_run_measures_every_phase_and_leaves_nothing_behind(database_nam
     # Each connection POSTed at least once while warming up, each time a new job.
     assert int(removed[1]) >= int(posted) + 4
 
+    run = re.search(r"/priorforge-load-([0-9a-f]{8})-", out)
+    assert run is not None
+    broker = redis.Redis.from_url(load.BROKER_URL)
+    try:
+        assert broker.keys(f"*priorforge-load-{run[1]}*") == []  # its queue is gone
+    finally:
+        broker.close()
     port = int(re.search(r"on port (\d+)", out)[1])  # type: ignore[index]
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection((load.HOST, port), timeout=1).close()  # the server is gone
