@@ -787,4 +787,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("interrupted: the server is stopped and this run's additions removed")
+        sys.exit(130)
