@@ -6,7 +6,7 @@ WHEELS := $(VENV)/wheels
 LLAMA := llama-cpp-python[server]>=0.3.16,<0.4
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench serve worker install clean
+.PHONY: demo test lint bench bench-load serve worker install clean
 
 # llama-cpp-python compiles llama.cpp from source: several minutes on 2 cores. The wheel is
 # built once into $(WHEELS) and reused by every later install into this virtualenv.
@@ -41,6 +41,12 @@ bench: $(STAMP)
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/dedup.py
 	$(BIN)/python bench/decontam.py
+
+# The API under load (bench/load.py). Not in `bench`: the first run seeds 10 million work items
+# (~16 GB of Postgres disk, ~10 minutes; kept for later runs). LOAD_ARGS="--seconds-scale
+# 0.1 --work-items 200000" for a quick run; --fresh to seed again.
+bench-load: $(STAMP)
+	$(BIN)/python bench/load.py $(LOAD_ARGS)
 
 serve: $(STAMP)
 	$(BIN)/priorforge serve
