@@ -7,7 +7,7 @@ enforce the role the endpoint declares.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -19,16 +19,46 @@ from app.core.errors import Forbidden, Unauthorized
 from app.teams.keys import Role
 from app.teams.service import Principal, authenticate
 
+SESSION_STATE = "db_session"
 
-def db_session() -> Iterator[Session]:
-    """The request's unit of work: commits before the response is sent, or rolls back."""
-    session = get_sessionmaker()()
+
+async def db_session(request: Request) -> AsyncIterator[Session]:
+    """The request's unit of work: commits before the response is sent, or rolls back.
+
+    The route guard opened it to authenticate (one session, one connection and one
+    transaction per request); the blocking end runs off the event loop, in one hop.
+    """
+    session = getattr(request.state, SESSION_STATE, None)
+    if isinstance(session, Session):
+        delattr(request.state, SESSION_STATE)  # ours to end now, not the guard's
+    else:
+        session = get_sessionmaker()()
     try:
         yield session
-        session.commit()
     except BaseException:
-        session.rollback()
+        await finish(session, commit=False)
         raise
+    await finish(session, commit=True)
+
+
+async def finish(session: Session, *, commit: bool) -> None:
+    """End a request's session: off the event loop, unless it cannot block.
+
+    A reading session commits every statement as it runs (autocommit): ending it sends
+    nothing to the database, so it ends here rather than in a worker thread.
+    """
+    if session.get_bind().get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        end_session(session, commit=commit)
+    else:
+        await run_in_threadpool(end_session, session, commit=commit)
+
+
+def end_session(session: Session, *, commit: bool) -> None:
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
     finally:
         session.close()
 
@@ -45,11 +75,14 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
-def authenticate_request(authorization: str | None) -> Principal:
-    """Check the request's key in a unit of work of its own (blocking: call off the loop)."""
+def authenticate_request(authorization: str | None, session: Session | None = None) -> Principal:
+    """Check the request's key (blocking: call off the loop), in the request's session if
+    given, else in a unit of work of its own."""
     token = bearer_token(authorization)
-    with session_scope() as session:
+    if session is not None:
         return authenticate(session, token)
+    with session_scope() as own:
+        return authenticate(own, token)
 
 
 def check_role(principal: Principal, needed: Role) -> Principal:

@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
+import pydantic_core
+from psycopg.types import json as psycopg_json
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,7 +19,7 @@ _AFTER_COMMIT = "priorforge.after_commit"
 log = logging.getLogger(__name__)
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pool_size: int = 20, max_overflow: int = 10) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
@@ -31,7 +33,12 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # JSON columns (job specs, plans, metadata) parsed by pydantic-core's parser: several
+    # times faster than the json module's, the same values.
+    psycopg_json.set_json_loads(pydantic_core.from_json)
+    # A pool as large as the requests a process serves at once: connections that overflow it
+    # are closed on return, and opening one costs the database a new backend process.
+    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow)
 
 
 @lru_cache(maxsize=1)
@@ -39,12 +46,25 @@ def get_engine() -> Engine:
     settings = get_settings()
     if settings.effective_database_url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return make_engine(settings.effective_database_url)
+    return make_engine(
+        settings.effective_database_url, settings.db_pool_size, settings.db_max_overflow
+    )
 
 
 @lru_cache(maxsize=1)
 def get_sessionmaker() -> sessionmaker[Session]:
     return sessionmaker(bind=get_engine(), expire_on_commit=False)
+
+
+@lru_cache(maxsize=1)
+def get_reading_sessionmaker() -> sessionmaker[Session]:
+    """Sessions for requests that only read (GET, HEAD): each statement commits by itself.
+
+    At READ COMMITTED a transaction gives its statements no common snapshot anyway, so this
+    changes nothing a reader sees; it saves the BEGIN and COMMIT round trips per request.
+    """
+    reading = get_engine().execution_options(isolation_level="AUTOCOMMIT")
+    return sessionmaker(bind=reading, expire_on_commit=False)
 
 
 def after_commit(session: Session, callback: Callable[[], None]) -> None:

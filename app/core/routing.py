@@ -13,16 +13,26 @@ Every router uses ``GuardedRoute``; tests/core/test_guard.py checks that none is
 from __future__ import annotations
 
 import email.message
+import functools
+import inspect
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 from fastapi import Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from app.core.auth import ROLE_ATTRIBUTE, authenticate_request, check_role
+from app.core.auth import (
+    ROLE_ATTRIBUTE,
+    SESSION_STATE,
+    authenticate_request,
+    check_role,
+    finish,
+)
 from app.core.body import DEFAULT_MAX_BODY_BYTES, MAX_BODY_KEY, MiB
+from app.core.db import get_reading_sessionmaker, get_sessionmaker
 from app.core.errors import ContentTooLarge, InvalidRequest, UnsupportedMediaType
 from app.core.text import InvalidJSON, find_unstorable, parse_json, text_problem
 from app.teams.keys import Role
@@ -53,8 +63,8 @@ class GuardedRequest(Request):
 
 
 class GuardedRoute(APIRoute):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, _serialized_in_thread(endpoint, kwargs), **kwargs)
         extra = self.openapi_extra or {}
         self.required_role = _required_role(self.dependant)
         self.max_body_bytes: int = extra.get(MAX_BODY_KEY, DEFAULT_MAX_BODY_BYTES)
@@ -67,16 +77,26 @@ class GuardedRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def guarded(request: Request) -> Response:
-            return await handler(await self.guard(request))
+            try:
+                return await handler(await self.guard(request))
+            finally:
+                # Refused before the endpoint's session dependency took the session over.
+                leftover = getattr(request.state, SESSION_STATE, None)
+                if leftover is not None:
+                    delattr(request.state, SESSION_STATE)
+                    await finish(leftover, commit=False)
 
         return guarded
 
     async def guard(self, request: Request) -> Request:
         if self.required_role is not None:
-            request.state.principal = check_role(
-                await run_in_threadpool(authenticate_request, request.headers.get("authorization")),
-                self.required_role,
-            )
+            # The request's one session: the key is checked in it, the endpoint then uses it.
+            reading = request.method in ("GET", "HEAD")
+            session = (get_reading_sessionmaker() if reading else get_sessionmaker())()
+            setattr(request.state, SESSION_STATE, session)
+            header = request.headers.get("authorization")
+            principal = await run_in_threadpool(authenticate_request, header, session)
+            request.state.principal = check_role(principal, self.required_role)
         _check_parameters(request)
         if not self.takes_body:
             return request
@@ -108,6 +128,40 @@ class GuardedRoute(APIRoute):
         limit = self.max_body_bytes
         size = f"{limit // MiB} MiB" if limit % MiB == 0 else f"{limit} bytes"
         return f"the body of {request.method} {self.path} may be at most {size}"
+
+
+def _serialized_in_thread(
+    endpoint: Callable[..., Any], route: dict[str, Any]
+) -> Callable[..., Any]:
+    """A plain (thread-run) endpoint that returns its response model already as JSON.
+
+    FastAPI would otherwise validate the returned model again in a second thread hop and
+    serialize it on the event loop; the model was built by this endpoint from typed data,
+    so it is serialized where it was made. Endpoints that set headers or a status through a
+    ``Response`` parameter, or return anything but an instance of exactly their response
+    model, keep FastAPI's own path.
+    """
+    model = route.get("response_model")
+    status_code = route.get("status_code") or 200
+    if (
+        inspect.iscoroutinefunction(endpoint)
+        or not (isinstance(model, type) and issubclass(model, BaseModel))
+        or any(p.annotation in (Response, "Response") for p in _parameters(endpoint))
+    ):
+        return endpoint
+
+    @functools.wraps(endpoint)
+    def serialized(*args: Any, **kwargs: Any) -> Any:
+        result = endpoint(*args, **kwargs)
+        if type(result) is not model:
+            return result
+        return Response(result.model_dump_json(), status_code, media_type=JSON_MEDIA_TYPE)
+
+    return serialized
+
+
+def _parameters(endpoint: Callable[..., Any]) -> list[inspect.Parameter]:
+    return list(inspect.signature(endpoint).parameters.values())
 
 
 def _required_role(dependant: Dependant) -> Role | None:

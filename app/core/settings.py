@@ -25,6 +25,12 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default: SQLite under the data dir."
     )
+    db_pool_size: int = Field(
+        default=20, ge=1, le=500, description="Database connections each process keeps open."
+    )
+    db_max_overflow: int = Field(
+        default=10, ge=0, le=500, description="Extra connections opened for bursts, then closed."
+    )
     broker_url: str | None = Field(default=None, description="Celery broker, e.g. redis://…")
     task_queue: str = Field(default="priorforge", description="Celery queue for job chunks.")
     storage_url: str | None = Field(

@@ -100,10 +100,11 @@ def run_chunk(
             return report
         team_id = job.team_id
         kind = job.kind
-        if job.status == "queued":
-            repository.transition(
-                session, job_id, ("queued",), status="running", started_at=now, updated_at=now
-            )
+        if job.status == "queued" and repository.transition(
+            session, job_id, ("queued",), status="running", started_at=now, updated_at=now
+        ):
+            # The submission planned one chunk; the job's first worker plans its window.
+            jobs.advance_job(session, job_id, dispatcher=dispatcher, settings=settings, store=store)
         leased = repository.lease_items(
             session,
             job_id,

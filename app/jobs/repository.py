@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
+from sqlalchemy.orm import Session, load_only
 
 from app.core.sql import dialect_insert, insert_ignoring_conflicts
 from app.jobs.tally import ACCEPTED_BUCKET, COUNTERS, OUTCOME_PREFIX, Tally, combine
@@ -23,6 +23,25 @@ def get_job(session: Session, job_id: uuid.UUID, team_id: uuid.UUID | None = Non
     if team_id is not None:
         query = query.where(Job.team_id == team_id)
     return session.scalars(query).one_or_none()
+
+
+# The status read's statement, built once: constructing a select costs more CPU than
+# running it, and this one runs on every GET /v1/jobs/{id}.
+_JOB_AND_DATASET_NAME = (
+    select(Job, Dataset.name)
+    .outerjoin(Dataset, Dataset.id == Job.dataset_id)
+    .where(Job.id == bindparam("job_id"), Job.team_id == bindparam("team_id"))
+)
+
+
+def get_job_and_dataset_name(
+    session: Session, job_id: uuid.UUID, team_id: uuid.UUID
+) -> tuple[Job, str | None] | None:
+    """A team's job and its dataset's name, in one statement (the status read's query)."""
+    row = session.execute(
+        _JOB_AND_DATASET_NAME, {"job_id": job_id, "team_id": team_id}
+    ).one_or_none()
+    return None if row is None else (row[0], row[1])
 
 
 def get_job_by_idempotency_key(session: Session, team_id: uuid.UUID, key: str) -> Job | None:
@@ -39,8 +58,18 @@ def list_jobs(
     dataset_id: uuid.UUID | None,
     before: tuple[datetime, uuid.UUID] | None,
     limit: int,
-) -> Sequence[Job]:
-    query = select(Job).where(Job.team_id == team_id)
+) -> list[tuple[Job, str | None]]:
+    """A page of the team's jobs, newest first, with their datasets' names.
+
+    Only the columns a listing shows are loaded (touching another raises, rather than
+    loading it row by row).
+    """
+    query = (
+        select(Job, Dataset.name)
+        .outerjoin(Dataset, Dataset.id == Job.dataset_id)
+        .options(load_only(*LISTED_COLUMNS, raiseload=True))
+        .where(Job.team_id == team_id)
+    )
     if status:
         query = query.where(Job.status == status)
     if dataset_id:
@@ -50,7 +79,24 @@ def list_jobs(
         query = query.where(
             or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id))
         )
-    return session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)).all()
+    rows = session.execute(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit))
+    return [(row[0], row[1]) for row in rows]
+
+
+LISTED_COLUMNS = (
+    Job.id,
+    Job.dataset_id,
+    Job.kind,
+    Job.name,
+    Job.spec,
+    Job.status,
+    Job.error,
+    Job.requested,
+    Job.planned_items,
+    Job.created_at,
+    Job.started_at,
+    Job.finished_at,
+)
 
 
 def active_job_ids(session: Session) -> Sequence[uuid.UUID]:
@@ -371,16 +417,19 @@ def add_to_tally(session: Session, job_id: uuid.UUID, increments: Sequence[Tally
     session.execute(statement, rows)
 
 
+_TALLIES = (
+    select(JobTally.job_id, JobTally.bucket, *(getattr(JobTally, n) for n in COUNTERS))
+    .where(JobTally.job_id.in_(bindparam("job_ids", expanding=True)))
+    .order_by(JobTally.job_id, JobTally.bucket)
+)
+
+
 def tallies(session: Session, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Tally]]:
     """The counters of each of the given jobs, in one statement."""
     found: dict[uuid.UUID, list[Tally]] = {job_id: [] for job_id in job_ids}
     if not job_ids:
         return found
-    rows = session.execute(
-        select(JobTally.job_id, JobTally.bucket, *(getattr(JobTally, n) for n in COUNTERS))
-        .where(JobTally.job_id.in_(job_ids))
-        .order_by(JobTally.job_id, JobTally.bucket)
-    )
+    rows = session.execute(_TALLIES, {"job_ids": list(job_ids)})
     for row in rows:
         found[row.job_id].append(Tally(row.bucket, *(row[2:])))
     return found

@@ -101,7 +101,7 @@ def list_jobs(
 @router.get("/jobs/{job_id}", response_model=JobRead)
 def get_job(job_id: uuid.UUID, principal: Reader, session: SessionDep) -> JobRead:
     """A job with its progress counts, rejection reasons and token usage."""
-    return JobRead.of(service.view(session, service.get_job(session, principal, job_id)))
+    return JobRead.of(service.read_job(session, principal, job_id))
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobRead)

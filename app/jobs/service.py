@@ -77,8 +77,10 @@ def submit_job(
     context = JobContext.for_job(job, session)  # validates the scenario and form selection
     stored, created = insert_job(session, principal, job)
     if created:
-        # The first window only: advance_job tops it up as chunks finish.
-        count = min(spec.documents, settings.plan_ahead_items)
+        # One chunk only, so that a submission costs the same whatever the job's size: the
+        # worker that starts the job plans the rest of the window (advance_job), and every
+        # finished chunk tops it up again.
+        count = min(spec.documents, settings.plan_ahead_items, settings.chunk_size)
         _plan_more(session, job, context, count, dispatcher, settings)
     return stored, created
 
@@ -203,6 +205,15 @@ def get_job(session: Session, principal: Principal, job_id: uuid.UUID) -> Job:
     return job
 
 
+def read_job(session: Session, principal: Principal, job_id: uuid.UUID) -> JobView:
+    """One of the team's jobs as the API shows it: two statements, whatever its size."""
+    found = repository.get_job_and_dataset_name(session, job_id, principal.team_id)
+    if found is None:
+        raise NotFound(f"job {job_id} not found")
+    job, dataset_name = found
+    return view(session, job, dataset_name)
+
+
 def view(
     session: Session,
     job: Job,
@@ -238,33 +249,22 @@ def list_jobs(
         if found is None:
             return [], None
         dataset_id = found.id
-    jobs = list(
-        repository.list_jobs(
-            session,
-            principal.team_id,
-            status=status,
-            dataset_id=dataset_id,
-            before=before,
-            limit=limit + 1,
-        )
+    rows = repository.list_jobs(
+        session,
+        principal.team_id,
+        status=status,
+        dataset_id=dataset_id,
+        before=before,
+        limit=limit + 1,
     )
     next_cursor = None
-    if len(jobs) > limit:
-        jobs = jobs[:limit]
-        last = jobs[-1]
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1][0]
         next_cursor = job_cursor(last.created_at, last.id)
-    # One query for the page's counters and one for its dataset names, whatever its length.
-    counters = repository.tallies(session, [job.id for job in jobs])
-    names = repository.dataset_names(session, {j.dataset_id for j in jobs if j.dataset_id})
-    return [
-        view(
-            session,
-            job,
-            names.get(job.dataset_id) if job.dataset_id else None,
-            counters[job.id],
-        )
-        for job in jobs
-    ], next_cursor
+    # One query for the page with its dataset names, one for its counters, whatever its length.
+    counters = repository.tallies(session, [job.id for job, _name in rows])
+    return [view(session, job, name, counters[job.id]) for job, name in rows], next_cursor
 
 
 # A job page's cursor: the last job's creation time in microseconds since the epoch and its

@@ -175,8 +175,9 @@ def progress_and_usage(
     is queued or running, never run once it has ended.
     """
     attempted = accepted = duplicates = failed = extracted = 0
+    prompt_tokens = completion_tokens = llm_calls = llm_errors = 0
+    cost = 0.0
     rejected: dict[str, int] = {}
-    usage = Usage()
     for tally in tallies:
         kind, status_of, reason = tally.bucket.split(SEPARATOR, 2)
         if kind != OUTCOME:
@@ -192,13 +193,12 @@ def progress_and_usage(
         elif status_of == "rejected":
             key = reason or "unknown"
             rejected[key] = rejected.get(key, 0) + tally.items
-        usage = Usage(
-            prompt_tokens=usage.prompt_tokens + tally.prompt_tokens,
-            completion_tokens=usage.completion_tokens + tally.completion_tokens,
-            llm_calls=usage.llm_calls + tally.llm_calls,
-            llm_errors=usage.llm_errors + tally.llm_errors,
-            cost_usd=usage.cost_usd + tally.cost_usd,
-        )
+        prompt_tokens += tally.prompt_tokens
+        completion_tokens += tally.completion_tokens
+        llm_calls += tally.llm_calls
+        llm_errors += tally.llm_errors
+        cost += tally.cost_usd
+    usage = Usage(prompt_tokens, completion_tokens, llm_calls, llm_errors, cost)
     unfinished = max(planned - attempted, 0)
     ended = status in ENDED
     progress = Progress(

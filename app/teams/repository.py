@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from app.models import ApiKey, Team
@@ -26,8 +26,12 @@ def add_key(session: Session, key: ApiKey) -> ApiKey:
     return key
 
 
+# Built once: every authenticated request runs it.
+_KEY_BY_PREFIX = select(ApiKey).where(ApiKey.prefix == bindparam("prefix"))
+
+
 def get_key_by_prefix(session: Session, prefix: str) -> ApiKey | None:
-    return session.scalars(select(ApiKey).where(ApiKey.prefix == prefix)).one_or_none()
+    return session.scalars(_KEY_BY_PREFIX, {"prefix": prefix}).one_or_none()
 
 
 def get_key_with_team(

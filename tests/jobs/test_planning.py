@@ -73,3 +73,29 @@ def test_the_attempt_budget_still_ends_a_job_planned_in_windows(
     assert "attempt budget exhausted" in (view.job.error or "")
     assert view.progress.planned == view.progress.attempted == 8
     assert view.progress.rejected == {"refusal_or_meta": 8}
+
+
+def test_a_submission_plans_one_chunk_and_the_first_worker_plans_the_window(
+    team: Team, settings: Any, store: Any, monkeypatch: Any
+) -> None:
+    from app.generation import pipeline
+
+    window = settings.model_copy(update={"plan_ahead_items": 40})  # chunks of 10 in tests
+    job, dispatcher = submit_local(team, spec(documents=100), window)
+    first = dispatcher.pop()
+    assert first == (job.id, 0, 10)
+    assert dispatcher.pop() is None
+    seen: list[int] = []
+
+    def planned_while_running(context: Any, *_args: Any) -> None:
+        with session_scope() as session:
+            seen.append(jobs.get_job(session, team.principal, context.job_id).planned_items)
+
+    monkeypatch.setattr(pipeline, "_run_generation", planned_while_running)
+    run_chunk(*first, worker_id="w", dispatcher=dispatcher, settings=window, store=store)
+    # Before its first LLM call the worker had planned the window and sent its chunks.
+    assert seen == [40]
+    sent = []
+    while (chunk := dispatcher.pop()) is not None:
+        sent.append(chunk[1:])
+    assert sent[:3] == [(10, 20), (20, 30), (30, 40)]
