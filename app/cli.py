@@ -761,10 +761,12 @@ def _publish(principal: Any, dataset: str, store: Any, *, show_sample: bool) -> 
         )
         console.rule()
         console.print(
-            "Next: 'priorforge keys create --team me --role admin' prints an API key; "
-            "'priorforge serve' runs the API (docs at http://127.0.0.1:8000/docs) with an "
-            "embedded broker and worker; set PRIORFORGE_DATABASE_URL and PRIORFORGE_BROKER_URL "
-            "for Postgres and Redis. '.venv/bin/priorforge --help' lists everything."
+            "Next: 'priorforge keys create --team local --role admin' prints an API key that "
+            "sees this dataset; 'priorforge serve' runs the API (docs at "
+            "http://127.0.0.1:8000/docs) with an embedded broker and worker. For a team, set "
+            "PRIORFORGE_DATABASE_URL, PRIORFORGE_BROKER_URL and PRIORFORGE_STORAGE_URL (a store "
+            "every process shares): see the README. '.venv/bin/priorforge --help' lists "
+            "everything."
         )
 
 

@@ -126,6 +126,8 @@ def test_the_api_keeps_its_openapi_contract(
         server.stop()
         forget_jobs(team, queue)
     output = result.stdout + result.stderr
+    report.mkdir(parents=True, exist_ok=True)
+    (report / "st-run.txt").write_text(output)  # kept with PRIORFORGE_KEEP_TEST_FILES=1
     summary = output[output.rfind("SUMMARY") - 40 :] if "SUMMARY" in output else output[-4000:]
     assert result.returncode == 0, f"{output[-20000:]}\n\nserver log: {server.log}"
     assert "Tested: " in summary, summary
