@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
-from sqlalchemy.orm import Session, load_only
+from sqlalchemy.orm import Session
 
-from app.core.sql import dialect_insert, insert_ignoring_conflicts
+from app.core.sql import dialect_insert, insert_ignoring_conflicts, json_rows
 from app.jobs.tally import ACCEPTED_BUCKET, COUNTERS, OUTCOME_PREFIX, Tally, combine
 from app.models import ContentFingerprint, Dataset, Document, Job, JobTally, WorkItem
 
@@ -25,23 +26,71 @@ def get_job(session: Session, job_id: uuid.UUID, team_id: uuid.UUID | None = Non
     return session.scalars(query).one_or_none()
 
 
+class JobRecord(NamedTuple):
+    """What a job's view shows of its row, read as plain columns: building ORM objects would
+    cost a page of jobs more CPU than its query."""
+
+    id: uuid.UUID
+    dataset_id: uuid.UUID | None
+    kind: str
+    name: str | None
+    spec: dict[str, Any]
+    status: str
+    error: str | None
+    requested: int
+    planned_items: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, job: Job) -> JobRecord:
+        return cls(*(getattr(job, name) for name in cls._fields))
+
+
+_RECORD_COLUMNS = tuple(getattr(Job, name) for name in JobRecord._fields)
+_RECORD_WIDTH = len(_RECORD_COLUMNS)
+
+
+def _tally_rows() -> Any:
+    """The enclosing statement's job's counter rows as one JSON value, ``[[bucket, items, …],
+    …]`` in ``COUNTERS`` order (a correlated subquery; see ``json_rows``)."""
+    counters = (getattr(JobTally, name) for name in COUNTERS)
+    return (
+        select(json_rows(JobTally.bucket, *counters))
+        .where(JobTally.job_id == Job.id)
+        .scalar_subquery()
+    )
+
+
+def _tallies(rows: list[list[Any]] | None) -> list[Tally]:
+    return [Tally(*row) for row in rows or ()]
+
+
+def _read(row: Any) -> tuple[JobRecord, str | None, list[Tally]]:
+    """A row of ``_RECORD_COLUMNS``, the dataset's name and ``_tally_rows()``."""
+    return (
+        JobRecord(*row[:_RECORD_WIDTH]),
+        row[_RECORD_WIDTH],
+        _tallies(row[_RECORD_WIDTH + 1]),
+    )
+
+
 # The status read's statement, built once: constructing a select costs more CPU than
 # running it, and this one runs on every GET /v1/jobs/{id}.
-_JOB_AND_DATASET_NAME = (
-    select(Job, Dataset.name)
+_JOB_READ = (
+    select(*_RECORD_COLUMNS, Dataset.name, _tally_rows())
     .outerjoin(Dataset, Dataset.id == Job.dataset_id)
     .where(Job.id == bindparam("job_id"), Job.team_id == bindparam("team_id"))
 )
 
 
-def get_job_and_dataset_name(
+def get_job_read(
     session: Session, job_id: uuid.UUID, team_id: uuid.UUID
-) -> tuple[Job, str | None] | None:
-    """A team's job and its dataset's name, in one statement (the status read's query)."""
-    row = session.execute(
-        _JOB_AND_DATASET_NAME, {"job_id": job_id, "team_id": team_id}
-    ).one_or_none()
-    return None if row is None else (row[0], row[1])
+) -> tuple[JobRecord, str | None, list[Tally]] | None:
+    """A team's job with its dataset's name and its counters: one statement, one round trip."""
+    row = session.execute(_JOB_READ, {"job_id": job_id, "team_id": team_id}).one_or_none()
+    return None if row is None else _read(row)
 
 
 def get_job_by_idempotency_key(session: Session, team_id: uuid.UUID, key: str) -> Job | None:
@@ -58,45 +107,36 @@ def list_jobs(
     dataset_id: uuid.UUID | None,
     before: tuple[datetime, uuid.UUID] | None,
     limit: int,
-) -> list[tuple[Job, str | None]]:
-    """A page of the team's jobs, newest first, with their datasets' names.
-
-    Only the columns a listing shows are loaded (touching another raises, rather than
-    loading it row by row).
-    """
-    query = (
-        select(Job, Dataset.name)
-        .outerjoin(Dataset, Dataset.id == Job.dataset_id)
-        .options(load_only(*LISTED_COLUMNS, raiseload=True))
-        .where(Job.team_id == team_id)
-    )
-    if status:
-        query = query.where(Job.status == status)
-    if dataset_id:
-        query = query.where(Job.dataset_id == dataset_id)
+) -> list[tuple[JobRecord, str | None, list[Tally]]]:
+    """A page of the team's jobs, newest first, with their datasets' names and counters, in
+    one statement."""
+    statement = _page_statement(status is not None, dataset_id is not None, before is not None)
+    values: dict[str, Any] = {"team_id": team_id, "status": status, "dataset_id": dataset_id}
+    values["limit"] = limit
     if before:
-        created, job_id = before
+        values["created"], values["job_id"] = before
+    return [_read(row) for row in session.execute(statement, values)]
+
+
+@functools.cache
+def _page_statement(by_status: bool, by_dataset: bool, after_cursor: bool) -> Any:
+    """The listing's statement for one combination of filters, built once (see _JOB_READ)."""
+    query = (
+        select(*_RECORD_COLUMNS, Dataset.name, _tally_rows())
+        .outerjoin(Dataset, Dataset.id == Job.dataset_id)
+        .where(Job.team_id == bindparam("team_id"))
+    )
+    if by_status:
+        query = query.where(Job.status == bindparam("status"))
+    if by_dataset:
+        query = query.where(Job.dataset_id == bindparam("dataset_id"))
+    if after_cursor:
+        created: Any = bindparam("created")
+        job_id: Any = bindparam("job_id")
         query = query.where(
             or_(Job.created_at < created, and_(Job.created_at == created, Job.id < job_id))
         )
-    rows = session.execute(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit))
-    return [(row[0], row[1]) for row in rows]
-
-
-LISTED_COLUMNS = (
-    Job.id,
-    Job.dataset_id,
-    Job.kind,
-    Job.name,
-    Job.spec,
-    Job.status,
-    Job.error,
-    Job.requested,
-    Job.planned_items,
-    Job.created_at,
-    Job.started_at,
-    Job.finished_at,
-)
+    return query.order_by(Job.created_at.desc(), Job.id.desc()).limit(bindparam("limit"))
 
 
 def active_job_ids(session: Session) -> Sequence[uuid.UUID]:
@@ -417,22 +457,14 @@ def add_to_tally(session: Session, job_id: uuid.UUID, increments: Sequence[Tally
     session.execute(statement, rows)
 
 
-_TALLIES = (
-    select(JobTally.job_id, JobTally.bucket, *(getattr(JobTally, n) for n in COUNTERS))
-    .where(JobTally.job_id.in_(bindparam("job_ids", expanding=True)))
-    .order_by(JobTally.job_id, JobTally.bucket)
+_JOB_TALLIES = select(json_rows(JobTally.bucket, *(getattr(JobTally, n) for n in COUNTERS))).where(
+    JobTally.job_id == bindparam("job_id")
 )
 
 
-def tallies(session: Session, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Tally]]:
-    """The counters of each of the given jobs, in one statement."""
-    found: dict[uuid.UUID, list[Tally]] = {job_id: [] for job_id in job_ids}
-    if not job_ids:
-        return found
-    rows = session.execute(_TALLIES, {"job_ids": list(job_ids)})
-    for row in rows:
-        found[row.job_id].append(Tally(row.bucket, *(row[2:])))
-    return found
+def tallies(session: Session, job_id: uuid.UUID) -> list[Tally]:
+    """A job's counters (the status read and the listing take them in their own statement)."""
+    return _tallies(session.execute(_JOB_TALLIES, {"job_id": job_id}).scalar())
 
 
 def accepted_and_in_flight(session: Session, job: Job) -> tuple[int, int]:

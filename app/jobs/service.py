@@ -23,6 +23,7 @@ from app.datasets import service as datasets
 from app.generation.context import JobContext
 from app.jobs import repository, tally
 from app.jobs.dispatch import Dispatcher, chunk_ranges
+from app.jobs.repository import JobRecord
 from app.jobs.spec import JobSpec
 from app.jobs.tally import JudgeReport, Progress, Tally, Usage
 from app.llm.provider import resolve_provider
@@ -39,7 +40,7 @@ EXTRACT_SCENARIOS = "extract_scenarios"
 
 @dataclass(frozen=True)
 class JobView:
-    job: Job
+    job: JobRecord
     dataset: str | None
     progress: Progress
     usage: Usage
@@ -206,23 +207,25 @@ def get_job(session: Session, principal: Principal, job_id: uuid.UUID) -> Job:
 
 
 def read_job(session: Session, principal: Principal, job_id: uuid.UUID) -> JobView:
-    """One of the team's jobs as the API shows it: two statements, whatever its size."""
-    found = repository.get_job_and_dataset_name(session, job_id, principal.team_id)
+    """One of the team's jobs as the API shows it: one statement, whatever its size."""
+    found = repository.get_job_read(session, job_id, principal.team_id)
     if found is None:
         raise NotFound(f"job {job_id} not found")
-    job, dataset_name = found
-    return view(session, job, dataset_name)
+    job, dataset_name, tallies = found
+    return view(session, job, dataset_name, tallies)
 
 
 def view(
     session: Session,
-    job: Job,
+    job: Job | JobRecord,
     dataset_name: str | None = None,
     tallies: list[Tally] | None = None,
 ) -> JobView:
     """A job's progress, usage and judge report, read from its counters (never its items)."""
+    if isinstance(job, Job):
+        job = JobRecord.of(job)
     if tallies is None:
-        tallies = repository.tallies(session, [job.id])[job.id]
+        tallies = repository.tallies(session, job.id)
     progress, usage = tally.progress_and_usage(
         tallies, requested=job.requested, planned=job.planned_items, status=job.status
     )
@@ -262,9 +265,8 @@ def list_jobs(
         rows = rows[:limit]
         last = rows[-1][0]
         next_cursor = job_cursor(last.created_at, last.id)
-    # One query for the page with its dataset names, one for its counters, whatever its length.
-    counters = repository.tallies(session, [job.id for job, _name in rows])
-    return [view(session, job, name, counters[job.id]) for job, name in rows], next_cursor
+    # One statement for the page with its dataset names and counters, whatever its length.
+    return [view(session, job, name, tallies) for job, name, tallies in rows], next_cursor
 
 
 # A job page's cursor: the last job's creation time in microseconds since the epoch and its

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 SEPARATOR = "|"
 OUTCOME = "outcome"
@@ -35,9 +35,11 @@ def judge_bucket(status: str, stance: str, verdict: str | None) -> str:
     return SEPARATOR.join((JUDGE, status, stance, verdict or ""))
 
 
-@dataclass(frozen=True)
-class Tally:
-    """What one bucket of a job's outcomes adds up to (or, as an increment, adds)."""
+class Tally(NamedTuple):
+    """What one bucket of a job's outcomes adds up to (or, as an increment, adds).
+
+    A named tuple: a page of jobs reads hundreds of them, and a tuple is built several times
+    faster than a frozen dataclass."""
 
     bucket: str
     items: int = 0

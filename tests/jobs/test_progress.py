@@ -4,16 +4,24 @@ over its rows, read without touching those rows."""
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, select
+import pytest
+from sqlalchemy import Engine, event, select
+from sqlalchemy.orm import Session
 
-from app.core.db import get_engine, session_scope
+from app.core import migrate
+from app.core.db import get_engine, make_engine, session_scope
 from app.generation.pipeline import run_chunk
+from app.jobs import repository
 from app.jobs import service as jobs
-from app.models import Document, Job
+from app.jobs.tally import Tally, judge_bucket, outcome_bucket
+from app.models import Dataset, Document, Job
+from app.models import Team as TeamRow
 from tests.conftest import Team, run_local, spec, submit_local
 from tests.jobs.grouped import grouped, reported
 from tests.llm_server import LLMTestServer
@@ -119,15 +127,22 @@ def test_reading_and_advancing_a_job_never_reads_its_items_or_documents(
         job = jobs.get_job(session, team.principal, running.id)
         with statements() as seen:
             one = jobs.view(session, job)
+        with statements() as read:
+            status = jobs.read_job(session, team.principal, running.id)
+        with statements() as listed:
             page, _ = jobs.list_jobs(
                 session, team.principal, status=None, dataset=None, cursor=None, limit=10
             )
-    assert [s for s in seen if SCAN.search(s)] == []
+    for statement in seen + read + listed:
+        assert not SCAN.search(statement), statement
     assert (one.progress.accepted, one.progress.in_flight, one.progress.planned) == (5, 5, 10)
+    assert status == one
     assert len(page) == 3
-    # The job's counters and dataset name; then the page with its dataset names, and its
-    # counters, one query each whatever the page holds.
-    assert len(seen) == 4, seen
+    # A job row in hand: its counters, then its dataset's name. The status read and a page of
+    # the listing: one statement each, with the jobs' counters and dataset names in it.
+    assert len(seen) == 2, seen
+    assert len(read) == 1, read
+    assert len(listed) == 1, listed
 
     wider = settings.model_copy(update={"plan_ahead_items": 8})
     with session_scope() as session, statements() as seen:
@@ -162,3 +177,69 @@ def test_a_second_delivery_of_a_written_item_counts_nothing(
     with session_scope() as session:
         again = jobs.view(session, jobs.get_job(session, team.principal, view.job.id))
     assert from_view(again) == from_view(view) == from_rows(view.job.id)
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def any_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """The service's database and the embedded one: the job reads build their counters in SQL
+    (``json_rows``), spelled differently by each."""
+    if request.param == "postgresql":
+        yield get_engine()
+        return
+    url = f"sqlite:///{tmp_path / 'embedded.db'}"
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
+
+
+def test_job_reads_return_the_counters_written_on_either_database(any_engine: Engine) -> None:
+    written = [
+        Tally(outcome_bucket("accepted", None), 3, 30, 300, 3, 1, 0.25, 0),
+        Tally(outcome_bucket("rejected", "too_short"), 2, 20, 200, 2, 0, 0.125, 0),
+        Tally(judge_bucket("accepted", "aligned", "aligned"), 3, 9, 3, 0, 0, 0.5, 0),
+    ]
+    with Session(any_engine) as session, session.begin():
+        team = TeamRow(name=f"reads-{uuid.uuid4().hex[:8]}")
+        session.add(team)
+        session.flush()
+        dataset = Dataset(team_id=team.id, name="reads")
+        session.add(dataset)
+        session.flush()
+        specs = {"documents": 5, "judge": {"enabled": True}}
+        counted, empty = (
+            Job(team_id=team.id, dataset_id=dataset.id, spec=specs, requested=5, max_items=10)
+            for _ in range(2)
+        )
+        session.add_all([counted, empty])
+        session.flush()
+        repository.add_to_tally(session, counted.id, written)
+        team_id, dataset_id, counted_id, empty_id = team.id, dataset.id, counted.id, empty.id
+
+    with Session(any_engine) as session:
+        found = repository.get_job_read(session, counted_id, team_id)
+        assert found is not None
+        record, dataset_name, tallies = found
+        assert (record.id, record.spec, dataset_name) == (counted_id, specs, "reads")
+        assert sorted(tallies) == sorted(written)
+        assert all(isinstance(t.cost_usd, float) for t in tallies)
+        assert repository.tallies(session, counted_id) == tallies
+        assert repository.get_job_read(session, counted_id, uuid.uuid4()) is None
+
+        page = repository.list_jobs(
+            session, team_id, status="queued", dataset_id=dataset_id, before=None, limit=5
+        )
+        assert {r.id: (name, sorted(t)) for r, name, t in page} == {
+            counted_id: ("reads", sorted(written)),
+            empty_id: ("reads", []),
+        }
+        newest = page[0][0]
+        after = repository.list_jobs(
+            session,
+            team_id,
+            status=None,
+            dataset_id=None,
+            before=(newest.created_at, newest.id),
+            limit=5,
+        )
+        assert [r.id for r, _name, _t in after] == [page[1][0].id]
