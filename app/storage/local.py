@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO
 
 from app.storage.base import ObjectInfo, ObjectNotFound
@@ -19,8 +19,10 @@ class LocalObjectStore:
         self.url = root.as_uri()
 
     def _path(self, key: str) -> Path:
-        parts = PurePosixPath(key).parts
-        if not parts or key.startswith("/") or any(p in ("..", ".", "") for p in parts):
+        # Split by hand: PurePosixPath would fold "a/./b" and "a//b" into "a/b", keys an
+        # object store keeps apart, and the check below would never see them.
+        parts = key.split("/")
+        if any(p in ("..", ".", "") for p in parts):
             raise ValueError(f"invalid object key {key!r}")
         return self.root.joinpath(*parts)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 import zstandard
@@ -120,8 +121,13 @@ def test_dataset_errors(
         client.get("/v1/datasets/private/versions/9/manifest", headers=team.headers()).status_code
         == 404
     )
-    no_file = client.get("/v1/datasets/private/versions/1/files/../../etc", headers=team.headers())
-    assert no_file.status_code == 404
+    # Encoded slashes: an HTTP client would resolve a literal "../.." before sending it, and
+    # the request would never reach the file handler this is about.
+    files = "/v1/datasets/private/versions/1/files"
+    for escape in ("..%2F..%2Fmanifest.json", "shards%2F..%2F..%2F..%2Fetc%2Fpasswd"):
+        no_file = client.get(f"{files}/{escape}", headers=team.headers())
+        assert no_file.status_code == 404, no_file.text
+        assert f"has no file {unquote(escape)!r}" in no_file.json()["detail"]
     read_only = client.post("/v1/datasets/private/versions", headers=team.headers("read"))
     assert read_only.status_code == 403
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Team, spec
+from tests.conftest import Team, run_local, spec
 
 PROBLEM = "application/problem+json"
 
@@ -86,6 +86,20 @@ def test_other_teams_job_is_404(client: Any, team: Team, other_team: Team) -> No
         assert response.status_code == 404, (path, response.text)
         assert response.headers["content-type"].startswith(PROBLEM)
     assert client.get("/v1/jobs", headers=other_team.headers()).json()["items"] == []
+
+
+@pytest.mark.usefixtures("llm")
+def test_another_teams_document_is_404_and_its_own_reads_it(
+    client: Any, team: Team, other_team: Team, settings: Any, store: Any
+) -> None:
+    view = run_local(team, spec(documents=1), settings, store)
+    page = client.get(f"/v1/jobs/{view.job.id}/documents", headers=team.headers()).json()
+    path = f"/v1/documents/{page['items'][0]['id']}"
+    assert client.get(path, headers=team.headers()).status_code == 200
+    for role in ("read", "admin"):
+        response = client.get(path, headers=other_team.headers(role))
+        assert response.status_code == 404, response.text
+        assert response.headers["content-type"].startswith(PROBLEM)
 
 
 @pytest.mark.parametrize(

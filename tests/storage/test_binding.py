@@ -170,3 +170,17 @@ def test_put_bytes_if_absent_has_exactly_one_winner(tmp_path: Path) -> None:
 def test_a_file_url_must_be_absolute(url: str) -> None:
     with pytest.raises(ConfigurationError, match="file:///absolute/path"):
         open_store(url)
+
+
+@pytest.mark.parametrize(
+    "key", ["../outside", "a/../../outside", "/etc/passwd", "a/./b", "a//b", ""]
+)
+def test_a_local_store_refuses_keys_that_leave_or_bend_its_root(tmp_path: Path, key: str) -> None:
+    (tmp_path / "outside").write_bytes(b"secret")
+    store = local(tmp_path / "objects")
+    for call in (store.get_bytes, store.stat, store.exists):
+        with pytest.raises(ValueError, match="invalid object key"):
+            call(key)
+    with pytest.raises(ValueError, match="invalid object key"):
+        store.put_bytes(key, b"overwritten")
+    assert (tmp_path / "outside").read_bytes() == b"secret"
