@@ -89,6 +89,64 @@ def test_range_requests_reassemble_to_the_same_sha256(
 
 
 @pytest.mark.usefixtures("llm")
+def test_if_range_sends_the_range_only_while_the_copy_is_current(
+    client: Any, team: Team, settings: Any, store: Any
+) -> None:
+    publish(team, "resumed", settings, store, documents=4)
+    client.post("/v1/datasets/resumed/versions", headers=team.headers())
+    entry = client.get("/v1/datasets/resumed/versions/1/manifest", headers=team.headers()).json()[
+        "files"
+    ][0]
+    url = f"/v1/datasets/resumed/versions/1/files/{entry['path']}"
+    whole = client.get(url, headers=team.headers()).content
+
+    current = client.get(
+        url, headers=team.headers(Range="bytes=10-", **{"If-Range": f'"{entry["sha256"]}"'})
+    )
+    assert current.status_code == 206
+    assert current.content == whole[10:]
+    stale = client.get(url, headers=team.headers(Range="bytes=10-", **{"If-Range": '"0123"'}))
+    assert stale.status_code == 200
+    assert stale.content == whole
+    assert "content-range" not in stale.headers
+
+
+@pytest.mark.usefixtures("llm")
+def test_corrupt_storage_is_reported_never_served(
+    client: Any, team: Team, settings: Any, store: Any
+) -> None:
+    from app.core.db import session_scope
+    from app.datasets import service as datasets
+
+    publish(team, "damaged", settings, store, documents=4)
+    client.post("/v1/datasets/damaged/versions", headers=team.headers())
+    base = "/v1/datasets/damaged/versions/1"
+    entry = client.get(f"{base}/manifest", headers=team.headers()).json()["files"][0]
+    with session_scope() as session:
+        dataset, version = datasets.get_version(session, team.principal, "damaged", 1)
+        manifest_key = version.manifest_key
+        shard_key = datasets.find_file(store, dataset, version, entry["path"]).key
+
+    # A shard whose size is not the manifest's: 503 before any byte is sent.
+    shard = store.get_bytes(shard_key)
+    store.put_bytes(shard_key, shard + b"tail")
+    truncated = client.get(f"{base}/files/{entry['path']}", headers=team.headers())
+    assert truncated.status_code == 503, truncated.text
+    assert f"{len(shard) + 4} bytes, the manifest says {len(shard)}" in truncated.json()["detail"]
+    store.put_bytes(shard_key, shard)
+    assert client.get(f"{base}/files/{entry['path']}", headers=team.headers()).content == shard
+
+    # A manifest whose bytes no longer match the sha256 recorded at snapshot: 409, for the
+    # manifest and for every file it would name.
+    manifest = store.get_bytes(manifest_key)
+    store.put_bytes(manifest_key, manifest.replace(b'"records"', b'"records" ', 1))
+    for path in (f"{base}/manifest", f"{base}/files/{entry['path']}"):
+        response = client.get(path, headers=team.headers())
+        assert response.status_code == 409, (path, response.text)
+        assert "does not match its recorded sha256" in response.json()["detail"]
+
+
+@pytest.mark.usefixtures("llm")
 def test_versions_are_immutable_snapshots(
     client: Any, team: Team, settings: Any, store: Any
 ) -> None:
