@@ -6,7 +6,6 @@ import hashlib
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +107,6 @@ def _up(base: str) -> bool:
 def test_the_bundled_local_model_writes_documents(team: Team, settings: Any, store: Any) -> None:
     """The real SmolLM2 model, served by llama.cpp, through the same provider code path."""
     local_only = settings.model_copy(update={"llm_base_url": None})
-    started = time.monotonic()
     view = run_local(
         team,
         spec(
@@ -132,7 +130,6 @@ def test_the_bundled_local_model_writes_documents(team: Team, settings: Any, sto
             session, view.job.id, status="accepted", after_index=-1, limit=10
         )
         assert {d.model for d in docs} == {local.MODEL_NAME}
-    assert time.monotonic() - started < 600
 
 
 def test_without_provider_or_local_model_submission_names_the_fix(

@@ -120,6 +120,8 @@ def test_exact_duplicates_are_caught_across_jobs_of_a_dataset(
     original = next(d for d in documents(first.job.id) if d.item_index == 0)
     dupes = [d for d in documents(second.job.id) if d.status == "duplicate"]
     assert {d.duplicate_of for d in dupes} == {original.id}
+    # Caught by the exact check, not by near dedup, which would flag the copies as well.
+    assert {d.reason for d in dupes} == {"exact"}
 
 
 def test_budget_exhaustion_fails_the_job_with_a_reason(
@@ -129,6 +131,8 @@ def test_budget_exhaustion_fails_the_job_with_a_reason(
     view = run_local(team, spec(documents=2, max_attempts_factor=2), settings, store)
     assert view.job.status == "failed"
     assert view.progress.attempted == 4
+    # Every attempt was spent on a refusal the gate turned away.
+    assert view.progress.rejected == {"refusal_or_meta": 4}
     assert "attempt budget exhausted" in (view.job.error or "")
     assert "max_attempts_factor" in (view.job.error or "")
 
