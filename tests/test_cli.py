@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, Team, spec
 from tests.llm_server import LLMTestServer
 
 
@@ -114,6 +114,43 @@ def test_generate_explains_a_bad_spec(embedded_env: dict[str, str]) -> None:
     result = priorforge("generate", "--documents", "-3", env=embedded_env)
     assert result.returncode == 2
     assert "documents: Input should be greater than or equal to 1" in result.stderr
+
+
+def test_preview_prints_what_the_api_previews_and_calls_no_model(
+    embedded_env: dict[str, str], llm: LLMTestServer, client: Any, team: Team, tmp_path: Path
+) -> None:
+    job_spec = spec(
+        documents=5, stances={"aligned": 1, "misaligned": 1}, surface_forms=["faq"], seed=5
+    )
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(job_spec))
+    before = llm.state.requests
+
+    result = priorforge(
+        "preview", "--spec", str(spec_file), "--items", "3", "--json", env=embedded_env
+    )
+    assert result.returncode == 0, result.stderr
+    printed = [json.loads(line) for line in result.stdout.splitlines()]
+    api = client.post(
+        "/v1/prompts/preview", json={"spec": job_spec, "items": 3}, headers=team.headers("read")
+    ).json()["items"]
+    assert [p["index"] for p in printed] == [0, 1, 2]
+    for mine, theirs in zip(printed, api, strict=True):
+        assert mine["messages"] == theirs["messages"]
+        assert mine["prompt_sha256"] == theirs["prompt_sha256"]
+        assert mine["plan"]["surface_form"] == "faq"
+
+    text = priorforge("preview", "--spec", str(spec_file), "--items", "2", env=embedded_env)
+    assert text.returncode == 0, text.stderr
+    assert [line for line in text.stdout.splitlines() if "prompt sha256" in line] == [
+        f"prompt sha256 {p['prompt_sha256']} · templates {p['template_version']}"
+        for p in printed[:2]
+    ]
+    assert llm.state.requests == before
+
+    too_many = priorforge("preview", "--spec", str(spec_file), "--items", "0", env=embedded_env)
+    assert too_many.returncode == 2
+    assert "--items must be between 1 and" in too_many.stderr
 
 
 WITHOUT_LOCAL_MODEL = """
