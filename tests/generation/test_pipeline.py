@@ -248,3 +248,33 @@ def test_near_duplicates_are_caught_across_jobs_of_a_dataset(
     assert all("estimated Jaccard" in (d.detail or "") for d in near)
     assert original.minhash is not None
     assert len(original.minhash) == 128 * 4
+
+
+def test_a_priced_provider_costs_each_document_and_the_job_its_tokens(
+    llm: LLMTestServer, team: Team, settings: Any, store: Any
+) -> None:
+    """Prices are 0 in the test settings, so a cost never computed or never summed would
+    pass every other test."""
+    priced = settings.model_copy(
+        update={"llm_price_prompt_per_mtok": 3.0, "llm_price_completion_per_mtok": 15.0}
+    )
+    llm.faults.script.extend(["refuse"])
+    view = run_local(team, spec(documents=3, judge={"enabled": True}), priced, store)
+    assert view.job.status == "succeeded", view.job.error
+    docs = documents(view.job.id)
+    assert {d.status for d in docs} == {"accepted", "rejected"}
+    for d in docs:
+        expected = (d.prompt_tokens * 3.0 + d.completion_tokens * 15.0) / 1_000_000
+        assert d.cost_usd == pytest.approx(expected)
+        assert d.cost_usd > 0
+    judged = [d for d in docs if d.judge_model is not None]
+    assert judged
+    for d in judged:
+        expected = (d.judge_prompt_tokens * 3.0 + d.judge_completion_tokens * 15.0) / 1_000_000
+        assert d.judge_cost_usd == pytest.approx(expected)
+        assert d.judge_cost_usd > 0
+    # The job's usage is its generation calls, rejected documents included; the judge's
+    # cost is reported apart.
+    assert view.usage.cost_usd == pytest.approx(sum(d.cost_usd for d in docs))
+    assert view.judge is not None
+    assert view.judge.usage.cost_usd == pytest.approx(sum(d.judge_cost_usd for d in judged))
