@@ -278,3 +278,39 @@ def test_a_priced_provider_costs_each_document_and_the_job_its_tokens(
     assert view.usage.cost_usd == pytest.approx(sum(d.cost_usd for d in docs))
     assert view.judge is not None
     assert view.judge.usage.cost_usd == pytest.approx(sum(d.judge_cost_usd for d in judged))
+
+
+def test_a_failed_job_releases_its_texts_and_a_cancelled_one_keeps_them(
+    llm: LLMTestServer, team: Team, settings: Any, store: Any
+) -> None:
+    """A failed job never publishes, so its accepted texts must not block later jobs' exact
+    dedup; a cancelled job's accepted documents stay publishable, so they keep theirs."""
+    from sqlalchemy import func, select
+
+    from app.models import ContentFingerprint
+
+    def claimed(job_id: Any) -> int:
+        with session_scope() as session:
+            ids = select(Document.id).where(Document.job_id == job_id)
+            query = select(func.count()).where(ContentFingerprint.document_id.in_(ids))
+            return int(session.scalar(query) or 0)
+
+    serial = settings.model_copy(update={"llm_concurrency": 1})
+    llm.faults.script.extend(["ok", "refuse"])
+    failed = run_local(team, spec(documents=2, max_attempts_factor=1), serial, store)
+    assert failed.job.status == "failed", failed.job.error
+    assert failed.progress.accepted == 1
+    assert claimed(failed.job.id) == 0
+
+    one_at_a_time = serial.model_copy(update={"chunk_size": 1})
+    job, dispatcher = submit_local(team, spec(documents=3), one_at_a_time)
+    chunk = dispatcher.pop()
+    assert chunk is not None
+    from app.generation.pipeline import run_chunk
+
+    run_chunk(*chunk, worker_id="w", dispatcher=dispatcher, settings=one_at_a_time, store=store)
+    with session_scope() as session:
+        cancelled = jobs.view(session, jobs.cancel_job(session, team.principal, job.id))
+    assert cancelled.job.status == "cancelled"
+    assert cancelled.progress.accepted > 0
+    assert claimed(job.id) == cancelled.progress.accepted
