@@ -160,3 +160,33 @@ def test_a_job_cancelled_while_publishing_publishes_nothing(
         assert final.job.status == "cancelled"
         assert final.progress.accepted == 3
         assert list(datasets_repo.job_shards(session, job.id)) == []
+
+
+@pytest.mark.usefixtures("llm")
+def test_a_job_cancelled_after_its_last_upload_publishes_nothing(
+    team: Team, settings: Any, store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every file uploaded and the claim renewed after each: the cancel lands while the shard
+    rows are being added, so only the guarded status change can notice, and the rows must be
+    rolled back with it."""
+    from app.datasets import repository as datasets_repo
+
+    job, dispatcher = submit(team, settings, documents=3)
+    assign = datasets_repo.assign_shard
+
+    def assign_then_cancel(session: Any, shard_id: Any, document_ids: Any) -> None:
+        assign(session, shard_id, document_ids)
+        with session_scope() as other:
+            jobs.cancel_job(other, team.principal, job.id)
+
+    monkeypatch.setattr(datasets_repo, "assign_shard", assign_then_cancel)
+    for chunk_job, start, end in drain(dispatcher):
+        run_chunk(
+            chunk_job, start, end, worker_id="w", dispatcher=dispatcher, settings=settings,
+            store=store,
+        )  # fmt: skip
+    with session_scope() as session:
+        final = jobs.view(session, jobs.get_job(session, team.principal, job.id))
+        assert final.job.status == "cancelled"
+        assert final.progress.accepted == 3
+        assert list(datasets_repo.job_shards(session, job.id)) == []
