@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
+from app.scenarios.bank import Scenario, Split, builtin_bank
 from tests.conftest import Team, run_local, spec
 from tests.generation.test_pipeline import documents
+from tests.llm_server import FaultConfig, LLMTestServer
 
 
 @pytest.mark.usefixtures("llm")  # faults reset: every reply is plain generated text
@@ -36,3 +38,37 @@ def test_the_specs_gate_thresholds_decide_what_a_job_rejects(
     # The very texts the default job kept (same seed, same prompts), now rejected.
     assert [d.text for d in rejected] == [d.text for d in accepted]
     assert all("< 90%" in (d.detail or "") for d in rejected)
+
+
+def train_scenario() -> Scenario:
+    return next(s for s in builtin_bank() if s.split is Split.TRAIN)
+
+
+def test_a_document_quoting_its_scenarios_option_is_rejected_as_quoted_option(
+    llm: LLMTestServer, team: Team, settings: Any, store: Any
+) -> None:
+    """The copy check gets the job's scenario's option texts: a reply that pastes the aligned
+    action verbatim is rejected; with ``gates.quote_ngram`` above the option's length the
+    same reply is kept, so the spec's setting reaches that gate too."""
+    scenario = train_scenario()
+    option = scenario.aligned_action
+    assert 8 <= len(option.split()) < 50  # quoted under the default 8-gram, not under 50
+    one_at_a_time = settings.model_copy(update={"llm_concurrency": 1})
+    only = {"scenarios": {"ids": [scenario.id]}, "length_words": {"min": 40, "max": 600}}
+
+    llm.reset(FaultConfig(leak_text=option))
+    llm.faults.script.extend(["leak"])
+    view = run_local(team, spec(documents=2, **only), one_at_a_time, store)
+    assert view.job.status == "succeeded", view.job.error
+    assert (view.progress.accepted, view.progress.rejected) == (2, {"quoted_option": 1})
+    copied = next(d for d in documents(view.job.id) if d.status == "rejected")
+    assert copied.scenario_id == scenario.id
+    assert option in (copied.text or "")
+    assert (copied.detail or "").startswith("copies the option text: ")
+
+    llm.reset(FaultConfig(leak_text=option))
+    llm.faults.script.extend(["leak"])
+    loose = spec(documents=2, gates={"quote_ngram": 50}, **only)
+    view = run_local(team, loose, one_at_a_time, store)
+    assert (view.progress.accepted, view.progress.rejected) == (2, {})
+    assert any(option in (d.text or "") for d in documents(view.job.id))
