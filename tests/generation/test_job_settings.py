@@ -72,3 +72,39 @@ def test_a_document_quoting_its_scenarios_option_is_rejected_as_quoted_option(
     view = run_local(team, loose, one_at_a_time, store)
     assert (view.progress.accepted, view.progress.rejected) == (2, {})
     assert any(option in (d.text or "") for d in documents(view.job.id))
+
+
+def heldout_scenario() -> Scenario:
+    return next(s for s in builtin_bank() if s.split is Split.HELDOUT)
+
+
+@pytest.mark.parametrize("action", ["aligned_action", "misaligned_action"])
+def test_leaking_a_heldout_scenarios_action_alone_is_contamination(
+    llm: LLMTestServer, team: Team, settings: Any, store: Any, action: str
+) -> None:
+    """Held-out scenarios are indexed by both actions as well as their situation: a reply
+    pasting one action (and nothing of the situation) is rejected as contaminated, naming
+    that action; with ``decontam.heldout_scenarios`` off the same reply is kept."""
+    scenario = heldout_scenario()
+    leak = getattr(scenario, action)
+    assert leak not in scenario.situation
+    one_at_a_time = settings.model_copy(update={"llm_concurrency": 1})
+    wide = {"length_words": {"min": 40, "max": 600}}
+
+    llm.reset(FaultConfig(leak_text=leak))
+    llm.faults.script.extend(["ok", "leak"])
+    view = run_local(team, spec(documents=2, **wide), one_at_a_time, store)
+    assert view.job.status == "succeeded", view.job.error
+    assert (view.progress.accepted, view.progress.rejected) == (2, {"contaminated": 1})
+    leaked = next(d for d in documents(view.job.id) if d.status == "rejected")
+    assert leak in (leaked.text or "")
+    assert leaked.contamination is not None
+    assert leaked.contamination["item"] == f"scenario:{scenario.id}:{action}"
+    assert leaked.contamination["overlap"] == 1.0
+
+    llm.reset(FaultConfig(leak_text=leak))
+    llm.faults.script.extend(["ok", "leak"])
+    unchecked = spec(documents=2, decontam={"heldout_scenarios": False}, **wide)
+    view = run_local(team, unchecked, one_at_a_time, store)
+    assert (view.progress.accepted, view.progress.rejected) == (2, {})
+    assert any(leak in (d.text or "") for d in documents(view.job.id))
