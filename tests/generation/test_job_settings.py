@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from app.quality.decontam import ContaminationIndex
 from app.scenarios.bank import Scenario, Split, builtin_bank
 from tests.conftest import Team, run_local, spec
 from tests.generation.test_pipeline import documents
@@ -108,3 +109,40 @@ def test_leaking_a_heldout_scenarios_action_alone_is_contamination(
     view = run_local(team, unchecked, one_at_a_time, store)
     assert (view.progress.accepted, view.progress.rejected) == (2, {})
     assert any(leak in (d.text or "") for d in documents(view.job.id))
+
+
+def test_the_specs_decontam_threshold_decides_whether_a_partial_leak_is_kept(
+    llm: LLMTestServer, team: Team, settings: Any, store: Any
+) -> None:
+    """A reply pasting the first half of a held-out situation leaks part of that item's
+    13-grams: a job whose threshold sits above that share keeps it, one whose threshold
+    sits below rejects it as contaminated, with the overlap the index measures."""
+    scenario = heldout_scenario()
+    leak = " ".join(scenario.situation.split()[:50])
+    share = ContaminationIndex([("situation", scenario.situation)]).match(leak)
+    assert share is not None
+    assert 0.2 < share.overlap < 0.8  # partial: well inside (0, 1)
+    one_at_a_time = settings.model_copy(update={"llm_concurrency": 1})
+
+    def leaking_job(threshold: float) -> Any:
+        llm.reset(FaultConfig(leak_text=leak))
+        llm.faults.script.extend(["leak"])
+        raw = spec(
+            documents=1,
+            max_attempts_factor=1.0,
+            length_words={"min": 40, "max": 600},
+            decontam={"threshold": threshold},
+        )
+        view = run_local(team, raw, one_at_a_time, store)
+        (document,) = documents(view.job.id)
+        assert leak in (document.text or "")
+        return document
+
+    kept = leaking_job(round(share.overlap + 0.1, 2))
+    assert (kept.status, kept.reason) == ("accepted", None)
+
+    rejected = leaking_job(round(share.overlap - 0.1, 2))
+    assert (rejected.status, rejected.reason) == ("rejected", "contaminated")
+    assert rejected.contamination is not None
+    assert rejected.contamination["item"] == f"scenario:{scenario.id}"
+    assert rejected.contamination["overlap"] == pytest.approx(share.overlap)
