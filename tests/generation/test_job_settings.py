@@ -11,9 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from app.core.db import session_scope
+from app.models import WorkItem
 from app.quality.decontam import ContaminationIndex
-from app.scenarios.bank import Scenario, Split, builtin_bank
+from app.scenarios.bank import Scenario, Split, Topic, builtin_bank
 from tests.conftest import Team, run_local, spec
 from tests.generation.test_pipeline import documents
 from tests.llm_server import FaultConfig, LLMTestServer
@@ -146,3 +149,33 @@ def test_the_specs_decontam_threshold_decides_whether_a_partial_leak_is_kept(
     assert rejected.contamination is not None
     assert rejected.contamination["item"] == f"scenario:{scenario.id}"
     assert rejected.contamination["overlap"] == pytest.approx(share.overlap)
+
+
+def planned_scenarios(job_id: Any) -> list[str]:
+    with session_scope() as session:
+        plans = session.scalars(select(WorkItem.plan).where(WorkItem.job_id == job_id))
+        return [plan["scenario_id"] for plan in plans]
+
+
+@pytest.mark.usefixtures("llm")
+def test_a_job_restricted_to_one_topic_plans_and_writes_only_that_topics_scenarios(
+    team: Team, settings: Any, store: Any
+) -> None:
+    """``scenarios.topics`` narrows the bank the job plans from: with one topic (8 of the
+    144 train scenarios), every planned item and every document tells one of that topic's
+    scenarios, and ten documents go round all eight of them."""
+    topic = Topic.SELF_EXFILTRATION
+    bank = builtin_bank()
+    of_topic = {s.id for s in bank if s.split is Split.TRAIN and topic in s.topics}
+    assert len(of_topic) == 8
+    assert len([s for s in bank if s.split is Split.TRAIN]) > 100
+
+    view = run_local(team, spec(documents=10, scenarios={"topics": [topic.value]}), settings, store)
+    assert view.job.status == "succeeded", view.job.error
+    assert view.progress.accepted == 10
+    used = [d.scenario_id for d in documents(view.job.id)]
+    assert len(used) == 10
+    assert sorted(set(used) - of_topic) == []  # no document from another topic's scenario
+    assert set(used) == of_topic  # and the round robin reached every one of the topic's
+    planned = planned_scenarios(view.job.id)
+    assert sorted(set(planned) - of_topic) == []
