@@ -245,9 +245,32 @@ class WorkerProcess(ChildProcess):
         self.process.wait(timeout=10)
 
 
+def quiesce_jobs() -> None:
+    """Cancel every job still queued or running and drop this run's task queue.
+
+    Jobs that earlier tests submitted and never ran stay active: a worker's reconciler would
+    pick them up and run them beside the test's own job, so that test's timings, LLM calls
+    and throttles would depend on what ran before it.
+    """
+    import redis
+    from sqlalchemy import select
+
+    from app.core.db import session_scope
+    from app.jobs import service as jobs
+    from app.models import Job
+
+    with session_scope() as session:
+        active = select(Job.id).where(Job.status.in_(("queued", "running")))
+        for job_id in session.scalars(active).all():
+            jobs.end_job(session, job_id, "cancelled")
+    redis.Redis.from_url(REDIS_URL).delete(os.environ["PRIORFORGE_TASK_QUEUE"])
+
+
 @pytest.fixture
 def start_worker() -> Iterator[Callable[..., WorkerProcess]]:
-    """Start real Celery worker processes on Redis; all are stopped after the test."""
+    """Start real Celery worker processes on Redis, in a world where no earlier test's job is
+    left to run; all are stopped after the test."""
+    quiesce_jobs()
     started: list[WorkerProcess] = []
 
     def start(**env_overrides: str) -> WorkerProcess:

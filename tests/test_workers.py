@@ -75,9 +75,7 @@ def test_cancel_stops_a_running_job(
     after = job_state(client, team, job_id)
     assert after["status"] == "cancelled"
     # Calls in flight at the cancel (concurrency 2) may land, and a worker reads the status
-    # at most every 0.25 s (under one call's latency) before starting another call. (The
-    # LLM server's own request count is no measure here: the worker's reconciler may be
-    # running jobs that earlier tests left queued.)
+    # at most every 0.25 s (under one call's latency) before starting another call.
     assert after["progress"]["attempted"] <= attempted + 4
     assert after["progress"]["attempted"] < 20
 
@@ -154,3 +152,20 @@ def test_two_workers_on_two_jobs_never_both_keep_a_near_copy(
         for second in range(first + 1, len(accepted)):
             similarity = float((matrix[first] == matrix[second]).mean())
             assert similarity < 0.7, "two accepted documents are near copies"
+
+
+def test_worker_tests_start_with_no_earlier_job_left_to_run(client: Any, team: Team) -> None:
+    """What start_worker does first: a job submitted and never run (as many tests leave
+    behind) is cancelled, and the queue its chunks went to is empty."""
+    import os
+
+    import redis
+
+    from tests.conftest import REDIS_URL, quiesce_jobs
+
+    left = client.post("/v1/jobs", json=spec(documents=30), headers=team.headers()).json()
+    queue = redis.Redis.from_url(REDIS_URL)
+    assert queue.llen(os.environ["PRIORFORGE_TASK_QUEUE"]) > 0
+    quiesce_jobs()
+    assert job_state(client, team, left["id"])["status"] == "cancelled"
+    assert queue.llen(os.environ["PRIORFORGE_TASK_QUEUE"]) == 0
