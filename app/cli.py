@@ -278,7 +278,10 @@ def keys_rotate(
 @cli.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[
+        int,
+        typer.Option(help="Port to listen on; 0 picks a free one (the log names it).", min=0),
+    ] = 8000,
     workers: Annotated[
         int | None,
         typer.Option(

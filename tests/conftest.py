@@ -7,6 +7,7 @@ saying how to start them; nothing is skipped.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -355,30 +356,37 @@ def _close_llm_clients() -> Iterator[None]:
     close_thread_resources()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class LiveServer(ChildProcess):
-    """``priorforge serve`` in a subprocess on this run's Postgres and Redis."""
+    """``priorforge serve`` in a subprocess on this run's Postgres and Redis.
+
+    The server binds a free port itself (``--port 0``) and the port is read from its log:
+    a port probed here and handed over could be taken in between, or still be answered by
+    an earlier server that has not let go of it.
+    """
 
     def __init__(self, *args: str, **env_overrides: str) -> None:
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        serve = ["serve", "--port", str(self.port), *args]
+        self.port = 0
+        self.base_url = ""
+        serve = ["serve", "--port", "0", *args]
         super().__init__("serve", serve, dict(os.environ) | env_overrides)
         self.wait_until_ready(self._healthy)
 
     def _healthy(self) -> bool:
         import httpx
 
+        if not self.port:
+            bound = LISTENING.search(self.log.read_text(errors="replace"))
+            if bound is None:
+                return False
+            self.port = int(bound.group(1))
+            self.base_url = f"http://127.0.0.1:{self.port}"
         try:
             return httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
+
+
+LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from app.llm import local
-from tests.conftest import ROOT, Team, run_local, spec, wait_for
+from tests.conftest import LISTENING, ROOT, Team, run_local, spec, wait_for
 from tests.llm_server import LLMTestServer
 
 
@@ -27,17 +27,18 @@ def test_serve_without_configuration_or_redis_completes_a_job_over_http(
     tmp_path: Path, llm: LLMTestServer
 ) -> None:
     env = bare_env(tmp_path / "data", PRIORFORGE_LLM_BASE_URL=llm.base_url)
-    port = local.free_port()
-    log = (tmp_path / "serve.log").open("wb")
+    log_path = tmp_path / "serve.log"
+    log = log_path.open("wb")
     server = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "app.cli", "serve", "--port", "0"],
         cwd=ROOT,
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    base = f"http://127.0.0.1:{port}"
     try:
+        bound = wait_for(lambda: LISTENING.search(log_path.read_text(errors="replace")), 60)
+        base = f"http://127.0.0.1:{bound.group(1)}"
         wait_for(lambda: _up(base), timeout=60)
         key = subprocess.run(
             [
