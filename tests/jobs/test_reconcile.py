@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from app.core.db import session_scope
 from app.generation.pipeline import run_chunk
@@ -51,6 +51,46 @@ def test_lost_messages_are_redispatched_once_the_job_stalls(
     assert drain(dispatcher) == [(job.id, 0, 10)]
     reconcile(job.id, dispatcher, quick, store)
     assert drain(dispatcher) == []  # just re-sent: not again until another stall window
+
+
+def enqueued_at(job_id: Any) -> dict[int, Any]:
+    with session_scope() as session:
+        rows = session.execute(
+            select(WorkItem.item_index, WorkItem.enqueued_at).where(WorkItem.job_id == job_id)
+        ).all()
+    return {row.item_index: row.enqueued_at for row in rows}
+
+
+def test_redispatched_items_are_marked_enqueued_and_not_resent_by_the_next_pass(
+    team: Team, settings: Any, store: Any
+) -> None:
+    # The reconcile claim throttles passes, which hides a re-dispatch that forgets to stamp
+    # enqueued_at: the pass after the throttle would send the same items again, every
+    # interval, for as long as the job stalls. A cap of 4 items per pass tells the items
+    # re-sent apart from those still waiting their turn.
+    quick = settings.model_copy(
+        update={
+            "stall_seconds": 1.0,
+            "reconcile_interval_seconds": 0.1,
+            "stall_redispatch_max_items": 4,
+        }
+    )
+    job, dispatcher = submit(team, quick, documents=10)
+    assert drain(dispatcher) == [(job.id, 0, 10)]  # "lost": nobody runs it
+    submitted = enqueued_at(job.id)
+    time.sleep(quick.stall_seconds + 0.1)
+    before_pass = utcnow()
+    reconcile(job.id, dispatcher, quick, store)
+    assert drain(dispatcher) == [(job.id, 0, 4)]
+    stamped = enqueued_at(job.id)
+    assert all(stamped[index] >= before_pass for index in range(4)), "re-sent, not marked"
+    assert {index: stamped[index] for index in range(4, 10)} == {
+        index: submitted[index] for index in range(4, 10)
+    }
+
+    time.sleep(quick.reconcile_interval_seconds)  # past the throttle, within the stall window
+    reconcile(job.id, dispatcher, quick, store)
+    assert drain(dispatcher) == [(job.id, 4, 8)]  # the next oldest, not the ones just sent
 
 
 @pytest.mark.usefixtures("llm")
