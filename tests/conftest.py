@@ -72,6 +72,16 @@ os.environ.update(
 )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """PRIORFORGE_TEST_ORDER=reverse runs the suite back to front: a test that passes only
+    after (or only before) another shows up as a failure in one of the two orders."""
+    order = os.environ.get("PRIORFORGE_TEST_ORDER", "file")
+    if order not in ("file", "reverse"):
+        raise pytest.UsageError(f"PRIORFORGE_TEST_ORDER={order!r}: use 'file' or 'reverse'")
+    if order == "reverse":
+        items.reverse()
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:  # noqa: ARG001
     from sqlalchemy import create_engine, text
 
