@@ -33,6 +33,9 @@ REDIS_URL = os.environ.get("PRIORFORGE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 RUN_ID = secrets.token_hex(4)
 TEST_DB = f"priorforge_test_{RUN_ID}"
 TMP = Path(tempfile.mkdtemp(prefix="priorforge-tests-"))
+# The process that imported this module. mutmut forks one child per mutant from a process
+# that has already run a session; each child then runs a session of its own (below).
+_IMPORTED_IN = os.getpid()
 
 
 def _require(host: str, port: int, what: str, how: str) -> None:
@@ -51,14 +54,21 @@ def _database_url(name: str) -> str:
 
 LLM = LLMTestServer().start()
 
-os.environ.update(
-    {
+
+def _session_environment() -> dict[str, str]:
+    return {
         "PRIORFORGE_DATABASE_URL": _database_url(TEST_DB),
-        "PRIORFORGE_BROKER_URL": REDIS_URL,
         "PRIORFORGE_TASK_QUEUE": f"priorforge-test-{RUN_ID}",
         "PRIORFORGE_STORAGE_URL": (TMP / "objects").as_uri(),
         "PRIORFORGE_DATA_DIR": str(TMP / "data"),
         "PRIORFORGE_LLM_BASE_URL": LLM.base_url,
+    }
+
+
+os.environ.update(
+    _session_environment()
+    | {
+        "PRIORFORGE_BROKER_URL": REDIS_URL,
         "PRIORFORGE_LLM_API_KEY": "test-key",
         "PRIORFORGE_LLM_MODEL": "test-model",
         "PRIORFORGE_LLM_BACKOFF_BASE_SECONDS": "0.05",
@@ -72,9 +82,33 @@ os.environ.update(
 )
 
 
+def _own_session_in_forked_child() -> None:
+    """A forked child (mutmut's run of one mutant) gets its own database, files, queue and LLM
+    test server: the parent's are gone after its session, and children run side by side."""
+    global RUN_ID, TEST_DB, TMP, LLM
+    RUN_ID = secrets.token_hex(4)
+    TEST_DB = f"priorforge_test_{RUN_ID}"
+    TMP = Path(tempfile.mkdtemp(prefix="priorforge-tests-"))
+    LLM = LLMTestServer().start()
+    os.environ.update(_session_environment())
+    from app.core.db import get_engine, get_reading_sessionmaker, get_sessionmaker
+    from app.core.settings import get_settings
+    from app.storage.default import get_store
+
+    for cached in (get_settings, get_engine, get_sessionmaker, get_reading_sessionmaker, get_store):
+        cached.cache_clear()
+    celery = sys.modules.get("workers.celery_app")
+    if celery is not None:
+        celery.celery_app.conf.task_default_queue = os.environ["PRIORFORGE_TASK_QUEUE"]
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:  # noqa: ARG001
     from sqlalchemy import create_engine, text
 
+    global _IMPORTED_IN
+    if os.getpid() != _IMPORTED_IN:
+        _own_session_in_forked_child()
+        _IMPORTED_IN = os.getpid()
     _require("127.0.0.1", 5432, "PostgreSQL", "pg_ctlcluster $(ls /etc/postgresql) main start")
     _require("127.0.0.1", 6379, "Redis", "redis-server --daemonize yes --bind 127.0.0.1")
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
