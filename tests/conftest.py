@@ -33,9 +33,10 @@ REDIS_URL = os.environ.get("PRIORFORGE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 RUN_ID = secrets.token_hex(4)
 TEST_DB = f"priorforge_test_{RUN_ID}"
 TMP = Path(tempfile.mkdtemp(prefix="priorforge-tests-"))
-# The process that imported this module. mutmut forks one child per mutant from a process
-# that has already run a session; each child then runs a session of its own (below).
-_IMPORTED_IN = os.getpid()
+# The process whose next session may use the database name, files and LLM server above; None
+# once a session has torn them down. mutmut runs several sessions in one process, and forks a
+# child per mutant from it, each running a session of its own (see pytest_sessionstart).
+_FRESH_FOR: int | None = os.getpid()
 
 
 def _require(host: str, port: int, what: str, how: str) -> None:
@@ -82,9 +83,10 @@ os.environ.update(
 )
 
 
-def _own_session_in_forked_child() -> None:
-    """A forked child (mutmut's run of one mutant) gets its own database, files, queue and LLM
-    test server: the parent's are gone after its session, and children run side by side."""
+def _fresh_session_resources() -> None:
+    """A later session in this process, or one in a forked child (mutmut runs each mutant so),
+    gets its own database, files, queue and LLM test server: the first session's are gone
+    after it, and forked children run side by side."""
     global RUN_ID, TEST_DB, TMP, LLM
     RUN_ID = secrets.token_hex(4)
     TEST_DB = f"priorforge_test_{RUN_ID}"
@@ -105,10 +107,8 @@ def _own_session_in_forked_child() -> None:
 def pytest_sessionstart(session: pytest.Session) -> None:  # noqa: ARG001
     from sqlalchemy import create_engine, text
 
-    global _IMPORTED_IN
-    if os.getpid() != _IMPORTED_IN:
-        _own_session_in_forked_child()
-        _IMPORTED_IN = os.getpid()
+    if _FRESH_FOR != os.getpid():
+        _fresh_session_resources()
     _require("127.0.0.1", 5432, "PostgreSQL", "pg_ctlcluster $(ls /etc/postgresql) main start")
     _require("127.0.0.1", 6379, "Redis", "redis-server --daemonize yes --bind 127.0.0.1")
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
@@ -125,6 +125,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:  # n
 
     from app.core.db import get_engine
 
+    global _FRESH_FOR
+    _FRESH_FOR = None
     LLM.stop()
     get_engine().dispose()
     if not os.environ.get("PRIORFORGE_KEEP_TEST_FILES"):
