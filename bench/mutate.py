@@ -141,13 +141,16 @@ def _survivor(
         for line in diff.splitlines()
         if line.startswith("+") and not line.startswith("+++")
     ]
-    before = removed[0].strip() if removed else ""
+    # The first line the mutant changes locates it; all changed lines are shown (a removed
+    # argument also moves the closing bracket), joined by " / ".
+    first = removed[0].strip() if removed else ""
     line = span[0]
     for number in range(span[0], span[1] + 1):
-        if before and source_lines[number - 1].strip() == before:
+        if first and source_lines[number - 1].strip() == first:
             line = number
             break
-    after = added[0].strip() if added else "(line removed)"
+    before = " / ".join(text.strip() for text in removed)
+    after = " / ".join(text.strip() for text in added) or "(removed)"
     return Survivor(str(path), line, before, after, name)
 
 
