@@ -168,7 +168,9 @@ def _results(module: str, seconds: float) -> Outcome:
         source = (ROOT / path).read_text()
         spans = _function_lines(source)
         for name, exit_code in sorted(data.exit_code_by_key.items()):
-            status = status_by_exit_code[exit_code]
+            # mutmut counts pytest's internal error (exit 3) as a kill, but here it means the
+            # session could not start (the database, say): no test ran against the mutant.
+            status = "internal error" if exit_code == 3 else status_by_exit_code[exit_code]
             outcome.counts[status] += 1
             if status != "survived":
                 continue
@@ -213,6 +215,8 @@ def report(outcomes: list[Outcome]) -> None:
         for status, count in sorted(o.counts.items()):
             if status not in ("killed", "survived"):
                 print(f"    {status}: {count}")
+        if o.counts["internal error"]:
+            print("    (internal error: pytest failed outside the tests; not counted as killed)")
     for o in outcomes:
         if not o.survivors:
             continue
