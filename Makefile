@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 WHEELS := $(VENV)/wheels
 LLAMA := llama-cpp-python[server]>=0.3.16,<0.4
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+MUTATE_STAMP := $(VENV)/.installed-mutate-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench bench-load serve worker install clean
+.PHONY: demo test lint bench bench-load mutate serve worker install clean
 
 # llama-cpp-python compiles llama.cpp from source: several minutes on 2 cores. The wheel is
 # built once into $(WHEELS) and reused by every later install into this virtualenv.
@@ -24,6 +25,11 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)
+
+# mutmut for `make mutate`, on top of the usual install (its own extra: not needed for `test`).
+$(MUTATE_STAMP): $(STAMP)
+	@$(BIN)/python -m pip install -qq -e '.[mutate]'
+	@touch $@
 
 # With PRIORFORGE_LLM_BASE_URL unset the demo runs on the bundled local model.
 demo: $(STAMP)
@@ -47,6 +53,11 @@ bench: $(STAMP)
 # 0.1 --work-items 200000" for a quick run; --fresh to seed again.
 bench-load: $(STAMP)
 	$(BIN)/python bench/load.py $(LOAD_ARGS)
+
+# Mutation testing of the core modules (bench/mutate.py); not part of `test` or CI. Minutes per
+# module, the whole set far longer. One module: make mutate MUTATE_ARGS=app/quality/gates.py
+mutate: $(MUTATE_STAMP)
+	$(BIN)/python bench/mutate.py $(MUTATE_ARGS)
 
 serve: $(STAMP)
 	$(BIN)/priorforge serve

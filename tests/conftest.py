@@ -33,6 +33,10 @@ REDIS_URL = os.environ.get("PRIORFORGE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 RUN_ID = secrets.token_hex(4)
 TEST_DB = f"priorforge_test_{RUN_ID}"
 TMP = Path(tempfile.mkdtemp(prefix="priorforge-tests-"))
+# The process whose next session may use the database name, files and LLM server above; None
+# once a session has torn them down. mutmut runs several sessions in one process, and forks a
+# child per mutant from it, each running a session of its own (see pytest_sessionstart).
+_FRESH_FOR: int | None = os.getpid()
 
 
 def _require(host: str, port: int, what: str, how: str) -> None:
@@ -51,14 +55,21 @@ def _database_url(name: str) -> str:
 
 LLM = LLMTestServer().start()
 
-os.environ.update(
-    {
+
+def _session_environment() -> dict[str, str]:
+    return {
         "PRIORFORGE_DATABASE_URL": _database_url(TEST_DB),
-        "PRIORFORGE_BROKER_URL": REDIS_URL,
         "PRIORFORGE_TASK_QUEUE": f"priorforge-test-{RUN_ID}",
         "PRIORFORGE_STORAGE_URL": (TMP / "objects").as_uri(),
         "PRIORFORGE_DATA_DIR": str(TMP / "data"),
         "PRIORFORGE_LLM_BASE_URL": LLM.base_url,
+    }
+
+
+os.environ.update(
+    _session_environment()
+    | {
+        "PRIORFORGE_BROKER_URL": REDIS_URL,
         "PRIORFORGE_LLM_API_KEY": "test-key",
         "PRIORFORGE_LLM_MODEL": "test-model",
         "PRIORFORGE_LLM_BACKOFF_BASE_SECONDS": "0.05",
@@ -82,9 +93,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         items.reverse()
 
 
+def _fresh_session_resources() -> None:
+    """A later session in this process, or one in a forked child (mutmut runs each mutant so),
+    gets its own database, files, queue and LLM test server: the first session's are gone
+    after it, and forked children run side by side."""
+    global RUN_ID, TEST_DB, TMP, LLM
+    RUN_ID = secrets.token_hex(4)
+    TEST_DB = f"priorforge_test_{RUN_ID}"
+    TMP = Path(tempfile.mkdtemp(prefix="priorforge-tests-"))
+    LLM = LLMTestServer().start()
+    os.environ.update(_session_environment())
+    from app.core.db import get_engine, get_reading_sessionmaker, get_sessionmaker
+    from app.core.settings import get_settings
+    from app.storage.default import get_store
+
+    for cached in (get_settings, get_engine, get_sessionmaker, get_reading_sessionmaker, get_store):
+        cached.cache_clear()
+    celery = sys.modules.get("workers.celery_app")
+    if celery is not None:
+        celery.celery_app.conf.task_default_queue = os.environ["PRIORFORGE_TASK_QUEUE"]
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:  # noqa: ARG001
     from sqlalchemy import create_engine, text
 
+    if _FRESH_FOR != os.getpid():
+        _fresh_session_resources()
     _require("127.0.0.1", 5432, "PostgreSQL", "pg_ctlcluster $(ls /etc/postgresql) main start")
     _require("127.0.0.1", 6379, "Redis", "redis-server --daemonize yes --bind 127.0.0.1")
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
@@ -101,6 +135,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:  # n
 
     from app.core.db import get_engine
 
+    global _FRESH_FOR
+    _FRESH_FOR = None
     LLM.stop()
     get_engine().dispose()
     if not os.environ.get("PRIORFORGE_KEEP_TEST_FILES"):

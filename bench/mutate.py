@@ -1,0 +1,252 @@
+"""Mutation testing of the core modules with mutmut (`make mutate`); not part of `make test`.
+
+Each module runs on its own, against the tests that exercise it. mutmut copies the tree into
+mutants/, runs those tests once to learn which test reaches which function, then runs one forked
+pytest session per mutant (two at a time by default) with only the tests that reach the mutated
+function. A mutant that no test fails "survived": the tests would not notice that change.
+
+    python bench/mutate.py                          # every core module, one after another
+    python bench/mutate.py app/quality/gates.py     # one module (a folder works too: app/dedup)
+    python bench/mutate.py app/x.py --tests tests/x # a module not in MODULES
+    mutmut show app.quality.gates.x_length__mutmut_3  # afterwards: one mutant's diff
+
+The summary at the end has a line per module (mutants, killed, survived, kill rate) and each
+survivor as path:line, the line as written and the line as mutated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Module (file or folder) -> the tests that exercise it. Tests that start real Celery workers
+# (marker `worker`) are left out: the worker is another process and would not run the mutant.
+MODULES: dict[str, list[str]] = {
+    "app/jobs/service.py": ["tests/jobs"],
+    "app/jobs/repository.py": ["tests/jobs"],
+    "app/jobs/tally.py": ["tests/jobs/test_tally.py", "tests/jobs/test_progress.py"],
+    "app/generation/pipeline.py": ["tests/generation", "tests/jobs"],
+    "app/dedup": ["tests/dedup", "tests/generation/test_cleaning_and_gates.py"],
+    "app/quality": ["tests/quality", "tests/generation"],
+    "app/quality/gates.py": [
+        "tests/quality/test_gates.py",
+        "tests/generation/test_cleaning_and_gates.py",
+    ],
+    "app/quality/decontam.py": [
+        "tests/quality/test_decontam.py",
+        "tests/generation/test_judge_and_decontam.py",
+        "tests/generation/test_job_settings.py",
+    ],
+    "app/quality/judge.py": [
+        "tests/quality/test_judge.py",
+        "tests/generation/test_judge_and_decontam.py",
+    ],
+    "app/datasets/service.py": ["tests/datasets"],
+    "app/teams/service.py": ["tests/teams"],
+    "app/teams/keys.py": ["tests/teams"],
+    "app/core/auth.py": ["tests/teams"],
+}
+# What `make mutate` runs with no module named (app/quality holds decontam, judge and gates).
+CORE = [
+    "app/jobs/service.py",
+    "app/jobs/repository.py",
+    "app/generation/pipeline.py",
+    "app/dedup",
+    "app/quality",
+    "app/datasets/service.py",
+    "app/teams/service.py",
+    "app/teams/keys.py",
+    "app/core/auth.py",
+]
+
+
+@dataclass
+class Survivor:
+    path: str
+    line: int
+    before: str
+    after: str
+    name: str
+
+
+@dataclass
+class Outcome:
+    module: str
+    seconds: float
+    counts: Counter[str] = field(default_factory=Counter)
+    survivors: list[Survivor] = field(default_factory=list)
+
+    @property
+    def kill_rate(self) -> float:
+        tested = self.counts["killed"] + self.counts["survived"] + self.counts["timeout"]
+        killed = self.counts["killed"] + self.counts["timeout"]
+        return killed / tested if tested else 0.0
+
+
+def _configure(module: str, tests: list[str]) -> None:
+    """Point mutmut at one module and its tests. mutmut reads [tool.mutmut] in pyproject.toml
+    (the tree to copy, pytest's options); which module and which tests change per run."""
+    from mutmut import configuration
+
+    pattern = module + ("/*" if (ROOT / module).is_dir() else "")
+    per_run: dict[str, Any] = {
+        "only_mutate": [pattern],
+        "pytest_add_cli_args_test_selection": tests,
+    }
+    from_pyproject = configuration._config_reader
+
+    def reader() -> Callable[[str, Any], Any]:
+        read = from_pyproject()
+        return lambda key, default: per_run[key] if key in per_run else read(key, default)
+
+    configuration._config_reader = reader
+    configuration.reset_config()
+
+
+def _function_lines(source: str) -> dict[str, tuple[int, int]]:
+    """Top-level functions and methods -> (first line, last line), decorators included."""
+    spans: dict[str, tuple[int, int]] = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.ClassDef):
+            members = [(f"{node.name}.", m) for m in node.body]
+        else:
+            members = [("", node)]
+        for prefix, member in members:
+            if isinstance(member, ast.FunctionDef | ast.AsyncFunctionDef):
+                first = min([member.lineno] + [d.lineno for d in member.decorator_list])
+                spans[prefix + member.name] = (first, member.end_lineno or member.lineno)
+    return spans
+
+
+def _survivor(
+    name: str, path: Path, diff: str, source_lines: list[str], span: tuple[int, int]
+) -> Survivor:
+    removed = [
+        line[1:]
+        for line in diff.splitlines()
+        if line.startswith("-") and not line.startswith("---")
+    ]
+    added = [
+        line[1:]
+        for line in diff.splitlines()
+        if line.startswith("+") and not line.startswith("+++")
+    ]
+    # The first line the mutant changes locates it; all changed lines are shown (a removed
+    # argument also moves the closing bracket), joined by " / ".
+    first = removed[0].strip() if removed else ""
+    line = span[0]
+    for number in range(span[0], span[1] + 1):
+        if first and source_lines[number - 1].strip() == first:
+            line = number
+            break
+    before = " / ".join(text.strip() for text in removed)
+    after = " / ".join(text.strip() for text in added) or "(removed)"
+    return Survivor(str(path), line, before, after, name)
+
+
+def _results(module: str, seconds: float) -> Outcome:
+    from mutmut.mutation.data import SourceFileMutationData
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+    from mutmut.stats import status_by_exit_code
+    from mutmut.utils.file_utils import walk_mutatable_files
+    from mutmut.utils.format_utils import orig_function_and_class_names_from_key
+
+    outcome = Outcome(module, seconds)
+    for path in walk_mutatable_files():
+        data = SourceFileMutationData(path=path)
+        data.load()
+        source = (ROOT / path).read_text()
+        spans = _function_lines(source)
+        for name, exit_code in sorted(data.exit_code_by_key.items()):
+            # mutmut counts pytest's internal error (exit 3) as a kill, but here it means the
+            # session could not start (the database, say): no test ran against the mutant.
+            status = "internal error" if exit_code == 3 else status_by_exit_code[exit_code]
+            outcome.counts[status] += 1
+            if status != "survived":
+                continue
+            function, cls = orig_function_and_class_names_from_key(name)
+            function = function.rpartition(".")[-1]
+            key = f"{cls}.{function}" if cls else function
+            span = spans.get(key, (1, len(source.splitlines())))
+            diff = get_diff_for_mutant(name, path=path)
+            outcome.survivors.append(_survivor(name, path, diff, source.splitlines(), span))
+    outcome.survivors.sort(key=lambda s: (s.path, s.line, s.name))
+    return outcome
+
+
+def run_module(module: str, tests: list[str], max_children: int) -> Outcome:
+    from mutmut.__main__ import cli
+
+    _configure(module, tests)
+    # A fresh copy per module: mutants/ holds one module's results (and the test-to-function
+    # map for that module's tests); it stays after the run for `mutmut show` / `mutmut browse`.
+    shutil.rmtree(ROOT / "mutants", ignore_errors=True)
+    print(f"\n=== {module}: mutmut against {' '.join(tests)}", flush=True)
+    started = time.monotonic()
+    try:
+        cli(["run", "--max-children", str(max_children)], standalone_mode=False)
+    except SystemExit as exc:  # mutmut exits non-zero when the unmutated tests fail
+        if exc.code:
+            raise
+    return _results(module, time.monotonic() - started)
+
+
+def report(outcomes: list[Outcome]) -> None:
+    print("\n=== mutation testing: summary")
+    header = ("module", "mutants", "killed", "survived", "other", "kill", "time")
+    print("{:<28} {:>7} {:>6} {:>8} {:>5} {:>6} {:>7}".format(*header))
+    for o in outcomes:
+        total = sum(o.counts.values())
+        other = total - o.counts["killed"] - o.counts["survived"]
+        print(
+            f"{o.module:<28} {total:>7} {o.counts['killed']:>6} {o.counts['survived']:>8} "
+            f"{other:>5} {o.kill_rate:>6.1%} {o.seconds:>6.0f}s"
+        )
+        for status, count in sorted(o.counts.items()):
+            if status not in ("killed", "survived"):
+                print(f"    {status}: {count}")
+        if o.counts["internal error"]:
+            print("    (internal error: pytest failed outside the tests; not counted as killed)")
+    for o in outcomes:
+        if not o.survivors:
+            continue
+        print(f"\n--- survivors in {o.module} (path:line  as written  ->  as mutated  [mutant])")
+        for s in o.survivors:
+            print(f"{s.path}:{s.line}  {s.before}  ->  {s.after}  [{s.name}]")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "modules", nargs="*", help=f"files or folders under app/ (default: {' '.join(CORE)})"
+    )
+    parser.add_argument("--tests", nargs="+", help="test paths to use instead of those in MODULES")
+    parser.add_argument(
+        "--max-children", type=int, default=2, help="mutants run side by side (default 2)"
+    )
+    args = parser.parse_args()
+    modules = [m.rstrip("/") for m in args.modules] or CORE
+    for module in modules:
+        if not (ROOT / module).exists():
+            parser.error(f"{module}: no such file or folder")
+        if module not in MODULES and not args.tests:
+            parser.error(f"{module}: no tests known for it; name them with --tests")
+    outcomes = [run_module(m, args.tests or MODULES[m], args.max_children) for m in modules]
+    report(outcomes)
+
+
+if __name__ == "__main__":
+    os.chdir(ROOT)  # mutmut works in the current directory: it copies ./app into ./mutants
+    main()
