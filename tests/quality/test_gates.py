@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from app.quality.gates import Candidate, GateSettings, first_rejection
+from app.quality.gates import (
+    Candidate,
+    GateSettings,
+    Rejection,
+    empty,
+    first_rejection,
+    language,
+    length,
+    quoted_option,
+    refusal_or_meta,
+    repetition,
+    truncated,
+)
 
 NEWS = (
     "MERIDIAN, Ohio - The hospital's scheduling assistant paused its own rollout on Tuesday "
@@ -119,3 +131,80 @@ def test_repetition_loops_are_rejected() -> None:
 def test_truncation_and_length() -> None:
     assert reason(NEWS, finish="length") == "truncated"
     assert first_rejection(Candidate("   ", "stop", 1, 10)) is not None
+
+
+# Each gate at its boundaries, called alone: a threshold that moved by one (``<`` for ``<=``,
+# a window one word short) passes every example above.
+
+
+def alone(text: str, length_min: int = 1, length_max: int = 10_000, **settings: float) -> Candidate:
+    return Candidate(text, "stop", length_min, length_max, OPTIONS, GateSettings(**settings))
+
+
+def test_length_accepts_both_ends_and_names_the_count_beyond_them() -> None:
+    five = "one two three four five"
+    assert length(alone(five, length_min=5, length_max=5)) is None
+    short = length(alone(five, length_min=6))
+    assert short == Rejection("too_short", "5 words < minimum 6")
+    long = length(alone(five, length_max=4))
+    assert long == Rejection("too_long", "5 words > maximum 4")
+
+
+def test_language_judges_from_twenty_words_and_accepts_the_ratio_itself() -> None:
+    foreign = ["zorb"] * 19
+    assert language(alone(" ".join(foreign))) is None  # too little to tell
+    assert language(alone(" ".join([*foreign, "zorb"]))) == Rejection(
+        "not_english", "0% common English words < 25%"
+    )
+    at_ratio = ["the"] * 5 + ["zorb"] * 15  # 25%: the default minimum, accepted
+    assert language(alone(" ".join(at_ratio))) is None
+    below = ["the"] * 4 + ["zorb"] * 16
+    assert language(alone(" ".join(below))) == Rejection(
+        "not_english", "20% common English words < 25%"
+    )
+
+
+def test_quoted_option_catches_a_whole_short_option_but_not_one_word_less() -> None:
+    option = OPTIONS[1].rstrip(".").split()
+    eight = " ".join(option[-8:])  # the option's last eight words, exactly quote_ngram
+    caught = quoted_option(alone(f"The memo said {eight} and nothing more."))
+    assert caught == Rejection("quoted_option", f"copies the option text: {eight.lower()!r}")
+    seven = " ".join(option[-7:])
+    assert quoted_option(alone(f"The memo said {seven} and nothing more.")) is None
+    assert quoted_option(alone(f"The memo said {seven}.", quote_ngram=7)) is not None
+
+
+def test_repetition_is_judged_from_forty_4_grams_and_accepts_its_maximum() -> None:
+    # 30 distinct words, then the first 13 again: 40 4-grams, 10 of them repeats (25%).
+    distinct = [f"w{i}" for i in range(30)]
+    text = " ".join(distinct + distinct[:13])
+    assert repetition(alone(text, max_repeated_ngrams=0.25)) is None
+    assert repetition(alone(text, max_repeated_ngrams=0.24)) == Rejection(
+        "repetition", "25% of word 4-grams repeat > 24%"
+    )
+    # 39 4-grams, every one a repeat after the first: too few to judge.
+    assert repetition(alone(" ".join(["same"] * 42), max_repeated_ngrams=0.0)) is None
+
+
+def test_the_assistant_voice_is_looked_for_in_the_texts_first_200_characters_unquoted() -> None:
+    quote = '"' + "x" * 98 + '"'  # 100 characters, blanked before the search
+    filler = " ".join(["the ward was quiet that week"] * 20)
+    opening = f"{quote} I'm sorry, but the story goes on. {filler}"
+    assert refusal_or_meta(alone(opening)) == Rejection(
+        "refusal_or_meta", 'assistant voice: "I\'m sorry"'
+    )
+    assert refusal_or_meta(alone(f"{'y' * 200} I'm sorry, but the story goes on. {filler}")) is None
+    # Blanked, not removed: the quote keeps its length, so what follows stays where it was.
+    later = f"{quote} {'z' * 150} I'm sorry, but the story goes on. {filler}"
+    assert refusal_or_meta(alone(later)) is None
+
+
+def test_fixed_rejections_say_what_happened() -> None:
+    assert empty(alone("  \n")) == Rejection("empty", "the model returned no text")
+    cut = Candidate("text", "length", 1, 10)
+    assert truncated(cut) == Rejection(
+        "truncated", "generation stopped at max_tokens (finish_reason=length)"
+    )
+    assert refusal_or_meta(alone("The AI took option A.")) == Rejection(
+        "meta_text", "the prompt shows through: 'took option A'"
+    )
