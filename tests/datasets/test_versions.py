@@ -17,6 +17,17 @@ def publish(team: Team, dataset: str, settings: Any, store: Any, documents: int 
     assert view.job.status == "succeeded", view.job.error
 
 
+def first_file(
+    client: Any, team: Team, dataset: str, settings: Any, store: Any, documents: int
+) -> tuple[str, dict[str, Any]]:
+    """Publish a job's documents, snapshot version 1: its URL and its manifest's first file."""
+    publish(team, dataset, settings, store, documents=documents)
+    client.post(f"/v1/datasets/{dataset}/versions", headers=team.headers())
+    base = f"/v1/datasets/{dataset}/versions/1"
+    entry = client.get(f"{base}/manifest", headers=team.headers()).json()["files"][0]
+    return base, entry
+
+
 @pytest.mark.usefixtures("llm")
 def test_version_manifest_checksums_match_served_bytes(
     client: Any, team: Team, settings: Any, store: Any
@@ -92,12 +103,8 @@ def test_range_requests_reassemble_to_the_same_sha256(
 def test_if_range_sends_the_range_only_while_the_copy_is_current(
     client: Any, team: Team, settings: Any, store: Any
 ) -> None:
-    publish(team, "resumed", settings, store, documents=4)
-    client.post("/v1/datasets/resumed/versions", headers=team.headers())
-    entry = client.get("/v1/datasets/resumed/versions/1/manifest", headers=team.headers()).json()[
-        "files"
-    ][0]
-    url = f"/v1/datasets/resumed/versions/1/files/{entry['path']}"
+    base, entry = first_file(client, team, "resumed", settings, store, documents=4)
+    url = f"{base}/files/{entry['path']}"
     whole = client.get(url, headers=team.headers()).content
 
     current = client.get(
@@ -118,10 +125,7 @@ def test_corrupt_storage_is_reported_never_served(
     from app.core.db import session_scope
     from app.datasets import service as datasets
 
-    publish(team, "damaged", settings, store, documents=4)
-    client.post("/v1/datasets/damaged/versions", headers=team.headers())
-    base = "/v1/datasets/damaged/versions/1"
-    entry = client.get(f"{base}/manifest", headers=team.headers()).json()["files"][0]
+    base, entry = first_file(client, team, "damaged", settings, store, documents=4)
     with session_scope() as session:
         dataset, version = datasets.get_version(session, team.principal, "damaged", 1)
         manifest_key = version.manifest_key
@@ -201,13 +205,11 @@ def test_dataset_without_shards_cannot_be_snapshotted(client: Any, team: Team) -
 def test_a_shard_missing_from_storage_is_a_503_problem_not_a_broken_body(
     client: Any, team: Team, settings: Any, store: Any
 ) -> None:
-    publish(team, "damaged", settings, store, documents=2)
-    client.post("/v1/datasets/damaged/versions", headers=team.headers())
-    manifest = client.get("/v1/datasets/damaged/versions/1/manifest", headers=team.headers()).json()
-    path = manifest["files"][0]["path"]
+    base, entry = first_file(client, team, "damaged", settings, store, documents=2)
+    path = entry["path"]
     (store.root / "teams" / str(team.id) / "datasets" / "damaged" / path).unlink()
     name = path.rsplit("/", 1)[-1]
-    response = client.get(f"/v1/datasets/damaged/versions/1/files/{name}", headers=team.headers())
+    response = client.get(f"{base}/files/{name}", headers=team.headers())
     assert response.status_code == 503
     assert response.headers["content-type"].startswith("application/problem+json")
     assert "missing" in response.json()["detail"]
