@@ -376,6 +376,19 @@ def submit_local(
     return job, dispatcher
 
 
+def run_first_chunk(
+    team: Team, raw_spec: dict[str, Any], settings: Any, store: Any
+) -> tuple[Any, Any]:
+    """Submit a job to a LocalDispatcher and run its first chunk here: (job, dispatcher)."""
+    from app.generation.pipeline import run_chunk
+
+    job, dispatcher = submit_local(team, raw_spec, settings)
+    chunk = dispatcher.pop()
+    assert chunk is not None
+    run_chunk(*chunk, worker_id="w", dispatcher=dispatcher, settings=settings, store=store)
+    return job, dispatcher
+
+
 def run_local(
     team: Team, raw_spec: dict[str, Any], settings: Any, store: Any, kind: str = "generate"
 ) -> Any:

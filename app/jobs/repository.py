@@ -52,15 +52,11 @@ _RECORD_COLUMNS = tuple(getattr(Job, name) for name in JobRecord._fields)
 _RECORD_WIDTH = len(_RECORD_COLUMNS)
 
 
-def _tally_rows() -> Any:
-    """The enclosing statement's job's counter rows as one JSON value, ``[[bucket, items, …],
-    …]`` in ``COUNTERS`` order (a correlated subquery; see ``json_rows``)."""
-    counters = (getattr(JobTally, name) for name in COUNTERS)
-    return (
-        select(json_rows(JobTally.bucket, *counters))
-        .where(JobTally.job_id == Job.id)
-        .scalar_subquery()
-    )
+# A job's counter rows as one JSON value, ``[[bucket, items, …], …]`` in ``COUNTERS`` order
+# (see ``json_rows``): of one job by id, or of each job of the enclosing statement.
+_COUNTER_ROWS = json_rows(JobTally.bucket, *(getattr(JobTally, name) for name in COUNTERS))
+_JOB_TALLIES = select(_COUNTER_ROWS).where(JobTally.job_id == bindparam("job_id"))
+_TALLY_ROWS = select(_COUNTER_ROWS).where(JobTally.job_id == Job.id).scalar_subquery()
 
 
 def _tallies(rows: list[list[Any]] | None) -> list[Tally]:
@@ -68,7 +64,7 @@ def _tallies(rows: list[list[Any]] | None) -> list[Tally]:
 
 
 def _read(row: Any) -> tuple[JobRecord, str | None, list[Tally]]:
-    """A row of ``_RECORD_COLUMNS``, the dataset's name and ``_tally_rows()``."""
+    """A row of ``_RECORD_COLUMNS``, the dataset's name and ``_TALLY_ROWS``."""
     return (
         JobRecord(*row[:_RECORD_WIDTH]),
         row[_RECORD_WIDTH],
@@ -79,7 +75,7 @@ def _read(row: Any) -> tuple[JobRecord, str | None, list[Tally]]:
 # The status read's statement, built once: constructing a select costs more CPU than
 # running it, and this one runs on every GET /v1/jobs/{id}.
 _JOB_READ = (
-    select(*_RECORD_COLUMNS, Dataset.name, _tally_rows())
+    select(*_RECORD_COLUMNS, Dataset.name, _TALLY_ROWS)
     .outerjoin(Dataset, Dataset.id == Job.dataset_id)
     .where(Job.id == bindparam("job_id"), Job.team_id == bindparam("team_id"))
 )
@@ -111,8 +107,9 @@ def list_jobs(
     """A page of the team's jobs, newest first, with their datasets' names and counters, in
     one statement."""
     statement = _page_statement(status is not None, dataset_id is not None, before is not None)
-    values: dict[str, Any] = {"team_id": team_id, "status": status, "dataset_id": dataset_id}
-    values["limit"] = limit
+    values: dict[str, Any] = {
+        "team_id": team_id, "status": status, "dataset_id": dataset_id, "limit": limit
+    }  # fmt: skip
     if before:
         values["created"], values["job_id"] = before
     return [_read(row) for row in session.execute(statement, values)]
@@ -122,7 +119,7 @@ def list_jobs(
 def _page_statement(by_status: bool, by_dataset: bool, after_cursor: bool) -> Any:
     """The listing's statement for one combination of filters, built once (see _JOB_READ)."""
     query = (
-        select(*_RECORD_COLUMNS, Dataset.name, _tally_rows())
+        select(*_RECORD_COLUMNS, Dataset.name, _TALLY_ROWS)
         .outerjoin(Dataset, Dataset.id == Job.dataset_id)
         .where(Job.team_id == bindparam("team_id"))
     )
@@ -455,11 +452,6 @@ def add_to_tally(session: Session, job_id: uuid.UUID, increments: Sequence[Tally
         set_={name: table.c[name] + statement.excluded[name] for name in COUNTERS},
     )
     session.execute(statement, rows)
-
-
-_JOB_TALLIES = select(json_rows(JobTally.bucket, *(getattr(JobTally, n) for n in COUNTERS))).where(
-    JobTally.job_id == bindparam("job_id")
-)
 
 
 def tallies(session: Session, job_id: uuid.UUID) -> list[Tally]:

@@ -10,7 +10,7 @@ from app.core.db import session_scope
 from app.datasets.shards import read_shard
 from app.jobs import service as jobs
 from app.models import Document, WorkItem
-from tests.conftest import Team, run_local, spec, submit_local
+from tests.conftest import Team, run_first_chunk, run_local, spec, submit_local
 from tests.llm_server import FaultConfig, LLMTestServer
 
 
@@ -303,12 +303,7 @@ def test_a_failed_job_releases_its_texts_and_a_cancelled_one_keeps_them(
     assert claimed(failed.job.id) == 0
 
     one_at_a_time = serial.model_copy(update={"chunk_size": 1})
-    job, dispatcher = submit_local(team, spec(documents=3), one_at_a_time)
-    chunk = dispatcher.pop()
-    assert chunk is not None
-    from app.generation.pipeline import run_chunk
-
-    run_chunk(*chunk, worker_id="w", dispatcher=dispatcher, settings=one_at_a_time, store=store)
+    job, _dispatcher = run_first_chunk(team, spec(documents=3), one_at_a_time, store)
     with session_scope() as session:
         cancelled = jobs.view(session, jobs.cancel_job(session, team.principal, job.id))
     assert cancelled.job.status == "cancelled"

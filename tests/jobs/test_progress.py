@@ -16,13 +16,12 @@ from sqlalchemy.orm import Session
 
 from app.core import migrate
 from app.core.db import get_engine, make_engine, session_scope
-from app.generation.pipeline import run_chunk
 from app.jobs import repository
 from app.jobs import service as jobs
 from app.jobs.tally import Tally, judge_bucket, outcome_bucket
 from app.models import Dataset, Document, Job
 from app.models import Team as TeamRow
-from tests.conftest import Team, run_local, spec, submit_local
+from tests.conftest import Team, run_first_chunk, run_local, spec
 from tests.jobs.grouped import grouped, reported
 from tests.llm_server import LLMTestServer
 from tests.scenarios.test_extraction import sources
@@ -118,10 +117,7 @@ def test_reading_and_advancing_a_job_never_reads_its_items_or_documents(
     for _ in range(2):
         run_local(team, spec(documents=3, judge={"enabled": True}), settings, store)
     window = settings.model_copy(update={"plan_ahead_items": 5})
-    running, dispatcher = submit_local(team, spec(documents=20), window)
-    chunk = dispatcher.pop()
-    assert chunk is not None
-    run_chunk(*chunk, worker_id="w", dispatcher=dispatcher, settings=window, store=store)
+    running, dispatcher = run_first_chunk(team, spec(documents=20), window, store)
 
     with session_scope() as session:
         job = jobs.get_job(session, team.principal, running.id)
