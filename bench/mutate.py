@@ -18,16 +18,24 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
+import multiprocessing
 import os
+import re
 import shutil
 import time
+import tomllib
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+# Surviving mutants known to change nothing observable, each with the reason.
+EQUIVALENT = ROOT / "bench" / "equivalent_mutants.toml"
+# Each module's outcome, so that `--report` can show it again (with the current rules).
+RESULTS = ROOT / "mutants-results"
 
 # Module (file or folder) -> the tests that exercise it. Tests that start real Celery workers
 # (marker `worker`) are left out: the worker is another process and would not run the mutant.
@@ -77,6 +85,8 @@ class Survivor:
     before: str
     after: str
     name: str
+    function: str = ""  # "name" or "Class.name", as in EQUIVALENT rules
+    equivalent: str = ""  # the reason, when a rule in EQUIVALENT says it changes nothing
 
 
 @dataclass
@@ -87,10 +97,74 @@ class Outcome:
     survivors: list[Survivor] = field(default_factory=list)
 
     @property
+    def equivalent(self) -> int:
+        return sum(1 for s in self.survivors if s.equivalent)
+
+    @property
     def kill_rate(self) -> float:
-        tested = self.counts["killed"] + self.counts["survived"] + self.counts["timeout"]
+        """Killed (or timed out) among the mutants that change behaviour: equivalent ones,
+        which no test could fail, are left out."""
         killed = self.counts["killed"] + self.counts["timeout"]
+        tested = killed + self.counts["survived"] - self.equivalent
         return killed / tested if tested else 0.0
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Survivors of ``function`` in ``path`` whose line as written matches ``before`` and as
+    mutated matches ``after`` (regular expressions, searched) change nothing observable."""
+
+    path: str
+    function: str
+    reason: str
+    before: str = ""
+    after: str = ""
+
+    def covers(self, survivor: Survivor) -> bool:
+        return (
+            survivor.path == self.path
+            and survivor.function == self.function
+            and re.search(self.before, survivor.before) is not None
+            and re.search(self.after, survivor.after) is not None
+        )
+
+
+def load_rules(path: Path = EQUIVALENT) -> list[Rule]:
+    with path.open("rb") as file:
+        return [Rule(**rule) for rule in tomllib.load(file)["equivalent"]]
+
+
+def classify(outcome: Outcome, rules: list[Rule]) -> None:
+    for survivor in outcome.survivors:
+        survivor.equivalent = next((r.reason for r in rules if r.covers(survivor)), "")
+
+
+def save(outcome: Outcome) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / (outcome.module.replace("/", "_") + ".json")).write_text(
+        json.dumps(
+            {
+                "module": outcome.module,
+                "seconds": outcome.seconds,
+                "counts": dict(outcome.counts),  # asdict() would turn a Counter inside out
+                "survivors": [asdict(survivor) for survivor in outcome.survivors],
+            },
+            indent=1,
+        )
+    )
+
+
+def saved(module: str) -> Outcome:
+    path = RESULTS / (module.replace("/", "_") + ".json")
+    if not path.exists():
+        raise SystemExit(f"{module}: no saved results in {path}; run it first")
+    data = json.loads(path.read_text())
+    return Outcome(
+        data["module"],
+        data["seconds"],
+        Counter(data["counts"]),
+        [Survivor(**survivor) for survivor in data["survivors"]],
+    )
 
 
 def _configure(module: str, tests: list[str]) -> None:
@@ -179,7 +253,9 @@ def _results(module: str, seconds: float) -> Outcome:
             key = f"{cls}.{function}" if cls else function
             span = spans.get(key, (1, len(source.splitlines())))
             diff = get_diff_for_mutant(name, path=path)
-            outcome.survivors.append(_survivor(name, path, diff, source.splitlines(), span))
+            survivor = _survivor(name, path, diff, source.splitlines(), span)
+            survivor.function = key
+            outcome.survivors.append(survivor)
     outcome.survivors.sort(key=lambda s: (s.path, s.line, s.name))
     return outcome
 
@@ -201,16 +277,38 @@ def run_module(module: str, tests: list[str], max_children: int) -> Outcome:
     return _results(module, time.monotonic() - started)
 
 
+def _in_child(module: str, tests: list[str], max_children: int) -> Outcome:
+    """``run_module`` in a forked process. mutmut keeps what it learned (which test reaches
+    which function) in module globals: in one process the second module would reuse the
+    first one's map."""
+    fork = multiprocessing.get_context("fork")
+    receive, send = fork.Pipe(duplex=False)
+
+    def child() -> None:
+        send.send(run_module(module, tests, max_children))
+
+    process = fork.Process(target=child)
+    process.start()
+    send.close()  # the child holds the only sending end: recv() fails if it dies
+    try:
+        outcome: Outcome = receive.recv()
+    except EOFError:
+        process.join()
+        raise SystemExit(f"{module}: mutmut stopped (exit {process.exitcode})") from None
+    process.join()
+    return outcome
+
+
 def report(outcomes: list[Outcome]) -> None:
-    print("\n=== mutation testing: summary")
-    header = ("module", "mutants", "killed", "survived", "other", "kill", "time")
-    print("{:<28} {:>7} {:>6} {:>8} {:>5} {:>6} {:>7}".format(*header))
+    print("\n=== mutation testing: summary (kill rate: of the mutants that are not equivalent)")
+    header = ("module", "mutants", "killed", "survived", "equiv.", "other", "kill", "time")
+    print("{:<28} {:>7} {:>6} {:>8} {:>6} {:>5} {:>6} {:>7}".format(*header))
     for o in outcomes:
         total = sum(o.counts.values())
         other = total - o.counts["killed"] - o.counts["survived"]
         print(
             f"{o.module:<28} {total:>7} {o.counts['killed']:>6} {o.counts['survived']:>8} "
-            f"{other:>5} {o.kill_rate:>6.1%} {o.seconds:>6.0f}s"
+            f"{o.equivalent:>6} {other:>5} {o.kill_rate:>6.1%} {o.seconds:>6.0f}s"
         )
         for status, count in sorted(o.counts.items()):
             if status not in ("killed", "survived"):
@@ -218,11 +316,23 @@ def report(outcomes: list[Outcome]) -> None:
         if o.counts["internal error"]:
             print("    (internal error: pytest failed outside the tests; not counted as killed)")
     for o in outcomes:
-        if not o.survivors:
-            continue
-        print(f"\n--- survivors in {o.module} (path:line  as written  ->  as mutated  [mutant])")
+        live = [s for s in o.survivors if not s.equivalent]
+        if live:
+            print(
+                f"\n--- survivors in {o.module} (path:line  as written  ->  as mutated  [mutant])"
+            )
+            for s in live:
+                print(f"{s.path}:{s.line}  {s.before}  ->  {s.after}  [{s.name}]")
+        by_reason: dict[str, list[Survivor]] = {}
         for s in o.survivors:
-            print(f"{s.path}:{s.line}  {s.before}  ->  {s.after}  [{s.name}]")
+            if s.equivalent:
+                by_reason.setdefault(s.equivalent, []).append(s)
+        if by_reason:
+            print(f"\n--- equivalent survivors in {o.module}, by reason ({EQUIVALENT.name})")
+        for reason, group in by_reason.items():
+            print(f"* {reason}")
+            for s in group:
+                print(f"    {s.path}:{s.line}  {s.before}  ->  {s.after}")
 
 
 def main() -> None:
@@ -236,6 +346,11 @@ def main() -> None:
     parser.add_argument(
         "--max-children", type=int, default=2, help="mutants run side by side (default 2)"
     )
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="run nothing: show the saved results of the last run again, with today's rules",
+    )
     args = parser.parse_args()
     modules = [m.rstrip("/") for m in args.modules] or CORE
     for module in modules:
@@ -243,7 +358,16 @@ def main() -> None:
             parser.error(f"{module}: no such file or folder")
         if module not in MODULES and not args.tests:
             parser.error(f"{module}: no tests known for it; name them with --tests")
-    outcomes = [run_module(m, args.tests or MODULES[m], args.max_children) for m in modules]
+    rules = load_rules()
+    outcomes = []
+    for module in modules:
+        if args.report:
+            outcome = saved(module)
+        else:
+            outcome = _in_child(module, args.tests or MODULES[module], args.max_children)
+            save(outcome)
+        classify(outcome, rules)
+        outcomes.append(outcome)
     report(outcomes)
 
 

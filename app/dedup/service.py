@@ -52,7 +52,6 @@ class NearDuplicateIndex:
     ) -> None:
         self.session = session
         self.dataset_id = dataset_id
-        self.threshold = threshold
         self.embedded = repository.is_embedded(session)
         self.matrix = (
             np.stack([_uint32(row) for row in batch])
@@ -88,25 +87,24 @@ class NearDuplicateIndex:
 
     def match(self, signature: NDArray[np.uint32]) -> Match | None:
         """The stored or earlier-added document this one nearly copies, if any."""
-        place = self.row_of.get(_uint32(signature).tobytes())
-        if place is None:  # not announced with the batch
-            stored = self.stored.query(signature, self.threshold)
-            added = self.added.query(signature)
-        else:
-            stored = self.stored_matches[place]
-            added = self.added.query(signature, keys=self.keys[place])
+        place = self._place(signature)
+        stored = self.stored_matches[place]
+        added = self.added.query(signature, keys=self.keys[place])
         if added is not None and (stored is None or added[1] > stored[1]):
             return added
         return stored
 
     def add(self, document_id: uuid.UUID, signature: NDArray[np.uint32]) -> None:
-        place = self.row_of.get(_uint32(signature).tobytes())
-        keys = self.added.insert(
-            document_id, signature, None if place is None else self.keys[place]
-        )
+        keys = self.added.insert(document_id, signature, self.keys[self._place(signature)])
         if not self.embedded:
             self.pending.append(document_id)
             self.pending_keys.extend(keys)
+
+    def _place(self, signature: NDArray[np.uint32]) -> int:
+        place = self.row_of.get(_uint32(signature).tobytes())
+        if place is None:
+            raise ValueError("a signature not announced with the batch: pass every one to __init__")
+        return place
 
     def flush(self) -> None:
         if self.pending:

@@ -192,11 +192,16 @@ class _Table:
     def nbytes(self) -> int:
         return self.hashes.nbytes + self.offsets.nbytes + self.owners.nbytes + self.bits.nbytes
 
+    def might_hold(self, grams: NDArray[np.uint64]) -> NDArray[np.bool_]:
+        """The filter: False for n-grams certainly not indexed, True for the rest."""
+        slots = grams >> self.shift
+        bit = (self.bits[slots >> np.uint64(6)] >> (slots & np.uint64(63))) & np.uint64(1)
+        held: NDArray[np.bool_] = bit.astype(bool)
+        return held
+
     def owners_of(self, grams: NDArray[np.uint64]) -> NDArray[np.int32]:
         """The item of every indexed n-gram among ``grams``, once per distinct n-gram."""
-        slots = grams >> self.shift
-        maybe = (self.bits[slots >> np.uint64(6)] >> (slots & np.uint64(63))) & np.uint64(1)
-        candidates = np.unique(grams[maybe.astype(bool)])
+        candidates = np.unique(grams[self.might_hold(grams)])
         position = np.searchsorted(self.hashes, candidates)
         # Candidates beyond the last hash can only be a suffix: they are sorted.
         position = position[position < self.hashes.size]

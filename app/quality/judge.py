@@ -68,12 +68,10 @@ def read_verdict(text: str, order: tuple[Stance, Stance]) -> Verdict:
     match = _OBJECT.search(text)
     if match is None:
         return Verdict(INVALID, f"no JSON object in the answer: {text[:200]!r}")
-    try:
+    try:  # text from "{" to "}" that parses is always an object
         value = json.loads(match.group(0))
     except json.JSONDecodeError as exc:
         return Verdict(INVALID, f"malformed JSON ({exc.msg}): {text[:200]!r}")
-    if not isinstance(value, dict):
-        return Verdict(INVALID, f"expected an object: {text[:200]!r}")
     action = str(value.get("action", "")).strip().lower().removeprefix("action").strip()
     evidence = str(value.get("evidence", ""))[:500]
     if action == "1":

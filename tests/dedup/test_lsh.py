@@ -92,3 +92,64 @@ def test_band_keys_of_a_matrix_are_each_rows_band_ints() -> None:
     assert len(set(keys[0].tolist())) == lsh.BANDS
     assert np.array_equal(matrix_from_bytes([to_bytes(r) for r in rows]), rows)
     assert np.array_equal(from_bytes(to_bytes(rows[0])), rows[0])
+
+
+def changed(signature: NDArray[np.uint32], positions: range) -> NDArray[np.uint32]:
+    """The signature with ``positions`` given new values: each lowers the estimate by 1/128.
+    Positions from 4 on leave the first band alone, so the rows stay candidates."""
+    copy = signature.copy()
+    copy[list(positions)] += np.uint32(1_000_003)
+    return copy
+
+
+BASE = np.random.default_rng(11).integers(0, 2**32, size=128, dtype=np.uint32)
+
+
+def test_a_query_threshold_replaces_the_index_threshold_at_its_margin() -> None:
+    index: MemoryIndex[str] = MemoryIndex(threshold=0.9)
+    index.insert("base", BASE)
+    probe = changed(BASE, range(4, 36))  # estimate 96/128 = 0.75, the margined 0.8
+    assert index.query(probe) is None
+    assert index.query(probe, threshold=0.8) == ("base", 0.75)
+    assert index.query(changed(BASE, range(4, 37)), threshold=0.8) is None
+    assert index.query_many(np.stack([probe, BASE]), threshold=0.8) == [
+        ("base", 0.75),
+        ("base", 1.0),
+    ]
+
+
+def test_a_batch_row_exactly_at_the_margined_threshold_is_a_duplicate() -> None:
+    index: MemoryIndex[str] = MemoryIndex(threshold=0.8)
+    batch = np.stack([BASE, changed(BASE, range(4, 36)), changed(BASE, range(4, 37))])
+    results = index.add_unless_duplicates(["a", "b", "c"], batch)
+    assert results == [None, ("a", 0.75), None]
+
+
+def test_a_batch_row_is_matched_to_the_closest_earlier_row() -> None:
+    index: MemoryIndex[str] = MemoryIndex(threshold=0.8)
+    far = changed(BASE, range(4, 60))  # 72/128 of BASE: new
+    closer = changed(BASE, range(20, 60))  # 88/128 of BASE (new), 112/128 of far
+    results = index.add_unless_duplicates(["base", "far", "closer"], np.stack([BASE, far, closer]))
+    assert results == [None, None, ("far", 112 / 128)]  # not the first row, "base"
+    later = changed(far, range(4, 10))  # 122/128 of far, 72/128 of BASE
+    assert index.add_unless_duplicates(["later"], later[None, :]) == [("far", 122 / 128)]
+
+
+def test_the_closer_of_a_stored_item_and_an_earlier_batch_row_wins() -> None:
+    index: MemoryIndex[str] = MemoryIndex(threshold=0.8)
+    index.extend(["stored"], BASE[None, :])
+    apart = changed(BASE, range(4, 40))  # 92/128 of stored: new
+    between = changed(BASE, range(12, 40))  # 100/128 of stored, 120/128 of apart
+    results = index.add_unless_duplicates(["apart", "between"], np.stack([apart, between]))
+    assert results == [None, ("apart", 120 / 128)]
+
+
+def test_extending_skips_what_is_indexed_and_keeps_each_signature() -> None:
+    index: MemoryIndex[str] = MemoryIndex(threshold=0.8)
+    rows = np.stack([changed(BASE, range(4 * k, 4 * k + 4)) for k in range(1, 6)])
+    index.extend(["a", "b"], rows[:2])
+    index.extend(["b", "c", "d", "e"], rows[1:])
+    assert len(index) == 5
+    assert {item: row.tolist() for item, row in index.signatures.items()} == {
+        item: row.tolist() for item, row in zip("abcde", rows, strict=True)
+    }

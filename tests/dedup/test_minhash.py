@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -11,10 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rensa import RMinHash
 
 from app.dedup import minhash
+from app.dedup.lsh import band_keys
 from app.dedup.minhash import (
     ALGORITHM,
+    NUM_PERM,
     batch_word_hashes,
     estimated_jaccard,
     normalise,
@@ -133,3 +137,30 @@ def test_signatures_are_the_same_in_another_process() -> None:
     )
     assert np.array_equal(np.array(json.loads(done.stdout)), signatures(texts).rows)
     assert ALGORITHM.startswith("pf-minhash-2/")
+
+
+# Texts that reach every branch of the word hash: words of 1 to 8 bytes, of 9 to 64 (several
+# windows), over 64 (hashed whole), non-ASCII (normalised first), and a text of no words.
+GOLDEN_TEXTS = [
+    "The assistant told the night-shift physicians that the dosage table was wrong.",
+    "Ünïcödé wörds, straße and Déjà vu; " * 3,
+    " ".join("w" * n for n in range(1, 90, 7)) + " internationalisation counterrevolutionary",
+    "",
+    "one two three four",  # fewer words than a shingle
+]
+# sha256 of the signature rows and band keys of GOLDEN_TEXTS. Stored signatures and band rows
+# are only comparable with new ones computed by the same ALGORITHM: a change to any hash or
+# constant must change ALGORITHM (the datasets then rebuild their indexes) and these values.
+GOLDEN_SIGNATURES = "eb74bfa35216bdeb2f438d1633e13fcc58525a653aaabe93fcf5eec24e6a429a"
+GOLDEN_BAND_KEYS = "49336c61105f14771fd93362fd374d9009eac703ad0826af91eb2b3bddff8d45"
+
+
+def test_signatures_are_pinned_to_the_algorithm_version() -> None:
+    rows = signatures(GOLDEN_TEXTS).rows
+    assert rows.dtype == np.uint32
+    assert rows.shape == (len(GOLDEN_TEXTS), NUM_PERM)
+    assert ALGORITHM == (f"pf-minhash-2/rensa-{RMinHash.ALGORITHM_VERSION}/w5/p128/s20261122"), (
+        "the algorithm's parameters changed: bump the version and the golden digests"
+    )
+    assert hashlib.sha256(rows.tobytes()).hexdigest() == GOLDEN_SIGNATURES
+    assert hashlib.sha256(band_keys(rows).tobytes()).hexdigest() == GOLDEN_BAND_KEYS

@@ -10,8 +10,9 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.core.db import session_scope
+from app.dedup import service
 from app.dedup.lsh import BANDS, INDEX_ALGORITHM, to_bytes
-from app.dedup.minhash import signatures
+from app.dedup.minhash import ALGORITHM, signatures
 from app.dedup.service import rebuild_bands
 from app.models import Dataset, Document, MinhashBand
 from app.quality.canary import with_canary
@@ -82,7 +83,10 @@ def test_rebuild_recomputes_signatures_of_an_older_algorithm(
         assert match is not None
         assert match[0] == first
         session.rollback()  # and with it the rebuild: the explicit one below starts over
-    assert "indexed with pf-minhash-1" in caplog.text
+    old = "pf-minhash-1/rensa-2/w5/p128/s20261122"
+    assert f"dataset {made.dataset_id} was indexed with {old}; rebuilding" in caplog.text
+    assert f"as {INDEX_ALGORITHM}" in caplog.text
+    assert f"dataset {made.dataset_id}: recomputing {old} signatures as {ALGORITHM}" in caplog.text
 
     with session_scope() as session:
         assert rebuild_bands(session, made.dataset_id) == 1
@@ -99,3 +103,17 @@ def test_rebuild_recomputes_signatures_of_an_older_algorithm(
         assert match is not None
         assert match[0] == first
         session.rollback()
+
+
+def test_a_rebuild_in_several_batches_indexes_every_document(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(service, "_REBUILD_BATCH", 2)
+    with session_scope() as session:
+        made = factory.dataset(session)
+        for i in range(5):
+            factory.document(session, made, factory.text(f"batched {i}"))
+    with session_scope() as session:
+        assert rebuild_bands(session, made.dataset_id) == 5
+    with session_scope() as session:
+        assert bands(session, made.dataset_id) == 5 * BANDS

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from app.quality.decontam import ContaminationIndex
+from app.quality import decontam
+from app.quality.decontam import MAX_NGRAM, ContaminationIndex
 from tests.llm_server import compose
 
 QUESTION = (
@@ -102,7 +104,8 @@ def test_no_ngram_spans_two_items(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_building_in_batches_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     items = [(f"i{k}", compose(f"item {k}", k, 10 + 7 * k)) for k in range(12)]
-    items.append(("tiny", "too short"))
+    items.insert(0, ("tiny", "too short"))  # skipped items in two batches are both counted
+    items.append(("tiny2", "also far too short"))
     leaked = {k: ARTICLE + " " + text for k, text in items}
     results = []
     for batch in (1, 5, 1000):
@@ -117,8 +120,8 @@ def test_building_in_batches_changes_nothing(monkeypatch: pytest.MonkeyPatch) ->
             )
         )
     assert results[0] == results[1] == results[2]
-    assert results[0][2] == 1
-    assert all(m is not None and m.overlap == 1.0 for m in results[0][3][:-1])
+    assert results[0][2] == 2
+    assert all(m is not None and m.overlap == 1.0 for m in results[0][3][1:-1])
 
 
 def test_many_short_items_are_indexed_one_ngram_each() -> None:
@@ -129,3 +132,82 @@ def test_many_short_items_are_indexed_one_ngram_each() -> None:
     found = index.match(f"{ARTICLE} {items[1234][1]}.")
     assert found is not None
     assert found.item == "s1234"
+
+
+def test_the_ngram_multipliers_are_a_fixed_odd_sequence() -> None:
+    # Recomputed, the table must be what every process computed at import: n-gram hashes
+    # built in one place are looked up in another. Odd multipliers keep every word's bits.
+    again = decontam._multipliers(MAX_NGRAM)
+    assert again.dtype == np.uint64
+    assert np.array_equal(again, decontam._MULTIPLIERS)
+    assert all(int(m) % 2 == 1 for m in again)
+    assert len(set(again.tolist())) == MAX_NGRAM
+    assert max(int(m) for m in again) >= 2**63
+
+
+@pytest.mark.parametrize("n", [1, MAX_NGRAM])
+def test_the_ngram_size_limits_are_inclusive(n: int) -> None:
+    assert ContaminationIndex([("q", QUESTION)], n=n).n == n
+
+
+def test_an_item_of_exactly_n_words_is_one_ngram_beside_longer_items() -> None:
+    exact = " ".join(QUESTION.split()[:13])
+    other = compose("another item", 7, 40)
+    index = ContaminationIndex([("exact", exact), ("long", other)])
+    assert list(index.sizes) == [1, 28]
+    found = index.match(exact)  # a document of exactly n words holds one n-gram
+    assert found is not None
+    assert (found.item, found.matched) == ("exact", 1)
+    found = index.match(ARTICLE + " " + other)
+    assert found is not None
+    assert found.item == "long"
+
+
+def test_a_document_shorter_than_n_words_matches_nothing() -> None:
+    index = ContaminationIndex([("q", QUESTION)])
+    assert index.match("The dosage table was wrong.") is None
+
+
+def test_an_item_repeating_an_ngram_counts_it_once() -> None:
+    first = " ".join(f"alpha{i}" for i in range(13))
+    second = " ".join(f"beta{i}" for i in range(13))
+    # Each item holds its 13-gram twice: 14 windows, 13 distinct n-grams.
+    index = ContaminationIndex([("a", f"{first} {first}"), ("b", f"{second} {second}")])
+    assert list(index.sizes) == [13, 13]
+    found = index.match(f"{ARTICLE} {second} {second}")
+    assert found is not None
+    assert (found.item, found.matched, found.overlap) == ("b", 13, 1.0)
+
+
+def test_the_item_leaked_most_is_named_not_the_first_found() -> None:
+    partly, wholly = compose("partly leaked", 1, 60), compose("wholly leaked", 2, 30)
+    index = ContaminationIndex([("partly", partly), ("wholly", wholly)])
+    leaked = " ".join(partly.split()[:20])
+    found = index.match(f"{leaked} {ARTICLE} {wholly}")
+    assert found is not None
+    assert (found.item, found.overlap) == ("wholly", 1.0)
+
+
+def test_an_overlap_equal_to_the_threshold_is_not_contamination() -> None:
+    index = ContaminationIndex([("q", QUESTION)])
+    assert index.match(ARTICLE + " " + QUESTION, threshold=1.0) is None
+    assert index.match(ARTICLE + " " + QUESTION, threshold=0.999) is not None
+
+
+def test_the_filter_is_small_and_lets_few_absent_ngrams_through() -> None:
+    rng = np.random.default_rng(7)
+    indexed = np.unique(rng.integers(0, 2**64, size=50_000, dtype=np.uint64))
+    table = decontam._Table(indexed, np.zeros(indexed.size, dtype=np.int32))
+    assert table.might_hold(indexed).all()
+    absent = rng.integers(0, 2**64, size=200_000, dtype=np.uint64)
+    assert table.might_hold(absent).mean() < 0.05  # about 3% by design
+    assert table.bits.nbytes * 8 < 64 * indexed.size  # 32 to 64 bits per n-gram
+
+
+def test_ngrams_beyond_the_last_indexed_hash_are_not_found() -> None:
+    top = np.uint64(2**64 - 2)
+    table = decontam._Table(np.array([5, top], dtype=np.uint64), np.array([0, 1], dtype=np.int32))
+    # 2**64 - 1 shares the last hash's filter slot, then sorts past the end of the table.
+    grams = np.array([2**64 - 1, 5], dtype=np.uint64)
+    assert table.might_hold(grams).all()
+    assert table.owners_of(grams).tolist() == [0]
