@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import multiprocessing
 import os
@@ -26,7 +27,7 @@ import shutil
 import time
 import tomllib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ RESULTS = ROOT / "mutants-results"
 # Module (file or folder) -> the tests that exercise it. Tests that start real Celery workers
 # (marker `worker`) are left out: the worker is another process and would not run the mutant.
 MODULES: dict[str, list[str]] = {
-    "app/jobs/service.py": ["tests/jobs"],
+    "app/jobs/service.py": ["tests/jobs", "tests/generation", "tests/datasets"],
     "app/jobs/repository.py": ["tests/jobs"],
     "app/jobs/tally.py": ["tests/jobs/test_tally.py", "tests/jobs/test_progress.py"],
     "app/generation/pipeline.py": ["tests/generation", "tests/jobs"],
@@ -62,7 +63,7 @@ MODULES: dict[str, list[str]] = {
     "app/datasets/service.py": ["tests/datasets"],
     "app/teams/service.py": ["tests/teams"],
     "app/teams/keys.py": ["tests/teams"],
-    "app/core/auth.py": ["tests/teams"],
+    "app/core/auth.py": ["tests/teams", "tests/core/test_guard.py"],
 }
 # What `make mutate` runs with no module named (app/quality holds decontam, judge and gates).
 CORE = [
@@ -260,6 +261,33 @@ def _results(module: str, seconds: float) -> Outcome:
     return outcome
 
 
+@contextlib.contextmanager
+def template_database() -> Iterator[None]:
+    """A migrated database that every test session copies (tests/conftest.py reads
+    PRIORFORGE_TEST_DB_TEMPLATE) instead of creating and migrating its own."""
+    from sqlalchemy import create_engine, text
+
+    from app.core import migrate
+
+    # The server the tests use (tests/conftest.py; importing it would start its LLM server).
+    admin_url = os.environ.get(
+        "PRIORFORGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    )
+    name = f"priorforge_mutate_template_{os.getpid()}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        migrate.upgrade(admin_url.rsplit("/", 1)[0] + "/" + name)
+        os.environ["PRIORFORGE_TEST_DB_TEMPLATE"] = name
+        yield
+    finally:
+        os.environ.pop("PRIORFORGE_TEST_DB_TEMPLATE", None)
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 def run_module(module: str, tests: list[str], max_children: int) -> Outcome:
     from mutmut.__main__ import cli
 
@@ -360,15 +388,22 @@ def main() -> None:
             parser.error(f"{module}: no tests known for it; name them with --tests")
     rules = load_rules()
     outcomes = []
-    for module in modules:
-        if args.report:
-            outcome = saved(module)
-        else:
-            outcome = _in_child(module, args.tests or MODULES[module], args.max_children)
-            save(outcome)
-        classify(outcome, rules)
-        outcomes.append(outcome)
+    with contextlib.ExitStack() as stack:
+        if not args.report:
+            stack.enter_context(template_database())
+        for module in modules:
+            outcomes.append(_outcome(module, args, rules))
     report(outcomes)
+
+
+def _outcome(module: str, args: argparse.Namespace, rules: list[Rule]) -> Outcome:
+    if args.report:
+        outcome = saved(module)
+    else:
+        outcome = _in_child(module, args.tests or MODULES[module], args.max_children)
+        save(outcome)
+    classify(outcome, rules)
+    return outcome
 
 
 if __name__ == "__main__":

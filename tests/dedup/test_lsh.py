@@ -153,3 +153,13 @@ def test_extending_skips_what_is_indexed_and_keeps_each_signature() -> None:
     assert {item: row.tolist() for item, row in index.signatures.items()} == {
         item: row.tolist() for item, row in zip("abcde", rows, strict=True)
     }
+
+
+def test_a_query_with_its_band_keys_searches_every_band() -> None:
+    index: MemoryIndex[str] = MemoryIndex(threshold=0.3)
+    index.insert("base", BASE)
+    # Shares only the last band (positions 76-79) and the unbanded positions 80-127.
+    probe = changed(BASE, range(76))
+    keys = band_keys(probe)[0]
+    assert [k == b for k, b in zip(keys, band_keys(BASE)[0], strict=True)].count(True) == 1
+    assert index.query(probe, keys=keys) == ("base", 52 / 128)

@@ -164,3 +164,23 @@ def test_signatures_are_pinned_to_the_algorithm_version() -> None:
     )
     assert hashlib.sha256(rows.tobytes()).hexdigest() == GOLDEN_SIGNATURES
     assert hashlib.sha256(band_keys(rows).tobytes()).hexdigest() == GOLDEN_BAND_KEYS
+
+
+def test_pieces_beyond_the_scratch_limit_and_any_piece_count_sign_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    texts = mixed_corpus()[:30]
+    expected = np.stack([signatures([text]).rows[0] for text in texts])
+    monkeypatch.setattr(minhash, "_SCRATCH_LIMIT", 64)  # every piece is "outsized"
+    assert np.array_equal(signatures(texts).rows, expected)
+    monkeypatch.undo()
+    half = sum(len(normalise(text)) for text in texts[:15])
+    monkeypatch.setattr(minhash, "_PIECE_BYTES", half)  # exactly two pieces
+    assert len(minhash._pieces([normalise(text) for text in texts])) == 2
+    assert np.array_equal(signatures(texts).rows, expected)
+
+
+def test_no_texts_give_an_empty_signature_matrix() -> None:
+    rows = signatures([]).rows
+    assert rows.shape == (0, NUM_PERM)
+    assert rows.dtype == np.uint32
