@@ -24,6 +24,8 @@ import multiprocessing
 import os
 import re
 import shutil
+import subprocess
+import sys
 import time
 import tomllib
 from collections import Counter
@@ -267,8 +269,6 @@ def template_database() -> Iterator[None]:
     PRIORFORGE_TEST_DB_TEMPLATE) instead of creating and migrating its own."""
     from sqlalchemy import create_engine, text
 
-    from app.core import migrate
-
     # The server the tests use (tests/conftest.py; importing it would start its LLM server).
     admin_url = os.environ.get(
         "PRIORFORGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -278,7 +278,11 @@ def template_database() -> Iterator[None]:
     try:
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
-        migrate.upgrade(admin_url.rsplit("/", 1)[0] + "/" + name)
+        # In a child process: importing app here would put the unmutated modules in
+        # sys.modules of every forked mutmut run, and no test would reach a mutant.
+        url = admin_url.rsplit("/", 1)[0] + "/" + name
+        script = f"from app.core import migrate; migrate.upgrade({url!r})"
+        subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT)
         os.environ["PRIORFORGE_TEST_DB_TEMPLATE"] = name
         yield
     finally:
@@ -291,6 +295,8 @@ def template_database() -> Iterator[None]:
 def run_module(module: str, tests: list[str], max_children: int) -> Outcome:
     from mutmut.__main__ import cli
 
+    if "app" in sys.modules:  # the tests would import it from here, not from mutants/
+        raise SystemExit("app was imported before mutmut ran: no test could reach a mutant")
     _configure(module, tests)
     # A fresh copy per module: mutants/ holds one module's results (and the test-to-function
     # map for that module's tests); it stays after the run for `mutmut show` / `mutmut browse`.

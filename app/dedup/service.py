@@ -250,10 +250,9 @@ def _upgrade(session: Session, dataset_id: uuid.UUID, pinned: str) -> None:
 
 def _recompute_signatures(
     session: Session, dataset_id: uuid.UUID, only_missing: bool = False
-) -> int:
+) -> None:
     """Sign the dataset's accepted documents (or those without a signature) from their texts."""
     ids = repository.accepted_ids(session, dataset_id)
-    changed = 0
     for begin in range(0, len(ids), _REBUILD_BATCH):
         chunk = ids[begin : begin + _REBUILD_BATCH]
         if only_missing:
@@ -265,8 +264,6 @@ def _recompute_signatures(
         repository.store_signatures(
             session, [(document, to_bytes(row)) for document, row in zip(found, rows, strict=True)]
         )
-        changed += len(found)
-    return changed
 
 
 def _signed_text(text: str, meta: dict[str, object]) -> str:

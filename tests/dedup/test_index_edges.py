@@ -84,7 +84,7 @@ def test_a_candidate_is_matched_to_the_closer_of_a_stored_and_an_added_document(
         near.add(added, apart)
         assert near.match(nearer_added) == (added, 120 / 128)
         assert near.match(nearer_stored) == (stored, 116 / 128)
-        with pytest.raises(ValueError, match="not announced"):
+        with pytest.raises(ValueError, match="^a signature not announced with the batch"):
             near.match(changed(BASE, range(50, 60)))
 
 
@@ -120,14 +120,15 @@ def test_a_new_banding_keeps_the_signatures_and_makes_other_processes_reload(
 
 
 def test_a_rebuild_signs_documents_without_a_usable_signature_as_the_pipeline_does(
-    engine: Engine,
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bodies = [factory.text(f"unsigned {i}") for i in range(3)]
+    monkeypatch.setattr(service, "_REBUILD_BATCH", 2)
+    bodies = [factory.text(f"unsigned {i}") for i in range(5)]
     with Session(engine) as session:
         made = factory.dataset(session)
         ids = [factory.document(session, made, body, minhash=b"") for body in bodies]
         session.commit()
-        assert service.rebuild_bands(session, made.dataset_id) == 3
+        assert service.rebuild_bands(session, made.dataset_id) == 5
         session.commit()
         stored = repository.signatures_of(session, ids)
     assert [stored[i] for i in ids] == [to_bytes(row) for row in signatures(bodies).rows]
@@ -147,4 +148,18 @@ def test_a_reload_of_the_process_index_is_logged(
     with Session(engine) as session, caplog.at_level(logging.INFO, "app.dedup.service"):
         factory.write_batch(session, made, [factory.text("two")])
         session.commit()
-    assert f"dataset {made.dataset_id}: reloading the near-duplicate index" in caplog.text
+    assert f"dataset {made.dataset_id}: reloading the near-duplicate index" in caplog.messages
+
+
+def test_of_an_equally_close_stored_and_added_document_the_stored_one_wins(
+    engine: Engine,
+) -> None:
+    apart = changed(BASE, range(4, 40))  # 92/128 of BASE: new
+    even = changed(BASE, range(4, 22))  # 110/128 of BASE and of apart
+    with Session(engine) as session:
+        made = factory.dataset(session)
+        stored = factory.document(session, made, "stored", minhash=to_bytes(BASE))
+        session.commit()
+        near = service.NearDuplicateIndex(session, made.dataset_id, 0.8, [apart, even])
+        near.add(factory.document(session, made, "apart", minhash=to_bytes(apart)), apart)
+        assert near.match(even) == (stored, 110 / 128)

@@ -163,3 +163,12 @@ def test_a_query_with_its_band_keys_searches_every_band() -> None:
     keys = band_keys(probe)[0]
     assert [k == b for k, b in zip(keys, band_keys(BASE)[0], strict=True)].count(True) == 1
     assert index.query(probe, keys=keys) == ("base", 52 / 128)
+
+
+def test_of_equally_close_documents_the_stored_one_wins_over_an_earlier_batch_row() -> None:
+    index: MemoryIndex[str] = MemoryIndex(threshold=0.8)
+    index.extend(["stored"], BASE[None, :])
+    apart = changed(BASE, range(4, 40))  # 92/128 of stored: new
+    even = changed(BASE, range(4, 22))  # 110/128 of stored and of apart
+    results = index.add_unless_duplicates(["apart", "even"], np.stack([apart, even]))
+    assert results == [None, ("stored", 110 / 128)]

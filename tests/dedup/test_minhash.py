@@ -140,19 +140,22 @@ def test_signatures_are_the_same_in_another_process() -> None:
 
 
 # Texts that reach every branch of the word hash: words of 1 to 8 bytes, of 9 to 64 (several
-# windows), over 64 (hashed whole), non-ASCII (normalised first), and a text of no words.
+# windows), over 64 (hashed whole), non-ASCII (normalised first); texts of fewer than five
+# words, of one word and of none.
 GOLDEN_TEXTS = [
     "The assistant told the night-shift physicians that the dosage table was wrong.",
     "Ünïcödé wörds, straße and Déjà vu; " * 3,
     " ".join("w" * n for n in range(1, 90, 7)) + " internationalisation counterrevolutionary",
+    " ".join("v" * n for n in (16, 24, 32)),  # ending exactly at a window's end
+    "single",  # one word: one shingle of its own
     "",
     "one two three four",  # fewer words than a shingle
 ]
 # sha256 of the signature rows and band keys of GOLDEN_TEXTS. Stored signatures and band rows
 # are only comparable with new ones computed by the same ALGORITHM: a change to any hash or
 # constant must change ALGORITHM (the datasets then rebuild their indexes) and these values.
-GOLDEN_SIGNATURES = "eb74bfa35216bdeb2f438d1633e13fcc58525a653aaabe93fcf5eec24e6a429a"
-GOLDEN_BAND_KEYS = "49336c61105f14771fd93362fd374d9009eac703ad0826af91eb2b3bddff8d45"
+GOLDEN_SIGNATURES = "cfbcc3cb2d222ce45d6c6fe0899ddb22f2855a46f33faa8b412ca942321fb59b"
+GOLDEN_BAND_KEYS = "00b5fe8910d4bf5992a50e2f9207199200ec4bdcee0d94093b3189203dcba2cc"
 
 
 def test_signatures_are_pinned_to_the_algorithm_version() -> None:

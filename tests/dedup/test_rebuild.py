@@ -84,9 +84,11 @@ def test_rebuild_recomputes_signatures_of_an_older_algorithm(
         assert match[0] == first
         session.rollback()  # and with it the rebuild: the explicit one below starts over
     old = "pf-minhash-1/rensa-2/w5/p128/s20261122"
-    assert f"dataset {made.dataset_id} was indexed with {old}; rebuilding" in caplog.text
-    assert f"as {INDEX_ALGORITHM}" in caplog.text
-    assert f"dataset {made.dataset_id}: recomputing {old} signatures as {ALGORITHM}" in caplog.text
+    assert caplog.messages == [
+        f"dataset {made.dataset_id} was indexed with {old}; rebuilding its index as "
+        f"{INDEX_ALGORITHM}",
+        f"dataset {made.dataset_id}: recomputing {old} signatures as {ALGORITHM}",
+    ]
 
     with session_scope() as session:
         assert rebuild_bands(session, made.dataset_id) == 1
