@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 WHEELS := $(VENV)/wheels
-LLAMA := llama-cpp-python[server]>=0.3.16,<0.4
+LLAMA_VERSION := 0.3.16
+LLAMA := llama-cpp-python[server]==$(LLAMA_VERSION)
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 MUTATE_STAMP := $(VENV)/.installed-mutate-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
@@ -14,7 +15,7 @@ MUTATE_STAMP := $(VENV)/.installed-mutate-$(shell cat pyproject.toml | cksum | c
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -qq --upgrade pip wheel
-	@if ! ls $(WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1; then \
+	@if ! ls $(WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1; then \
 	  echo "building llama-cpp-python (compiles llama.cpp; takes several minutes on 2 cores, once) ..."; \
 	  start=$$(date +%s); \
 	  CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip wheel -qq --no-deps -w $(WHEELS) '$(LLAMA)'; \
