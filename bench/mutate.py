@@ -65,7 +65,7 @@ MODULES: dict[str, list[str]] = {
     "app/datasets/service.py": ["tests/datasets"],
     "app/teams/service.py": ["tests/teams"],
     "app/teams/keys.py": ["tests/teams"],
-    "app/core/auth.py": ["tests/teams", "tests/core/test_guard.py"],
+    "app/core/auth.py": ["tests/teams", "tests/core/test_guard.py", "tests/core/test_auth.py"],
 }
 # What `make mutate` runs with no module named (app/quality holds decontam, judge and gates).
 CORE = [
