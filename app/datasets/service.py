@@ -91,7 +91,7 @@ def publish_job(
     store: ObjectStore,
     settings: Settings,
     renew: Callable[[], None] = lambda: None,
-) -> int:
+) -> None:
     """Write the job's accepted documents that are in no shard yet as new shards of the job.
 
     A job that succeeded publishes all its documents at once; a cancelled job's are published
@@ -100,13 +100,13 @@ def publish_job(
     bytes move (SQLite has one writer). Each key contains the file's sha256: two publishers
     can never overwrite each other's bytes. ``renew`` runs after each file to keep the
     caller's claim alive, raising if it was lost. Then the rows naming the files are added;
-    the caller commits them (with the job's state). Returns the number of shards written.
+    the caller commits them (with the job's state).
     """
     dataset = session.get(Dataset, job.dataset_id)
     assert dataset is not None
     added = repository.last_unpublished_at(session, job.id)
     if added is None:
-        return 0
+        return
     first_seq = repository.next_shard_seq(session, job.id)
     records = (
         dolma_record(
@@ -149,26 +149,23 @@ def publish_job(
             },
         )
         repository.assign_shard(session, shard_id, file.document_ids)
-    return len(uploaded)
 
 
 def publish_cancelled_jobs(
     session: Session, dataset: Dataset, *, store: ObjectStore, settings: Settings
-) -> int:
+) -> None:
     """Publish the accepted documents of the dataset's cancelled jobs that are in no shard.
 
     Each job's row is locked first, until the caller commits: a concurrent snapshot waits,
     then finds those documents sharded and publishes nothing, so no document is ever put in
-    two shards. Returns the number of shards written.
+    two shards.
     """
-    written = 0
     for job_id in repository.cancelled_jobs_with_unpublished_documents(session, dataset.id):
         if not repository.lock_cancelled_job(session, job_id):
             continue
         job = session.get(Job, job_id)
         assert job is not None
-        written += publish_job(session, job, store=store, settings=settings)
-    return written
+        publish_job(session, job, store=store, settings=settings)
 
 
 @dataclass(frozen=True)
@@ -324,7 +321,6 @@ class FileRef:
     name: str
     bytes: int
     sha256: str
-    records: int
 
 
 def find_file(store: ObjectStore, dataset: Dataset, version: DatasetVersion, name: str) -> FileRef:
@@ -341,7 +337,6 @@ def find_file(store: ObjectStore, dataset: Dataset, version: DatasetVersion, nam
         name=PurePosixPath(entry["path"]).name,
         bytes=entry["bytes"],
         sha256=entry["sha256"],
-        records=entry["records"],
     )
 
 
