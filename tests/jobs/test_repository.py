@@ -1,0 +1,224 @@
+"""The job repository's statements, each on two jobs at once: what one job's call changes,
+what it leaves alone (the other job above all), and where each time boundary sits."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from app.core.db import session_scope
+from app.jobs import repository
+from app.models import Document, Job, WorkItem
+from tests.dedup import factory
+
+T0 = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def jobs() -> tuple[factory.Seeded, factory.Seeded]:
+    """Two jobs of six pending items each, enqueued at T0; the second one is the witness."""
+    with session_scope() as session:
+        pair = factory.dataset(session, items=6), factory.dataset(session, items=6)
+        for made in pair:
+            session.execute(
+                update(WorkItem).where(WorkItem.job_id == made.job_id).values(enqueued_at=T0)
+            )
+            session.execute(update(Job).where(Job.id == made.job_id).values(status="running"))
+    return pair
+
+
+def items(session: Session, job_id: uuid.UUID) -> list[tuple[Any, ...]]:
+    return [
+        tuple(row)
+        for row in session.execute(
+            select(
+                WorkItem.item_index,
+                WorkItem.state,
+                WorkItem.lease_owner,
+                WorkItem.lease_expires_at,
+                WorkItem.enqueued_at,
+                WorkItem.updated_at,
+            )
+            .where(WorkItem.job_id == job_id)
+            .order_by(WorkItem.item_index)
+        )
+    ]
+
+
+def lease_all(session: Session, made: factory.Seeded, owner: str, expires: datetime) -> None:
+    leased = repository.lease_items(session, made.job_id, 0, 6, owner, T0, expires)
+    assert [item.index for item in leased] == list(range(6))
+
+
+def test_leases_are_extended_for_the_owner_and_the_job_named_only(
+    jobs: tuple[factory.Seeded, factory.Seeded],
+) -> None:
+    mine, other = jobs
+    with session_scope() as session:
+        lease_all(session, mine, "w1", at(60))
+        lease_all(session, other, "w1", at(60))
+        session.execute(
+            update(WorkItem)
+            .where(WorkItem.job_id == mine.job_id, WorkItem.item_index == 2)
+            .values(lease_owner="w2")
+        )
+        before = items(session, other.job_id)
+        repository.extend_leases(session, mine.job_id, [0, 2, 3], "w1", at(120))
+        expiries = [row[3] for row in items(session, mine.job_id)]
+        assert expiries == [at(120), at(60), at(60), at(120), at(60), at(60)]
+        assert items(session, other.job_id) == before
+
+
+def test_only_the_jobs_leases_expired_before_now_return_to_pending(
+    jobs: tuple[factory.Seeded, factory.Seeded],
+) -> None:
+    mine, other = jobs
+    with session_scope() as session:
+        lease_all(session, mine, "w1", at(60))
+        lease_all(session, other, "w1", at(10))
+        session.execute(
+            update(WorkItem)
+            .where(WorkItem.job_id == mine.job_id, WorkItem.item_index.in_([1, 4]))
+            .values(lease_expires_at=at(10))
+        )
+        session.execute(
+            update(WorkItem)
+            .where(WorkItem.job_id == mine.job_id, WorkItem.item_index == 5)
+            .values(lease_expires_at=at(30))  # expires exactly now: not yet stale
+        )
+        before = items(session, other.job_id)
+        assert repository.expire_stale_leases(session, mine.job_id, at(30)) == [1, 4]
+        rows = items(session, mine.job_id)
+        assert rows[1][1:5] == ("pending", None, None, at(30))
+        assert rows[4][1:5] == ("pending", None, None, at(30))
+        assert [row[1] for row in rows] == ["leased", "pending", "leased", "leased", "pending",
+                                            "leased"]  # fmt: skip
+        assert items(session, other.job_id) == before
+
+
+def test_stale_pending_items_are_the_jobs_pending_ones_sent_before_the_cutoff(
+    jobs: tuple[factory.Seeded, factory.Seeded],
+) -> None:
+    mine, other = jobs
+    with session_scope() as session:
+        repository.lease_items(session, mine.job_id, 0, 1, "w1", T0, at(60))  # item 0 leased
+        repository.mark_enqueued(session, mine.job_id, [3], at(30))  # sent exactly at the cutoff
+        repository.mark_enqueued(session, mine.job_id, [4], at(40))
+        assert repository.stale_pending(session, mine.job_id, at(30), 10) == [1, 2, 5]
+        assert repository.stale_pending(session, mine.job_id, at(30), 2) == [1, 2]
+        enqueued = [row[4] for row in items(session, other.job_id)]
+        assert enqueued == [T0] * 6  # mark_enqueued touched the named job only
+
+
+def test_a_result_closes_one_item_of_the_job_named_once(
+    jobs: tuple[factory.Seeded, factory.Seeded],
+) -> None:
+    mine, other = jobs
+    with session_scope() as session:
+        lease_all(session, mine, "w1", at(60))
+        lease_all(session, other, "w1", at(60))
+        before = items(session, other.job_id)
+        assert repository.record_item_result(session, mine.job_id, 2, "done", {"ok": 1}, at(5))
+        assert not repository.record_item_result(session, mine.job_id, 2, "failed", {}, at(6))
+        row = items(session, mine.job_id)[2]
+        assert row[1:4] == ("done", None, None)
+        assert row[5] == at(5)
+        assert items(session, other.job_id) == before
+
+
+def test_cancelling_closes_the_jobs_open_items_only(
+    jobs: tuple[factory.Seeded, factory.Seeded],
+) -> None:
+    mine, other = jobs
+    with session_scope() as session:
+        repository.lease_items(session, mine.job_id, 0, 2, "w1", T0, at(60))
+        repository.finish_items(session, mine.job_id, [5], "done", at(1))
+        before = items(session, other.job_id)
+        assert repository.cancel_items(session, mine.job_id, at(9)) == 5
+        rows = items(session, mine.job_id)
+        assert [row[1] for row in rows] == ["cancelled"] * 5 + ["done"]
+        assert {row[2:4] for row in rows} == {(None, None)}
+        assert {row[5] for row in rows[:5]} == {at(9)}
+        assert items(session, other.job_id) == before
+
+
+@pytest.mark.parametrize("claim", ["finalization", "reconcile"])
+def test_a_claim_is_taken_once_until_it_is_stale_and_only_on_the_job_named(
+    jobs: tuple[factory.Seeded, factory.Seeded], claim: str
+) -> None:
+    mine, other = jobs
+    take = getattr(repository, f"claim_{claim}")
+    column = getattr(Job, "finalizing_at" if claim == "finalization" else "reconciled_at")
+    with session_scope() as session:
+        assert take(session, mine.job_id, at(0), at(-100))
+        assert session.scalar(select(column).where(Job.id == mine.job_id)) == at(0)
+        assert session.scalar(select(column).where(Job.id == other.job_id)) is None
+        assert not take(session, mine.job_id, at(50), at(0))  # taken at exactly the cutoff
+        assert take(session, mine.job_id, at(60), at(1))  # stale: taken over
+        assert session.scalar(select(column).where(Job.id == mine.job_id)) == at(60)
+        session.execute(update(Job).where(Job.id == other.job_id).values(status="succeeded"))
+        assert not take(session, other.job_id, at(70), at(1000))
+
+
+def test_documents_and_items_page_by_index_within_the_job(
+    jobs: tuple[factory.Seeded, factory.Seeded],
+) -> None:
+    mine, other = jobs
+    with session_scope() as session:
+        ids = [
+            factory.document(session, mine, factory.text(f"d{i}"), status=status)
+            for i, status in enumerate(["accepted", "rejected", "accepted", "accepted"])
+        ]
+        factory.document(session, other, factory.text("other"))
+        page = repository.list_documents(session, mine.job_id, status=None, after_index=0, limit=2)
+        assert [d.id for d in page] == ids[1:3]
+        accepted = repository.list_documents(
+            session, mine.job_id, status="accepted", after_index=-1, limit=10
+        )
+        assert [d.id for d in accepted] == [ids[0], ids[2], ids[3]]
+        listed = repository.list_items(session, mine.job_id, after_index=2, limit=2)
+        assert [(i.job_id, i.item_index) for i in listed] == [(mine.job_id, 3), (mine.job_id, 4)]
+        found = repository.get_document(session, mine.team_id, ids[2])
+        assert found is not None
+        assert found.id == ids[2]
+        repository.mark_duplicate(session, ids[3], ids[0], "near", "estimated Jaccard 0.91")
+        row = session.get(Document, ids[3])
+        assert row is not None
+        assert (row.status, row.reason, row.duplicate_of, row.detail) == (
+            "duplicate", "near", ids[0], "estimated Jaccard 0.91",
+        )  # fmt: skip
+
+
+def test_an_idempotency_key_finds_its_own_job_and_listing_filters_by_status_and_dataset(
+    jobs: tuple[factory.Seeded, factory.Seeded],
+) -> None:
+    mine, _other = jobs
+    with session_scope() as session:
+        second = uuid.uuid4()
+        session.execute(
+            insert(Job).values(
+                id=second, team_id=mine.team_id, dataset_id=None, spec={}, requested=1,
+                max_items=1, idempotency_key="key-2", status="queued",
+            )
+        )  # fmt: skip
+        session.execute(update(Job).where(Job.id == mine.job_id).values(idempotency_key="key-1"))
+        found = repository.get_job_by_idempotency_key(session, mine.team_id, "key-2")
+        assert found is not None
+        assert found.id == second
+        queued = repository.list_jobs(
+            session, mine.team_id, status="queued", dataset_id=None, before=None, limit=10
+        )
+        assert [row[0].id for row in queued] == [second]
+        in_dataset = repository.list_jobs(
+            session, mine.team_id, status=None, dataset_id=mine.dataset_id, before=None, limit=10
+        )
+        assert [row[0].id for row in in_dataset] == [mine.job_id]
