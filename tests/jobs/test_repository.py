@@ -222,3 +222,96 @@ def test_an_idempotency_key_finds_its_own_job_and_listing_filters_by_status_and_
             session, mine.team_id, status=None, dataset_id=mine.dataset_id, before=None, limit=10
         )
         assert [row[0].id for row in in_dataset] == [mine.job_id]
+
+
+def job_row(session: Session, job_id: uuid.UUID) -> tuple[Any, ...]:
+    row = session.execute(
+        select(Job.status, Job.updated_at, Job.finalizing_at, Job.planned_items).where(
+            Job.id == job_id
+        )
+    ).one()
+    return tuple(row)
+
+
+def test_job_row_statements_change_the_job_named_only(
+    jobs: tuple[factory.Seeded, factory.Seeded],
+) -> None:
+    mine, other = jobs
+    with session_scope() as session:
+        before = job_row(session, other.job_id)
+        assert repository.transition(session, mine.job_id, ("running",), status="cancelled")
+        assert not repository.transition(session, mine.job_id, ("running",), status="failed")
+        repository.touch_job(session, mine.job_id, at(7))
+        assert job_row(session, mine.job_id)[:2] == ("cancelled", at(7))
+        assert job_row(session, other.job_id) == before
+
+
+def test_a_finalization_claim_is_renewed_by_its_holder_on_a_running_job_only(
+    jobs: tuple[factory.Seeded, factory.Seeded],
+) -> None:
+    mine, other = jobs
+    with session_scope() as session:
+        for made in jobs:
+            assert repository.claim_finalization(session, made.job_id, at(0), at(-1))
+        assert repository.renew_finalization(session, mine.job_id, at(0), at(5))
+        assert not repository.renew_finalization(session, mine.job_id, at(0), at(6))  # stale
+        assert job_row(session, mine.job_id)[2] == at(5)
+        assert job_row(session, other.job_id)[2] == at(0)
+        repository.transition(session, mine.job_id, ("running",), status="cancelled")
+        assert not repository.renew_finalization(session, mine.job_id, at(5), at(9))
+
+
+def test_planning_is_a_compare_and_set_on_the_named_active_job(
+    jobs: tuple[factory.Seeded, factory.Seeded],
+) -> None:
+    mine, other = jobs
+    with session_scope() as session:
+        assert repository.advance_planned(session, mine.job_id, 0, 4)
+        assert not repository.advance_planned(session, mine.job_id, 0, 8)  # someone planned
+        assert (job_row(session, mine.job_id)[3], job_row(session, other.job_id)[3]) == (4, 0)
+        repository.transition(session, mine.job_id, ("running",), status="cancelled")
+        assert not repository.advance_planned(session, mine.job_id, 4, 8)
+
+
+def test_new_items_are_pending_and_stamped_with_the_time_given(
+    jobs: tuple[factory.Seeded, factory.Seeded],
+) -> None:
+    mine, _other = jobs
+    with session_scope() as session:
+        repository.add_work_items(session, mine.job_id, [{"index": 6}, {"index": 7}], at(3))
+        rows = items(session, mine.job_id)[6:]
+        assert rows == [(i, "pending", None, None, at(3), at(3)) for i in (6, 7)]
+
+
+def test_leasing_takes_the_range_given_and_leases_that_have_expired(
+    jobs: tuple[factory.Seeded, factory.Seeded],
+) -> None:
+    mine, _other = jobs
+    with session_scope() as session:
+        leased = repository.lease_items(session, mine.job_id, 2, 4, "w1", at(0), at(10))
+        assert [(i.index, i.attempts) for i in leased] == [(2, 1), (3, 1)]
+        assert items(session, mine.job_id)[2][1:] == ("leased", "w1", at(10), T0, at(0))
+        repository.lease_items(session, mine.job_id, 4, 5, "w1", at(0), at(20))
+        # At 20 s: item 2's and 3's leases ran out at 10 s, item 4's runs out just now.
+        again = repository.lease_items(session, mine.job_id, 0, 6, "w2", at(20), at(30))
+        assert [(i.index, i.attempts) for i in again] == [(0, 1), (1, 1), (2, 2), (3, 2), (5, 1)]
+        repository.finish_items(session, mine.job_id, [0, 1], "done", at(25))
+        assert repository.lease_items(session, mine.job_id, 0, 2, "w3", at(99), at(100)) == []
+
+
+def test_finishing_and_reading_documents_stay_within_the_job(
+    jobs: tuple[factory.Seeded, factory.Seeded],
+) -> None:
+    mine, other = jobs
+    with session_scope() as session:
+        for made in jobs:
+            lease_all(session, made, "w1", at(60))
+        factory.document(session, mine, factory.text("mine"))  # item 0
+        for name in ("other 0", "other 1"):  # items 0 and 1
+            factory.document(session, other, factory.text(name))
+        before = items(session, other.job_id)
+        repository.finish_items(session, mine.job_id, [1, 2], "failed", at(8))
+        assert items(session, mine.job_id)[1][1:] == ("failed", None, None, T0, at(8))
+        assert items(session, other.job_id) == before
+        assert repository.existing_documents(session, mine.job_id, [0, 1, 2]) == {0}
+        assert repository.existing_documents(session, mine.job_id, []) == set()
