@@ -1,0 +1,107 @@
+"""The job service's reads through their pages: cursors, limits, filters, and what a miss says."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import insert, update
+
+from app.core.db import session_scope
+from app.core.errors import InvalidRequest, NotFound
+from app.jobs import service
+from app.models import Job
+from app.teams.keys import Role
+from app.teams.service import Principal
+from tests.dedup import factory
+
+
+def reader(made: factory.Seeded) -> Principal:
+    return Principal(team_id=made.team_id, role=Role.READ, key_id=uuid.uuid4())
+
+
+def test_documents_and_items_come_in_pages_with_the_last_index_as_cursor() -> None:
+    with session_scope() as session:
+        made = factory.dataset(session, items=5)
+        for i, status in enumerate(["accepted", "rejected", "accepted", "accepted", "accepted"]):
+            factory.document(session, made, factory.text(f"d{i}"), status=status)
+    who = reader(made)
+    with session_scope() as session:
+        pages = []
+        cursor: int | None = None
+        while True:
+            documents, following = service.list_documents(
+                session, who, made.job_id, status="accepted", cursor=cursor, limit=2
+            )
+            pages.append(([d.item_index for d in documents], following))
+            if following is None:
+                break
+            cursor = int(following)
+        assert pages == [([0, 2], "2"), ([3, 4], None)]
+        everything, last = service.list_documents(
+            session, who, made.job_id, status=None, cursor=None, limit=5
+        )
+        assert ([d.item_index for d in everything], last) == ([0, 1, 2, 3, 4], None)
+        first, following = service.list_items(session, who, made.job_id, cursor=None, limit=3)
+        assert ([i.item_index for i in first], following) == ([0, 1, 2], "2")
+        rest, last = service.list_items(session, who, made.job_id, cursor=2, limit=3)
+        assert ([i.item_index for i in rest], last) == ([3, 4], None)
+
+
+def test_jobs_come_in_pages_newest_first_filtered_by_status_and_dataset() -> None:
+    with session_scope() as session:
+        made = factory.dataset(session)
+        start = datetime(2026, 12, 1, tzinfo=UTC)
+        session.execute(
+            update(Job).where(Job.id == made.job_id).values(created_at=start, status="running")
+        )
+        others = [uuid.uuid4() for _ in range(3)]
+        for n, job_id in enumerate(others, start=1):
+            session.execute(
+                insert(Job).values(
+                    id=job_id, team_id=made.team_id, dataset_id=None, spec={}, requested=1,
+                    max_items=1, status="queued" if n < 3 else "failed",
+                    created_at=start + timedelta(hours=n),
+                )
+            )  # fmt: skip
+    who = reader(made)
+    with session_scope() as session:
+        first, cursor = service.list_jobs(
+            session, who, status=None, dataset=None, cursor=None, limit=2
+        )
+        assert [v.job.id for v in first] == [others[2], others[1]]
+        assert cursor == service.job_cursor(start + timedelta(hours=2), others[1])
+        rest, last = service.list_jobs(
+            session, who, status=None, dataset=None, cursor=cursor, limit=2
+        )
+        assert ([v.job.id for v in rest], last) == ([others[0], made.job_id], None)
+        queued, _ = service.list_jobs(
+            session, who, status="queued", dataset=None, cursor=None, limit=10
+        )
+        assert [v.job.id for v in queued] == [others[1], others[0]]
+        in_dataset, _ = service.list_jobs(
+            session, who, status=None, dataset="near-dups", cursor=None, limit=10
+        )
+        assert [v.job.id for v in in_dataset] == [made.job_id]
+        assert [v.dataset for v in in_dataset] == ["near-dups"]
+        nowhere = service.list_jobs(
+            session, who, status=None, dataset="no-such-set", cursor=None, limit=10
+        )
+        assert nowhere == ([], None)
+
+
+def test_a_miss_or_a_bad_cursor_says_which() -> None:
+    with session_scope() as session:
+        made = factory.dataset(session)
+    who, missing = reader(made), uuid.uuid4()
+    with session_scope() as session:
+        with pytest.raises(NotFound) as job:
+            service.read_job(session, who, missing)
+        assert job.value.detail == f"job {missing} not found"
+        with pytest.raises(NotFound) as document:
+            service.get_document(session, who, missing)
+        assert document.value.detail == f"document {missing} not found"
+        with pytest.raises(InvalidRequest) as cursor:
+            service.list_jobs(session, who, status=None, dataset=None, cursor="12-zz", limit=1)
+        assert cursor.value.detail == ("malformed cursor '12-zz'; pass next_cursor back unchanged")
