@@ -43,7 +43,7 @@ RESULTS = ROOT / "mutants-results"
 # Module (file or folder) -> the tests that exercise it. Tests that start real Celery workers
 # (marker `worker`) are left out: the worker is another process and would not run the mutant.
 MODULES: dict[str, list[str]] = {
-    "app/jobs/service.py": ["tests/jobs", "tests/generation", "tests/datasets"],
+    "app/jobs/service.py": ["tests/jobs", "tests/generation", "tests/datasets", "tests/scenarios"],
     "app/jobs/repository.py": ["tests/jobs"],
     "app/jobs/tally.py": ["tests/jobs/test_tally.py", "tests/jobs/test_progress.py"],
     "app/generation/pipeline.py": ["tests/generation", "tests/jobs"],

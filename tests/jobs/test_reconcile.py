@@ -220,13 +220,40 @@ def test_a_job_cancelled_after_its_last_upload_publishes_nothing(
             jobs.cancel_job(other, team.principal, job.id)
 
     monkeypatch.setattr(datasets_repo, "assign_shard", assign_then_cancel)
-    for chunk_job, start, end in drain(dispatcher):
+    reports = [
         run_chunk(
             chunk_job, start, end, worker_id="w", dispatcher=dispatcher, settings=settings,
             store=store,
-        )  # fmt: skip
+        )
+        for chunk_job, start, end in drain(dispatcher)
+    ]  # fmt: skip
+    assert reports[-1].job_status == "cancelled"  # what the finalizing chunk reports
     with session_scope() as session:
         final = jobs.view(session, jobs.get_job(session, team.principal, job.id))
         assert final.job.status == "cancelled"
         assert final.progress.accepted == 3
         assert list(datasets_repo.job_shards(session, job.id)) == []
+
+
+def test_a_job_a_worker_touched_lately_is_not_stalled_and_a_pass_is_not_repeated_at_once(
+    team: Team, settings: Any, store: Any
+) -> None:
+    quick = settings.model_copy(update={"stall_seconds": 5.0, "reconcile_interval_seconds": 0.2})
+    job, dispatcher = submit(team, quick, documents=10)
+    assert drain(dispatcher) == [(job.id, 0, 10)]  # "lost"
+    long_ago = utcnow() - timedelta(seconds=60)
+    with session_scope() as session:  # sent long ago, but a worker touched the job just now
+        repository.mark_enqueued(session, job.id, list(range(10)), long_ago)
+        repository.touch_job(session, job.id, utcnow())
+    reconcile(job.id, dispatcher, quick, store)
+    assert drain(dispatcher) == []
+    with session_scope() as session:
+        claimed = session.scalar(select(Job.reconciled_at).where(Job.id == job.id))
+        repository.touch_job(session, job.id, long_ago)  # now nobody has touched it for long
+    reconcile(job.id, dispatcher, quick, store)  # within the interval: this pass is skipped
+    assert drain(dispatcher) == []
+    with session_scope() as session:
+        assert session.scalar(select(Job.reconciled_at).where(Job.id == job.id)) == claimed
+    time.sleep(quick.reconcile_interval_seconds)
+    reconcile(job.id, dispatcher, quick, store)
+    assert drain(dispatcher) == [(job.id, 0, 10)]
