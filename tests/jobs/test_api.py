@@ -64,7 +64,10 @@ def test_same_idempotency_key_different_body_is_422(client: Any, team: Team) -> 
     assert changed.status_code == 422
     assert changed.headers["content-type"].startswith(PROBLEM)
     problem = changed.json()
-    assert "Idempotency-Key" in problem["detail"]
+    assert problem["detail"] == (
+        "this Idempotency-Key was already used for a different job spec; "
+        "send a new key for a new job"
+    )
     assert problem["job_id"] == first.json()["id"]
 
 
