@@ -106,9 +106,10 @@ class Outcome:
     @property
     def kill_rate(self) -> float:
         """Killed (or timed out) among the mutants that change behaviour: equivalent ones,
-        which no test could fail, are left out."""
+        which no test could fail, are left out; those no test reaches count as not killed."""
         killed = self.counts["killed"] + self.counts["timeout"]
-        tested = killed + self.counts["survived"] - self.equivalent
+        # A mutant no selected test reaches ("no tests") is a change nothing notices too.
+        tested = killed + self.counts["survived"] + self.counts["no tests"] - self.equivalent
         return killed / tested if tested else 0.0
 
 
@@ -347,6 +348,8 @@ def report(outcomes: list[Outcome]) -> None:
         for status, count in sorted(o.counts.items()):
             if status not in ("killed", "survived"):
                 print(f"    {status}: {count}")
+        if o.counts["no tests"]:
+            print("    (no tests: reached by none of the module's tests; counted as not killed)")
         if o.counts["internal error"]:
             print("    (internal error: pytest failed outside the tests; not counted as killed)")
     for o in outcomes:
