@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from app.core import migrate
 from app.core.db import make_engine
 from app.dedup import repository, service
 from app.dedup.lsh import INDEX_ALGORITHM, to_bytes
@@ -19,15 +16,6 @@ from app.dedup.minhash import signatures
 from app.models import Dataset, Document, MinhashBand
 from app.quality.canary import with_canary
 from tests.dedup import factory
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    url = f"sqlite:///{tmp_path / 'embedded.db'}"
-    migrate.upgrade(url)
-    engine = make_engine(url)
-    yield engine
-    engine.dispose()
 
 
 def cached(engine: Engine, made: factory.Seeded) -> service._Embedded:

@@ -4,8 +4,6 @@ which document a candidate is matched to, and what an algorithm change rewrites.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +11,6 @@ from numpy.typing import NDArray
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from app.core import migrate
-from app.core.db import make_engine
 from app.dedup import repository, service
 from app.dedup.lsh import INDEX_ALGORITHM, to_bytes
 from app.dedup.minhash import ALGORITHM, signatures
@@ -29,15 +25,6 @@ def changed(signature: NDArray[np.uint32], positions: range) -> NDArray[np.uint3
     copy = signature.copy()
     copy[list(positions)] += np.uint32(7_777_777)
     return copy
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    url = f"sqlite:///{tmp_path / 'edges.db'}"
-    migrate.upgrade(url)
-    engine = make_engine(url)
-    yield engine
-    engine.dispose()
 
 
 def test_every_query_reads_one_dataset_and_only_its_accepted_documents(engine: Engine) -> None:
