@@ -270,19 +270,16 @@ def template_database() -> Iterator[None]:
     PRIORFORGE_TEST_DB_TEMPLATE) instead of creating and migrating its own."""
     from sqlalchemy import create_engine, text
 
-    # The server the tests use (tests/conftest.py; importing it would start its LLM server).
-    admin_url = os.environ.get(
-        "PRIORFORGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-    )
+    from tests.services import PG_ADMIN_URL, database_url
+
     name = f"priorforge_mutate_template_{os.getpid()}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
         # In a child process: importing app here would put the unmutated modules in
         # sys.modules of every forked mutmut run, and no test would reach a mutant.
-        url = admin_url.rsplit("/", 1)[0] + "/" + name
-        script = f"from app.core import migrate; migrate.upgrade({url!r})"
+        script = f"from app.core import migrate; migrate.upgrade({database_url(name)!r})"
         subprocess.run([sys.executable, "-c", script], check=True, cwd=ROOT)
         os.environ["PRIORFORGE_TEST_DB_TEMPLATE"] = name
         yield

@@ -24,12 +24,9 @@ import pytest
 
 from app.core.process import die_with_parent
 from tests.llm_server import FaultConfig, LLMTestServer
+from tests.services import PG_ADMIN_URL, REDIS_URL, database_url
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN_URL = os.environ.get(
-    "PRIORFORGE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-REDIS_URL = os.environ.get("PRIORFORGE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 RUN_ID = secrets.token_hex(4)
 TEST_DB = f"priorforge_test_{RUN_ID}"
 TMP = Path(tempfile.mkdtemp(prefix="priorforge-tests-"))
@@ -49,16 +46,12 @@ def _require(host: str, port: int, what: str, how: str) -> None:
         )
 
 
-def _database_url(name: str) -> str:
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-
-
 LLM = LLMTestServer().start()
 
 
 def _session_environment() -> dict[str, str]:
     return {
-        "PRIORFORGE_DATABASE_URL": _database_url(TEST_DB),
+        "PRIORFORGE_DATABASE_URL": database_url(TEST_DB),
         "PRIORFORGE_TASK_QUEUE": f"priorforge-test-{RUN_ID}",
         "PRIORFORGE_STORAGE_URL": (TMP / "objects").as_uri(),
         "PRIORFORGE_DATA_DIR": str(TMP / "data"),
@@ -185,7 +178,7 @@ def scratch_database_url() -> Iterator[str]:
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
-    yield _database_url(name)
+    yield database_url(name)
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()

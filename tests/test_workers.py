@@ -161,7 +161,8 @@ def test_worker_tests_start_with_no_earlier_job_left_to_run(client: Any, team: T
 
     import redis
 
-    from tests.conftest import REDIS_URL, quiesce_jobs
+    from tests.conftest import quiesce_jobs
+    from tests.services import REDIS_URL
 
     left = client.post("/v1/jobs", json=spec(documents=30), headers=team.headers()).json()
     queue = redis.Redis.from_url(REDIS_URL)

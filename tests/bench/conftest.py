@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import PG_ADMIN_URL
+from tests.services import PG_ADMIN_URL
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ from sqlalchemy import create_engine, text
 
 from app.jobs.spec import JobSpec
 from bench import load, seed
-from tests.conftest import PG_ADMIN_URL, ROOT
+from tests.conftest import ROOT
+from tests.services import PG_ADMIN_URL
 
 
 def parse(raw: bytes) -> tuple[int, bytes, bool]:

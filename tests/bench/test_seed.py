@@ -14,7 +14,7 @@ from app.core import migrate
 from app.jobs import service
 from app.models import Job
 from bench import seed
-from tests.conftest import PG_ADMIN_URL
+from tests.services import PG_ADMIN_URL
 
 ITEMS = 3_000
 BATCH = 1_000

@@ -70,7 +70,7 @@ def forget_jobs(team: Team, queue: str) -> None:
     from app.core.db import session_scope
     from app.jobs import service as jobs
     from app.models import Job
-    from tests.conftest import REDIS_URL
+    from tests.services import REDIS_URL
 
     with session_scope() as session:
         active = select(Job.id).where(Job.team_id == team.id, Job.status.in_(("queued", "running")))

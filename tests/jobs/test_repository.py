@@ -54,6 +54,15 @@ def items(session: Session, job_id: uuid.UUID) -> list[tuple[Any, ...]]:
     ]
 
 
+def set_items(session: Session, made: factory.Seeded, indices: list[int], **values: Any) -> None:
+    """Put some of a job's items in a state the repository would not produce on its own."""
+    session.execute(
+        update(WorkItem)
+        .where(WorkItem.job_id == made.job_id, WorkItem.item_index.in_(indices))
+        .values(**values)
+    )
+
+
 def lease_all(session: Session, made: factory.Seeded, owner: str, expires: datetime) -> None:
     leased = repository.lease_items(session, made.job_id, 0, 6, owner, T0, expires)
     assert [item.index for item in leased] == list(range(6))
@@ -66,11 +75,7 @@ def test_leases_are_extended_for_the_owner_and_the_job_named_only(
     with session_scope() as session:
         lease_all(session, mine, "w1", at(60))
         lease_all(session, other, "w1", at(60))
-        session.execute(
-            update(WorkItem)
-            .where(WorkItem.job_id == mine.job_id, WorkItem.item_index == 2)
-            .values(lease_owner="w2")
-        )
+        set_items(session, mine, [2], lease_owner="w2")
         before = items(session, other.job_id)
         repository.extend_leases(session, mine.job_id, [0, 2, 3], "w1", at(120))
         expiries = [row[3] for row in items(session, mine.job_id)]
@@ -85,16 +90,8 @@ def test_only_the_jobs_leases_expired_before_now_return_to_pending(
     with session_scope() as session:
         lease_all(session, mine, "w1", at(60))
         lease_all(session, other, "w1", at(10))
-        session.execute(
-            update(WorkItem)
-            .where(WorkItem.job_id == mine.job_id, WorkItem.item_index.in_([1, 4]))
-            .values(lease_expires_at=at(10))
-        )
-        session.execute(
-            update(WorkItem)
-            .where(WorkItem.job_id == mine.job_id, WorkItem.item_index == 5)
-            .values(lease_expires_at=at(30))  # expires exactly now: not yet stale
-        )
+        set_items(session, mine, [1, 4], lease_expires_at=at(10))
+        set_items(session, mine, [5], lease_expires_at=at(30))  # expires exactly now: not stale
         before = items(session, other.job_id)
         assert repository.expire_stale_leases(session, mine.job_id, at(30)) == [1, 4]
         rows = items(session, mine.job_id)
