@@ -90,6 +90,7 @@ class Survivor:
     name: str
     function: str = ""  # "name" or "Class.name", as in EQUIVALENT rules
     equivalent: str = ""  # the reason, when a rule in EQUIVALENT says it changes nothing
+    untested: bool = False  # no selected test reaches its function ("no tests")
 
 
 @dataclass
@@ -250,7 +251,7 @@ def _results(module: str, seconds: float) -> Outcome:
             # session could not start (the database, say): no test ran against the mutant.
             status = "internal error" if exit_code == 3 else status_by_exit_code[exit_code]
             outcome.counts[status] += 1
-            if status != "survived":
+            if status not in ("survived", "no tests"):
                 continue
             function, cls = orig_function_and_class_names_from_key(name)
             function = function.rpartition(".")[-1]
@@ -259,6 +260,7 @@ def _results(module: str, seconds: float) -> Outcome:
             diff = get_diff_for_mutant(name, path=path)
             survivor = _survivor(name, path, diff, source.splitlines(), span)
             survivor.function = key
+            survivor.untested = status == "no tests"
             outcome.survivors.append(survivor)
     outcome.survivors.sort(key=lambda s: (s.path, s.line, s.name))
     return outcome
@@ -356,7 +358,8 @@ def report(outcomes: list[Outcome]) -> None:
                 f"\n--- survivors in {o.module} (path:line  as written  ->  as mutated  [mutant])"
             )
             for s in live:
-                print(f"{s.path}:{s.line}  {s.before}  ->  {s.after}  [{s.name}]")
+                untested = "  (no test reaches it)" if s.untested else ""
+                print(f"{s.path}:{s.line}  {s.before}  ->  {s.after}  [{s.name}]{untested}")
         by_reason: dict[str, list[Survivor]] = {}
         for s in o.survivors:
             if s.equivalent:

@@ -161,6 +161,10 @@ def test_unknown_surface_form_is_422_and_heldout_or_unknown_scenario_409(
     provider = post_job(client, team, spec(provider="elsewhere"))
     assert provider.status_code == 409
     assert "elsewhere" in provider.json()["detail"]
+    judge = post_job(client, team, spec(judge={"enabled": True, "provider": "judges-only"}))
+    assert judge.status_code == 409
+    assert "judges-only" in judge.json()["detail"]
+    assert client.get("/v1/jobs", headers=team.headers()).json()["items"] == []
 
 
 def test_malformed_json_is_422_problem(client: Any, team: Team) -> None:

@@ -11,8 +11,7 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import select, text
 
 from app.core.db import get_sessionmaker, session_scope
 from app.core.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
@@ -189,38 +188,51 @@ def test_a_rotation_with_the_longest_grace_or_none_and_a_second_rotation(
         assert previous.key.expires_at is None
 
 
-def test_a_rotation_waits_for_another_rotation_of_the_same_key(team: str) -> None:
+def test_a_second_rotation_waits_for_the_first_and_is_refused(team: str) -> None:
     key = issue(team).view.key
+    grace = timedelta(hours=1)  # the old key stays active: only its successor mark refuses
     first = get_sessionmaker()()
-    try:
-        service.rotate_key(first, key.prefix, team_id=None)  # holds the key's row lock
-        outcome: list[BaseException | None] = []
+    outcome: list[BaseException | None] = []
 
-        def second() -> None:
+    def second() -> None:
+        try:
             with session_scope() as session:
-                session.execute(text("SET LOCAL lock_timeout = '300ms'"))
-                try:
-                    service.rotate_key(session, key.prefix, team_id=None)
-                    outcome.append(None)
-                except OperationalError as exc:
-                    outcome.append(exc)
-                    raise
+                service.rotate_key(session, key.prefix, team_id=None, grace=grace)
+            outcome.append(None)
+        except BaseException as exc:  # reported below
+            outcome.append(exc)
 
-        thread = threading.Thread(target=lambda: _swallow(second))
-        thread.start()
-        thread.join(10)
-        assert outcome, "the second rotation never finished"
-        assert isinstance(outcome[0], OperationalError), "it did not wait for the first's lock"
-    finally:
-        first.rollback()
-        first.close()
-
-
-def _swallow(call: object) -> None:
+    racer = threading.Thread(target=second)
     try:
-        call()  # type: ignore[operator]
-    except OperationalError:
-        pass
+        service.rotate_key(first, key.prefix, team_id=None, grace=grace)  # locks the key's row
+        racer.start()
+        wait_for_a_lock_wait()
+        first.commit()
+    finally:
+        first.close()
+    racer.join(30)
+    # It waited before deciding, so it saw the first's mark: one successor, not two.
+    [refused] = outcome
+    assert isinstance(refused, Conflict), refused
+    assert "was already rotated" in refused.detail
+    with session_scope() as session:
+        teams_keys = session.scalars(select(ApiKey).where(ApiKey.team_id == key.team_id)).all()
+    assert len(teams_keys) == 2
+
+
+def wait_for_a_lock_wait(timeout: float = 10) -> None:
+    """Return once a session of this database waits on a lock (fail after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    while time.monotonic() < deadline:
+        with session_scope() as session:
+            if session.scalar(query):
+                return
+        time.sleep(0.02)
+    raise AssertionError(f"no session waited on a lock within {timeout} s")
 
 
 def test_refused_keys_say_when_and_which_state(frozen: datetime, team: str) -> None:
