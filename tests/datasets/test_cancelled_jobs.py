@@ -91,6 +91,44 @@ def test_a_cancelled_jobs_accepted_documents_are_snapshotted_once(
     assert sorted(seqs) == list(range(len(seqs)))
     assert unsharded == 0
 
+    # A result still in flight at the cancel is written later; the next snapshot publishes it
+    # in a new shard that continues the job's numbers.
+    late = arrives_late(job_id)
+    following = client.post("/v1/datasets/halted/versions", headers=team.headers())
+    assert (following.status_code, following.json()["version"]) == (201, 2), following.text
+    assert sorted(published_ids(client, team, "halted", 2)) == sorted(accepted | {late})
+    with session_scope() as session:
+        newest = session.scalars(
+            select(Shard).where(Shard.job_id == job_id).order_by(Shard.seq.desc())
+        ).first()
+    assert newest is not None
+    assert newest.seq == len(seqs)
+    assert f"/{job_id}-{len(seqs):05d}-" in newest.object_key
+
+
+def arrives_late(job_id: uuid.UUID) -> str:
+    """Write one more accepted document for the job, as a result landing after its cancel."""
+    with session_scope() as session:
+        model = session.scalars(
+            select(Document).where(Document.job_id == job_id, Document.status == "accepted")
+        ).first()
+        assert model is not None
+        last = session.scalar(
+            select(func.max(Document.item_index)).where(Document.job_id == job_id)
+        )
+        columns = {c.key: getattr(model, c.key) for c in Document.__table__.columns}
+        late = Document(
+            **columns
+            | {
+                "id": uuid.uuid4(),
+                "item_index": last + 1,
+                "text": "A late result.",
+                "shard_id": None,
+            }
+        )
+        session.add(late)
+        return str(late.id)
+
 
 @pytest.mark.usefixtures("llm")
 def test_two_snapshots_at_once_put_each_document_in_one_shard(

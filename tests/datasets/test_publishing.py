@@ -48,6 +48,8 @@ def test_each_record_carries_its_documents_text_and_metadata(
     for seq, entry in enumerate(manifest["files"]):
         assert entry["path"] == f"shards/{view.job.id}-{seq:05d}-{entry['sha256'][:16]}.jsonl.zst"
         served = client.get(f"{base}/files/{entry['path']}", headers=team.headers())
+        file_name = entry["path"].removeprefix("shards/")
+        assert served.headers["content-disposition"] == f'attachment; filename="{file_name}"'
         for record in records_of(served.content):
             document = documents[record["id"]]
             meta = document.meta
@@ -155,6 +157,36 @@ def test_a_snapshot_with_unavailable_files_names_ten_and_counts_the_rest(
     )
 
 
+def test_a_snapshot_missing_exactly_ten_files_lists_each_and_counts_no_more(
+    client: Any, team: Team, settings: Any, store: Any
+) -> None:
+    name = f"ten-{uuid.uuid4().hex[:6]}"
+    one_each = settings.model_copy(update={"shard_max_records": 1})
+    view = run_local(team, spec(dataset=name, documents=10), one_each, store)
+    assert view.job.status == "succeeded", view.job.error
+    with session_scope() as session:
+        shards = session.scalars(
+            select(Shard).where(Shard.job_id == view.job.id).order_by(Shard.object_key)
+        ).all()
+    assert len(shards) == 10
+    gone, *shortened = shards
+    store.root.joinpath(*gone.object_key.split("/")).unlink()  # a local directory
+    for shard in shortened:
+        store.put_bytes(shard.object_key, b"xy")
+    refused = client.post(f"/v1/datasets/{name}/versions", headers=team.headers())
+    assert refused.status_code == 409
+    listed = ", ".join(
+        [f"shards/{gone.object_key.rsplit('/', 1)[1]} (missing)"]
+        + [f"shards/{s.object_key.rsplit('/', 1)[1]} (2 bytes, not {s.bytes})" for s in shortened]
+    )
+    assert refused.json()["detail"] == (
+        f"dataset {name!r} was not snapshotted: 10 of its 10 shard files are missing or have "
+        f"the wrong size in the object store at {store.url}: {listed}. Every API and worker "
+        "process must use the same PRIORFORGE_STORAGE_URL; restore the files from the store "
+        "the workers wrote them to, then snapshot again"
+    )
+
+
 def test_a_snapshot_that_loses_the_race_for_its_number_tries_again_then_gives_up(
     team: Team, settings: Any, store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -181,9 +213,15 @@ def test_a_snapshot_that_loses_the_race_for_its_number_tries_again_then_gives_up
             session, team.principal, name, store=store, settings=settings
         )
     assert (made.dataset, made.version.number, made.created) == (name, 1, True)
+    with session_scope() as session:
+        same = datasets.create_version(
+            session, team.principal, name, store=store, settings=settings
+        )
+    assert (same.dataset, same.version.number, same.created) == (name, 1, False)
     more = run_local(team, spec(dataset=name, documents=2, seed=2), settings, store)
     assert more.job.status == "succeeded", more.job.error
     losses[0] = 1000  # every number is taken first, five times over
     with session_scope() as session, pytest.raises(Conflict) as caught:
         datasets.create_version(session, team.principal, name, store=store, settings=settings)
     assert caught.value.detail == f"too many concurrent snapshots of dataset {name!r}; retry"
+    assert losses[0] == 1000 - 5  # five tries, each lost
