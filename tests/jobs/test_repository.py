@@ -304,11 +304,51 @@ def test_finishing_and_reading_documents_stay_within_the_job(
         for made in jobs:
             lease_all(session, made, "w1", at(60))
         factory.document(session, mine, factory.text("mine"))  # item 0
+        factory.document(session, mine, factory.text("mine too"))  # item 1
         for name in ("other 0", "other 1"):  # items 0 and 1
             factory.document(session, other, factory.text(name))
         before = items(session, other.job_id)
         repository.finish_items(session, mine.job_id, [1, 2], "failed", at(8))
         assert items(session, mine.job_id)[1][1:] == ("failed", None, None, T0, at(8))
         assert items(session, other.job_id) == before
-        assert repository.existing_documents(session, mine.job_id, [0, 1, 2]) == {0}
+        assert repository.existing_documents(session, mine.job_id, [0, 2, 3]) == {0}
         assert repository.existing_documents(session, mine.job_id, []) == set()
+
+
+def test_active_jobs_are_the_queued_and_running_ones_and_their_specs_the_teams_own(
+    jobs: tuple[factory.Seeded, factory.Seeded],
+) -> None:
+    mine, other = jobs
+    with session_scope() as session:
+        session.execute(
+            update(Job).where(Job.id == mine.job_id).values(status="queued", spec={"seed": 7})
+        )
+        assert {mine.job_id, other.job_id} <= set(repository.active_job_ids(session))
+        assert repository.active_job_specs(session, mine.team_id) == [(mine.job_id, {"seed": 7})]
+        for status in ("succeeded", "failed", "cancelled"):
+            session.execute(update(Job).where(Job.id == mine.job_id).values(status=status))
+            assert mine.job_id not in repository.active_job_ids(session)
+            assert repository.active_job_specs(session, mine.team_id) == []
+        assert other.job_id in repository.active_job_ids(session)
+
+
+def test_releasing_a_claimed_text_frees_it_in_that_dataset_only(
+    jobs: tuple[factory.Seeded, factory.Seeded],
+) -> None:
+    mine, other = jobs
+    with session_scope() as session:
+        first, second, elsewhere = (
+            factory.document(session, made, factory.text(name))
+            for made, name in ((mine, "a"), (mine, "b"), (other, "c"))
+        )
+        for made, sha, owner in (
+            (mine, "1" * 64, first),
+            (mine, "2" * 64, second),
+            (other, "1" * 64, elsewhere),
+        ):
+            assert repository.claim_fingerprint(session, made.dataset_id, sha, owner) is None
+        repository.release_fingerprint(session, mine.dataset_id, "1" * 64)
+        late = uuid.uuid4()
+        assert repository.claim_fingerprint(session, mine.dataset_id, "1" * 64, late) is None
+        assert repository.claim_fingerprint(session, mine.dataset_id, "2" * 64, late) == second
+        assert repository.claim_fingerprint(session, other.dataset_id, "1" * 64, late) == elsewhere
