@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -188,14 +189,22 @@ def test_a_rejected_judge_call_fails_its_item_but_keeps_structured_output(
 
 
 def test_a_judge_that_refuses_our_key_fails_the_job_at_once(
-    llm: LLMTestServer, team: Team, settings: Any, store: Any
+    llm: LLMTestServer,
+    team: Team,
+    settings: Any,
+    store: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     llm.faults.judge_script.extend(["bad_key"] * 50)
     one_at_a_time = settings.model_copy(update={"llm_concurrency": 1})
-    view = run_local(team, spec(documents=20, **JUDGED), one_at_a_time, store)
+    with caplog.at_level(logging.ERROR, "app.generation.pipeline"):
+        view = run_local(team, spec(documents=20, **JUDGED), one_at_a_time, store)
     assert view.job.status == "failed"
     assert "stance judge" in (view.job.error or "")
     assert "HTTP 401" in (view.job.error or "")
+    # The operator's log says which job stopped and why, once.
+    failures = [r.getMessage() for r in caplog.records if r.name == "app.generation.pipeline"]
+    assert failures == [f"job {view.job.id} failed: {view.job.error}"]
     # Not the whole attempt budget (40 items): the job stopped at the first refusal.
     generations = len(llm.state.recent) - len(judge_requests(llm))
     assert generations <= 2
