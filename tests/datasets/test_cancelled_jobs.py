@@ -112,10 +112,11 @@ def arrives_late(job_id: uuid.UUID) -> str:
         model = session.scalars(
             select(Document).where(Document.job_id == job_id, Document.status == "accepted")
         ).first()
-        assert model is not None
         last = session.scalar(
             select(func.max(Document.item_index)).where(Document.job_id == job_id)
         )
+        assert model is not None
+        assert last is not None
         columns = {c.key: getattr(model, c.key) for c in Document.__table__.columns}
         late = Document(
             **columns
