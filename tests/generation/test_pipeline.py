@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
 
 from app.core.db import session_scope
 from app.datasets.shards import read_shard
+from app.generation import pipeline
 from app.jobs import service as jobs
 from app.models import Document, WorkItem
 from tests.conftest import Team, run_first_chunk, run_local, spec, submit_local
@@ -309,3 +311,18 @@ def test_a_failed_job_releases_its_texts_and_a_cancelled_one_keeps_them(
     assert cancelled.job.status == "cancelled"
     assert cancelled.progress.accepted > 0
     assert claimed(job.id) == cancelled.progress.accepted
+
+
+def test_a_thread_that_never_ran_a_chunk_has_nothing_to_close() -> None:
+    failures: list[BaseException] = []
+
+    def fresh_thread() -> None:
+        try:
+            pipeline.close_thread_resources()
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    thread = threading.Thread(target=fresh_thread)
+    thread.start()
+    thread.join(10)
+    assert failures == []
