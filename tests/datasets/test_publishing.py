@@ -129,18 +129,28 @@ def test_a_lost_or_damaged_manifest_is_named_and_the_next_snapshot_replaces_it(
     )
 
 
+def one_document_per_shard(
+    team: Team, settings: Any, store: Any, name: str, documents: int
+) -> list[Shard]:
+    """Run a job into dataset ``name`` that publishes each document in a shard of its own;
+    its shards in the order a snapshot checks them (all made at once: by key)."""
+    one_each = settings.model_copy(update={"shard_max_records": 1})
+    view = run_local(team, spec(dataset=name, documents=documents), one_each, store)
+    assert view.job.status == "succeeded", view.job.error
+    with session_scope() as session:
+        shards = session.scalars(
+            select(Shard).where(Shard.job_id == view.job.id).order_by(Shard.object_key)
+        ).all()
+    assert len(shards) == documents
+    return list(shards)
+
+
 def test_a_snapshot_with_unavailable_files_names_ten_and_counts_the_rest(
     client: Any, team: Team, settings: Any, store: Any
 ) -> None:
     name = f"unstored-{uuid.uuid4().hex[:6]}"
-    one_each = settings.model_copy(update={"shard_max_records": 1})
-    view = run_local(team, spec(dataset=name, documents=12), one_each, store)
-    assert view.job.status == "succeeded", view.job.error
-    with session_scope() as session:
-        keys = session.scalars(select(Shard.object_key).where(Shard.job_id == view.job.id)).all()
-    assert len(keys) == 12
-    for key in keys:
-        store.put_bytes(key, b"x")
+    for shard in one_document_per_shard(team, settings, store, name, 12):
+        store.put_bytes(shard.object_key, b"x")
     refused = client.post(f"/v1/datasets/{name}/versions", headers=team.headers())
     problem = refused.json()
     assert refused.status_code == 409
@@ -161,15 +171,7 @@ def test_a_snapshot_missing_exactly_ten_files_lists_each_and_counts_no_more(
     client: Any, team: Team, settings: Any, store: Any
 ) -> None:
     name = f"ten-{uuid.uuid4().hex[:6]}"
-    one_each = settings.model_copy(update={"shard_max_records": 1})
-    view = run_local(team, spec(dataset=name, documents=10), one_each, store)
-    assert view.job.status == "succeeded", view.job.error
-    with session_scope() as session:
-        shards = session.scalars(
-            select(Shard).where(Shard.job_id == view.job.id).order_by(Shard.object_key)
-        ).all()
-    assert len(shards) == 10
-    gone, *shortened = shards
+    gone, *shortened = one_document_per_shard(team, settings, store, name, 10)
     store.root.joinpath(*gone.object_key.split("/")).unlink()  # a local directory
     for shard in shortened:
         store.put_bytes(shard.object_key, b"xy")
