@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import insert, update
 
 from app.core.db import session_scope
 from app.core.errors import InvalidRequest, NotFound
-from app.jobs import service
+from app.jobs import repository, service
 from app.models import Job
 from app.teams.keys import Role
 from app.teams.service import Principal
@@ -105,3 +106,38 @@ def test_a_miss_or_a_bad_cursor_says_which() -> None:
         with pytest.raises(InvalidRequest) as cursor:
             service.list_jobs(session, who, status=None, dataset=None, cursor="12-zz", limit=1)
         assert cursor.value.detail == ("malformed cursor '12-zz'; pass next_cursor back unchanged")
+
+
+def test_a_page_reads_one_row_past_its_limit_and_a_full_last_page_has_no_cursor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with session_scope() as session:
+        made = factory.dataset(session, items=5)
+        for i in range(5):
+            factory.document(session, made, factory.text(f"d{i}"))
+    asked: list[int] = []
+    for name in ("list_documents", "list_items"):
+        read = getattr(repository, name)
+
+        def counted(*args: Any, _read: Any = read, **kwargs: Any) -> Any:
+            asked.append(kwargs["limit"])
+            return _read(*args, **kwargs)
+
+        monkeypatch.setattr(repository, name, counted)
+    who = reader(made)
+    with session_scope() as session:
+        documents, following = service.list_documents(
+            session, who, made.job_id, status=None, cursor=None, limit=3
+        )
+        assert ([d.item_index for d in documents], following) == ([0, 1, 2], "2")
+        items, last = service.list_items(session, who, made.job_id, cursor=1, limit=3)
+        assert ([i.item_index for i in items], last) == ([2, 3, 4], None)
+    assert asked == [4, 4]  # one row past the page tells whether another follows
+
+
+def test_a_queued_job_is_active_until_it_ends() -> None:
+    with session_scope() as session:
+        made = factory.dataset(session)
+        assert made.job_id in service.active_job_ids(session)
+        service.end_job(session, made.job_id, "cancelled")
+        assert made.job_id not in service.active_job_ids(session)

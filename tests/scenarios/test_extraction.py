@@ -5,10 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from app.core.db import session_scope
+from app.generation.pipeline import ChunkReport, run_chunk
+from app.models import Job, WorkItem
+from app.models.base import utcnow
 from app.scenarios.bank import Split
 from app.scenarios.extraction_spec import read_candidates
-from tests.conftest import Team, run_local, spec
+from tests.conftest import Team, run_local, spec, submit_local
 from tests.llm_server import LLMTestServer
 
 ESSAY = (
@@ -60,13 +65,48 @@ def test_extraction_stores_valid_scenarios_with_their_source(
     assert use.job.status == "succeeded"
 
 
+def run_here(
+    team: Team, body: dict[str, Any], settings: Any, store: Any
+) -> tuple[Job, list[ChunkReport]]:
+    """Submit an extraction job and run its chunks in this process: (the job after, reports)."""
+    job, dispatcher = submit_local(team, body, settings, kind="extract_scenarios")
+    reports = []
+    while (chunk := dispatcher.pop()) is not None:
+        reports.append(
+            run_chunk(*chunk, worker_id="w", dispatcher=dispatcher, settings=settings, store=store)
+        )
+    with session_scope() as session:
+        ended = session.get(Job, job.id)
+        assert ended is not None
+        session.expunge(ended)
+    return ended, reports
+
+
 def test_extraction_with_nothing_valid_fails_with_a_reason(
     llm: LLMTestServer, team: Team, settings: Any, store: Any
 ) -> None:
     llm.faults.script.extend(["bad_json", "bad_json"])
-    view = run_local(team, {"sources": sources(2)}, settings, store, kind="extract_scenarios")
-    assert view.job.status == "failed"
-    assert "no valid scenario" in (view.job.error or "")
+    job, reports = run_here(team, {"sources": sources(2)}, settings, store)
+    assert (job.status, reports[-1].job_status) == ("failed", "failed")
+    assert job.error == (
+        "no valid scenario came out of 2 source(s) (rejected: {'no_valid_scenarios': 2}, "
+        "failed: 0); see each item's errors in GET /v1/jobs/{id}/items"
+    )
+    assert job.finished_at is not None
+
+
+@pytest.mark.usefixtures("llm")
+def test_an_extraction_ends_when_every_source_has_a_result(
+    team: Team, settings: Any, store: Any
+) -> None:
+    before = utcnow()
+    job, reports = run_here(team, {"sources": sources(1)}, settings, store)
+    assert (job.status, reports[-1].job_status) == ("succeeded", "succeeded")
+    assert job.finished_at is not None
+    assert job.finished_at >= before
+    with session_scope() as session:
+        [enqueued] = session.scalars(select(WorkItem.enqueued_at).where(WorkItem.job_id == job.id))
+    assert before <= enqueued <= job.finished_at
 
 
 @pytest.mark.parametrize(
