@@ -108,15 +108,10 @@ def test_a_miss_or_a_bad_cursor_says_which() -> None:
         assert cursor.value.detail == ("malformed cursor '12-zz'; pass next_cursor back unchanged")
 
 
-def test_a_page_reads_one_row_past_its_limit_and_a_full_last_page_has_no_cursor(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    with session_scope() as session:
-        made = factory.dataset(session, items=5)
-        for i in range(5):
-            factory.document(session, made, factory.text(f"d{i}"))
+def limits_asked(monkeypatch: pytest.MonkeyPatch, *reads: str) -> list[int]:
+    """The ``limit`` of every call to these repository reads, in order."""
     asked: list[int] = []
-    for name in ("list_documents", "list_items"):
+    for name in reads:
         read = getattr(repository, name)
 
         def counted(*args: Any, _read: Any = read, **kwargs: Any) -> Any:
@@ -124,6 +119,40 @@ def test_a_page_reads_one_row_past_its_limit_and_a_full_last_page_has_no_cursor(
             return _read(*args, **kwargs)
 
         monkeypatch.setattr(repository, name, counted)
+    return asked
+
+
+def test_a_page_of_jobs_reads_one_row_past_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    start = datetime(2026, 12, 2, tzinfo=UTC)
+    with session_scope() as session:
+        made = factory.dataset(session)
+        session.execute(update(Job).where(Job.id == made.job_id).values(created_at=start))
+        later = [uuid.uuid4() for _ in range(3)]
+        for n, job_id in enumerate(later, start=1):
+            session.execute(
+                insert(Job).values(
+                    id=job_id, team_id=made.team_id, dataset_id=None, spec={}, requested=1,
+                    max_items=1, created_at=start + timedelta(hours=n),
+                )
+            )  # fmt: skip
+    asked = limits_asked(monkeypatch, "list_jobs")
+    with session_scope() as session:
+        page, cursor = service.list_jobs(
+            session, reader(made), status=None, dataset=None, cursor=None, limit=3
+        )
+    assert [v.job.id for v in page] == later[::-1]
+    assert cursor == service.job_cursor(start + timedelta(hours=1), later[0])
+    assert asked == [4]
+
+
+def test_a_page_reads_one_row_past_its_limit_and_a_full_last_page_has_no_cursor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with session_scope() as session:
+        made = factory.dataset(session, items=5)
+        for i in range(5):
+            factory.document(session, made, factory.text(f"d{i}"))
+    asked = limits_asked(monkeypatch, "list_documents", "list_items")
     who = reader(made)
     with session_scope() as session:
         documents, following = service.list_documents(
