@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import timedelta
 from typing import Any
@@ -14,7 +15,7 @@ from app.generation.pipeline import run_chunk
 from app.jobs import repository
 from app.jobs import service as jobs
 from app.jobs.dispatch import LocalDispatcher
-from app.models import Job, WorkItem
+from app.models import Job, Shard, WorkItem
 from app.models.base import utcnow
 from tests.conftest import Team, spec, submit_local
 
@@ -37,7 +38,7 @@ def reconcile(job_id: Any, dispatcher: LocalDispatcher, settings: Any, store: An
 
 
 def test_lost_messages_are_redispatched_once_the_job_stalls(
-    team: Team, settings: Any, store: Any
+    team: Team, settings: Any, store: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     quick = settings.model_copy(update={"stall_seconds": 0.5, "reconcile_interval_seconds": 0.1})
     job, dispatcher = submit(team, quick, documents=25)
@@ -47,8 +48,10 @@ def test_lost_messages_are_redispatched_once_the_job_stalls(
     reconcile(job.id, dispatcher, quick, store)
     assert drain(dispatcher) == []  # not stalled yet
     time.sleep(0.6)
-    reconcile(job.id, dispatcher, quick, store)
+    with caplog.at_level(logging.WARNING, "app.jobs.service"):
+        reconcile(job.id, dispatcher, quick, store)
     assert drain(dispatcher) == [(job.id, 0, 10)]
+    assert caplog.messages == [f"job {job.id}: re-dispatching 10 items (expired leases: 0)"]
     reconcile(job.id, dispatcher, quick, store)
     assert drain(dispatcher) == []  # just re-sent: not again until another stall window
 
@@ -257,3 +260,50 @@ def test_a_job_a_worker_touched_lately_is_not_stalled_and_a_pass_is_not_repeated
     time.sleep(quick.reconcile_interval_seconds)
     reconcile(job.id, dispatcher, quick, store)
     assert drain(dispatcher) == [(job.id, 0, 10)]
+
+
+def test_a_job_touched_exactly_one_stall_window_ago_is_not_stalled_yet(
+    team: Team, settings: Any, store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job, dispatcher = submit(team, settings, documents=10)
+    assert drain(dispatcher) == [(job.id, 0, 10)]  # "lost"
+    now = utcnow()
+    with session_scope() as session:
+        repository.mark_enqueued(session, job.id, list(range(10)), now - timedelta(hours=1))
+        repository.touch_job(session, job.id, now - timedelta(seconds=settings.stall_seconds))
+    monkeypatch.setattr(jobs, "utcnow", lambda: now)
+    reconcile(job.id, dispatcher, settings, store)
+    assert drain(dispatcher) == []
+
+
+@pytest.mark.usefixtures("llm")
+def test_the_reconciler_moves_on_a_job_whose_worker_died_before_doing_so(
+    team: Team, settings: Any, store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that wrote its chunk's documents and died before advance_job: the next
+    pass plans what is still wanted, and finishes the job once it has everything."""
+    small = settings.model_copy(update={"chunk_size": 2, "plan_ahead_items": 2})
+    job, dispatcher = submit(team, small, documents=4)
+
+    def run_and_die(chunk: tuple[Any, int, int]) -> None:
+        with monkeypatch.context() as dying:
+            dying.setattr(jobs, "advance_job", lambda *_args, **_kwargs: "running")
+            run_chunk(*chunk, worker_id="w", dispatcher=dispatcher, settings=small, store=store)
+
+    def next_pass() -> str:
+        with session_scope() as session:
+            session.execute(update(Job).where(Job.id == job.id).values(reconciled_at=None))
+        reconcile(job.id, dispatcher, small, store)
+        with session_scope() as session:
+            return session.scalars(select(Job.status).where(Job.id == job.id)).one()
+
+    [first] = drain(dispatcher)
+    run_and_die(first)
+    assert next_pass() == "running"
+    [second] = drain(dispatcher)
+    assert second == (job.id, 2, 4)
+    run_and_die(second)
+    assert next_pass() == "succeeded"
+    with session_scope() as session:
+        published = session.scalars(select(Shard.records).where(Shard.job_id == job.id)).all()
+    assert sum(published) == 4

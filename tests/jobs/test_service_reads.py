@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 
 from app.core.db import session_scope
 from app.core.errors import InvalidRequest, NotFound
@@ -168,5 +168,9 @@ def test_a_queued_job_is_active_until_it_ends() -> None:
     with session_scope() as session:
         made = factory.dataset(session)
         assert made.job_id in service.active_job_ids(session)
-        service.end_job(session, made.job_id, "cancelled")
+        assert service.end_job(session, made.job_id, "cancelled")
         assert made.job_id not in service.active_job_ids(session)
+        ended = session.execute(
+            select(Job.finished_at, Job.updated_at).where(Job.id == made.job_id)
+        ).one()
+        assert ended.updated_at == ended.finished_at
