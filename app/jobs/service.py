@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.core.db import after_commit, session_scope
 from app.core.errors import IdempotencyKeyReused, InvalidRequest, NotFound
@@ -149,7 +150,7 @@ def add_items(
     if not repository.advance_planned(session, job.id, job.planned_items, len(plans)):
         return
     repository.add_work_items(session, job.id, plans, utcnow())
-    job.planned_items = len(plans)
+    set_committed_value(job, "planned_items", len(plans))  # what advance_planned wrote
     _dispatch_after_commit(session, dispatcher, job.id, range(len(plans)), settings)
 
 
@@ -170,17 +171,17 @@ def _plan_more(
     count: int,
     dispatcher: Dispatcher,
     settings: Settings,
-) -> int:
+) -> None:
+    """Plan up to ``count`` more items, unless another worker planned since ``job`` was read."""
     start = job.planned_items
     count = min(count, job.max_items - start)
     if count <= 0 or not repository.advance_planned(session, job.id, start, start + count):
-        return 0
+        return
     now = utcnow()
     items = context.plan(start, count)
     repository.add_work_items(session, job.id, [item.to_json() for item in items], now)
-    job.planned_items = start + count
+    set_committed_value(job, "planned_items", start + count)  # what advance_planned wrote
     _dispatch_after_commit(session, dispatcher, job.id, range(start, start + count), settings)
-    return count
 
 
 def _dispatch_after_commit(

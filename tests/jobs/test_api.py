@@ -43,6 +43,7 @@ def test_submit_returns_202_with_queued_job(client: Any, team: Team) -> None:
     assert response.headers["location"] == f"/v1/jobs/{job['id']}"
     fetched = client.get(f"/v1/jobs/{job['id']}", headers=team.headers("read")).json()
     assert fetched["id"] == job["id"]
+    assert (fetched["kind"], fetched["name"]) == ("generate", "first")
     assert fetched["spec"]["length_words"] == {"min": 40, "max": 120}
 
 

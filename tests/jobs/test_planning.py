@@ -7,9 +7,10 @@ from typing import Any
 from sqlalchemy import func, select
 
 from app.core.db import session_scope
+from app.generation.context import JobContext
 from app.generation.pipeline import run_chunk
 from app.jobs import service as jobs
-from app.models import WorkItem
+from app.models import Job, WorkItem
 from tests.conftest import Team, run_local, spec, submit_local
 from tests.llm_server import FaultConfig, LLMTestServer
 
@@ -99,3 +100,25 @@ def test_a_submission_plans_one_chunk_and_the_first_worker_plans_the_window(
     while (chunk := dispatcher.pop()) is not None:
         sent.append(chunk[1:])
     assert sent[:3] == [(10, 20), (20, 30), (30, 40)]
+
+
+def test_of_two_workers_topping_up_one_window_only_the_first_plans(
+    team: Team, settings: Any
+) -> None:
+    window = settings.model_copy(update={"plan_ahead_items": 20})  # chunks of 10 in tests
+    job, dispatcher = submit_local(team, spec(documents=100), window)
+    assert dispatcher.pop() == (job.id, 0, 10)
+    with session_scope() as session:
+        mine = session.get(Job, job.id)  # read by this worker: 10 items planned
+        assert mine is not None
+        context = JobContext.for_job(mine, session)
+        with session_scope() as other:  # another worker reads the same row and plans first
+            theirs = other.get(Job, job.id)
+            assert theirs is not None
+            jobs._plan_more(other, theirs, context, 10, dispatcher, window)
+        jobs._plan_more(session, mine, context, 10, dispatcher, window)
+    assert dispatcher.pop() == (job.id, 10, 20)
+    assert dispatcher.pop() is None
+    with session_scope() as session:
+        assert session.scalar(select(Job.planned_items).where(Job.id == job.id)) == 20
+        assert session.scalar(select(func.count()).where(WorkItem.job_id == job.id)) == 20
