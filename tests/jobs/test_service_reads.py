@@ -1,4 +1,5 @@
-"""The job service's reads through their pages: cursors, limits, filters, and what a miss says."""
+"""The job service's reads through their pages (cursors, limits, filters, what a miss says),
+and a submission that loses the race for its idempotency key."""
 
 from __future__ import annotations
 
@@ -8,13 +9,17 @@ from typing import Any
 
 import pytest
 from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from app.core.db import session_scope
-from app.core.errors import InvalidRequest, NotFound
+from app.core.errors import IdempotencyKeyReused, InvalidRequest, NotFound
 from app.jobs import repository, service
+from app.jobs.dispatch import LocalDispatcher
+from app.jobs.spec import JobSpec
 from app.models import Job
 from app.teams.keys import Role
 from app.teams.service import Principal
+from tests.conftest import Team, spec
 from tests.dedup import factory
 
 
@@ -174,3 +179,58 @@ def test_a_queued_job_is_active_until_it_ends() -> None:
             select(Job.finished_at, Job.updated_at).where(Job.id == made.job_id)
         ).one()
         assert ended.updated_at == ended.finished_at
+
+
+def test_a_submission_that_loses_the_insert_race_for_its_key_returns_the_winner() -> None:
+    """Two requests with one Idempotency-Key, both past the early lookup: the second insert
+    hits the key's unique index and answers with the first job, or refuses another spec."""
+    with session_scope() as session:
+        made = factory.dataset(session)
+    who = Principal(team_id=made.team_id, role=Role.SUBMIT, key_id=uuid.uuid4())
+
+    def racer(request_sha256: str) -> Job:
+        return service.new_job(
+            who, service.GENERATE, {}, request_sha256, "key-1",
+            requested=1, max_items=1, dataset_id=made.dataset_id, name=None,
+        )  # fmt: skip
+
+    with session_scope() as session:
+        winner, created = service.insert_job(session, who, racer("a" * 64))
+        assert created
+        winner_id = winner.id
+    with session_scope() as session:
+        replayed, created = service.insert_job(session, who, racer("a" * 64))
+        assert (replayed.id, created) == (winner_id, False)
+        with pytest.raises(IdempotencyKeyReused):
+            service.insert_job(session, who, racer("b" * 64))
+    duplicate = racer("a" * 64)  # another conflict than the key's (the same id) is no replay
+    duplicate.id, duplicate.idempotency_key = winner_id, None
+    with session_scope() as session, pytest.raises(IntegrityError):
+        service.insert_job(session, who, duplicate)
+
+
+def test_a_submission_past_the_lookup_of_its_key_gets_the_first_job(
+    team: Team, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = JobSpec.model_validate(spec())
+
+    def submit() -> tuple[uuid.UUID, bool]:
+        with session_scope() as session:
+            job, created = service.submit_job(
+                session, team.principal, body, idempotency_key="race-1",
+                dispatcher=LocalDispatcher(), settings=settings,
+            )  # fmt: skip
+            return job.id, created
+
+    first, created = submit()
+    assert created
+    lookup = service.replay
+    lookups: list[str | None] = []
+
+    def before_the_first_commit(*args: Any) -> Job | None:
+        lookups.append(args[2])  # the first lookup misses, as if the first job were not in yet
+        return None if len(lookups) == 1 else lookup(*args)
+
+    monkeypatch.setattr(service, "replay", before_the_first_commit)
+    assert submit() == (first, False)
+    assert lookups == ["race-1", "race-1"]
