@@ -273,3 +273,12 @@ def test_a_request_records_its_key_at_most_once_a_minute(clock: list[datetime], 
             service.authenticate(session, issued.token)
     # Written at 0 s, not at 30 s or exactly a minute later, then at 61 s, not at 90 s.
     assert last_used(issued.view.key.id) == NOW + timedelta(seconds=61)
+
+
+def test_a_team_is_found_by_its_name_and_a_missing_one_is_named(team: str) -> None:
+    issued = issue(team)
+    with session_scope() as session:
+        assert service.find_team(session, team).id == issued.team.id
+    missing = f"{team}-gone"
+    error = refusal(NotFound, service.find_team, missing)
+    assert error.detail == f"no team named {missing!r}"  # type: ignore[attr-defined]
