@@ -15,7 +15,10 @@ from sqlalchemy import select
 from app.core.db import session_scope
 from app.datasets import service as datasets
 from app.models import Document, Shard
+from app.teams.keys import Role
+from app.teams.service import Principal
 from tests.conftest import Team, run_local, spec, submit_local
+from tests.dedup import factory
 
 pytestmark = pytest.mark.usefixtures("llm")
 
@@ -227,3 +230,16 @@ def test_a_snapshot_that_loses_the_race_for_its_number_tries_again_then_gives_up
         datasets.create_version(session, team.principal, name, store=store, settings=settings)
     assert caught.value.detail == f"too many concurrent snapshots of dataset {name!r}; retry"
     assert losses[0] == 1000 - 5  # five tries, each lost
+
+
+def test_a_team_finds_and_lists_its_own_datasets_only() -> None:
+    with session_scope() as session:
+        mine, theirs = factory.dataset(session), factory.dataset(session)
+        datasets.ensure_dataset(session, mine.team_id, "second")
+    who = Principal(team_id=mine.team_id, role=Role.READ, key_id=uuid.uuid4())
+    with session_scope() as session:
+        assert [d.name for d in datasets.list_datasets(session, who)] == ["near-dups", "second"]
+        found = datasets.find_dataset(session, mine.team_id, "near-dups")
+        assert found is not None
+        assert found.id == mine.dataset_id
+        assert datasets.find_dataset(session, theirs.team_id, "second") is None
