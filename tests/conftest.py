@@ -23,7 +23,9 @@ from typing import Any
 import pytest
 
 from app.core.process import die_with_parent
+from tests import s3_server
 from tests.llm_server import FaultConfig, LLMTestServer
+from tests.s3_server import S3TestServer
 from tests.services import PG_ADMIN_URL, REDIS_URL, database_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,6 +76,7 @@ os.environ.update(
         "PRIORFORGE_CHUNK_SIZE": "10",
     }
 )
+os.environ.update(s3_server.ENVIRONMENT)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -182,6 +185,14 @@ def scratch_database_url() -> Iterator[str]:
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3TestServer]:
+    """moto's S3 server on loopback, started once for the tests that use it."""
+    server = S3TestServer(TMP / f"s3-{os.getpid()}.log").start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import ROOT, Team, spec
 from tests.llm_server import LLMTestServer
+from tests.s3_server import S3TestServer
 
 
 def priorforge(
@@ -275,6 +276,36 @@ def test_service_processes_without_a_shared_store_do_not_start(
     assert result.returncode == 2, result.stdout + result.stderr
     assert expected in " ".join(result.stderr.split())
     assert list(tmp_path.iterdir()) == [], "nothing may be created before the check"
+
+
+@pytest.mark.parametrize("command", [("worker",), ("serve", "--port", "9")])
+def test_service_processes_on_a_store_they_cannot_use_do_not_start(
+    command: tuple[str, ...], s3: S3TestServer, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRIORFORGE_")} | NOWHERE
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"")
+    cases = {
+        "s3://no-such-bucket/prefix": "the bucket 'no-such-bucket' of PRIORFORGE_STORAGE_URL",
+        (blocker / "objects").as_uri(): "point PRIORFORGE_STORAGE_URL at a directory",
+    }
+    for url, expected in cases.items():
+        store_env = env | {
+            "PRIORFORGE_STORAGE_URL": url,
+            "PRIORFORGE_S3_ENDPOINT_URL": s3.endpoint,
+            "COLUMNS": "400",
+        }
+        result = priorforge(*command, env=store_env, cwd=tmp_path, timeout=60)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert expected in " ".join(result.stderr.split())
+    unreachable = env | {
+        "PRIORFORGE_STORAGE_URL": "s3://bucket/prefix",
+        "PRIORFORGE_S3_ENDPOINT_URL": "http://127.0.0.1:9",
+        "COLUMNS": "400",
+    }
+    result = priorforge(*command, env=unreachable, cwd=tmp_path, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "check PRIORFORGE_S3_ENDPOINT_URL" in " ".join(result.stderr.split())
 
 
 def test_a_worker_on_another_store_than_its_database_does_not_start(

@@ -38,6 +38,15 @@ class Settings(BaseSettings):
         description="file:///abs/path or s3://bucket/prefix; default (embedded mode only): "
         "the data dir.",
     )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="An S3-compatible server (MinIO, Ceph, R2…); unset: AWS. Credentials and "
+        "region come from the usual AWS_* variables.",
+    )
+    s3_region: str | None = Field(default=None, description="Region; unset: AWS_REGION.")
+    presigned_url_seconds: int = Field(
+        default=900, ge=1, le=7 * 24 * 3600, description="Lifetime of ?redirect=1 URLs."
+    )
 
     llm_base_url: str | None = None
     llm_api_key: SecretStr = SecretStr("not-needed")

@@ -21,7 +21,7 @@ from app.datasets.manifest import ManifestFile, build_manifest, dolma_record, sh
 from app.datasets.shards import batched_by_size, write_shard
 from app.models import Dataset, DatasetVersion, Document, Job, Shard
 from app.models.base import utcnow
-from app.storage import ObjectNotFound, ObjectStore
+from app.storage import ObjectNotFound, ObjectStore, put_content_addressed
 from app.teams.service import Principal
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def publish_job(
             shard = write_shard(batch, Path(tmp) / f"{seq:05d}.jsonl.zst")
             name = f"{job.id}-{seq:05d}-{shard.sha256[:16]}.jsonl.zst"
             key = f"{dataset_prefix(dataset)}/shards/{name}"
-            store.put_file(key, shard.path)
+            put_content_addressed(store, key, shard.path)
             shard.path.unlink()
             ids = [uuid.UUID(record["id"]) for record in batch]
             uploaded.append(_Uploaded(seq, key, shard.sha256, shard.bytes, shard.records, ids))
@@ -221,7 +221,7 @@ def create_version(
         digest = sha256_hex(body)
         # Content-addressed key: two racing snapshots can never overwrite each other's bytes.
         key = f"{dataset_prefix(dataset)}/manifests/{digest}.json"
-        store.put_bytes(key, body)
+        put_content_addressed(store, key, body)
         version = DatasetVersion(
             dataset_id=dataset.id,
             number=number,

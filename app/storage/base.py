@@ -12,6 +12,16 @@ class ObjectNotFound(KeyError):
     pass
 
 
+class ObjectExists(FileExistsError):
+    """A write to a key that already holds an object: stores never overwrite."""
+
+
+def check_key(key: str) -> None:
+    """Refuse keys a filesystem would fold or escape with (``..``, ``.``, empty parts)."""
+    if any(part in ("..", ".", "") for part in key.split("/")):
+        raise ValueError(f"invalid object key {key!r}")
+
+
 @dataclass(frozen=True)
 class ObjectInfo:
     key: str
@@ -22,10 +32,15 @@ class ObjectStore(Protocol):
     url: str
 
     def put_file(self, key: str, source: Path) -> ObjectInfo:
-        """Upload ``source`` under ``key`` atomically: readers see all bytes or none."""
+        """Upload ``source`` under a new ``key`` atomically: readers see all bytes or none.
+
+        Raises ObjectExists if the key holds an object already: nothing is ever overwritten.
+        """
         ...
 
-    def put_bytes(self, key: str, data: bytes) -> ObjectInfo: ...
+    def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
+        """As put_file, from memory."""
+        ...
 
     def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
         """Write ``data`` under ``key`` only if no object is there, atomically; True if written.
@@ -45,6 +60,11 @@ class ObjectStore(Protocol):
         self, key: str, start: int = 0, end: int | None = None, chunk_size: int = 1 << 20
     ) -> Iterator[bytes]:
         """Yield bytes ``start..end`` inclusive (``end=None``: to the end of the object)."""
+        ...
+
+    def presigned_url(self, key: str, expires_s: int) -> str | None:
+        """A URL that reads the object without credentials for ``expires_s``; None where the
+        store cannot make one (the local filesystem)."""
         ...
 
     def check(self) -> None:

@@ -14,6 +14,11 @@ from app.storage.service import bind_store
 def get_store() -> ObjectStore:
     """Raises ConfigurationError (not cached: the next call tries again) when the store is not
     configured, or is not the store this database publishes to."""
-    store = open_store(get_settings().effective_storage_url)
+    settings = get_settings()
+    store = open_store(
+        settings.effective_storage_url,
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+    )
     bind_store(store, session_scope)
     return store

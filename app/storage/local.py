@@ -10,7 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from app.storage.base import ObjectInfo, ObjectNotFound
+from app.core.errors import ConfigurationError
+from app.storage.base import ObjectExists, ObjectInfo, ObjectNotFound, check_key
 
 
 class LocalObjectStore:
@@ -21,10 +22,8 @@ class LocalObjectStore:
     def _path(self, key: str) -> Path:
         # Split by hand: PurePosixPath would fold "a/./b" and "a//b" into "a/b", keys an
         # object store keeps apart, and the check below would never see them.
-        parts = key.split("/")
-        if any(p in ("..", ".", "") for p in parts):
-            raise ValueError(f"invalid object key {key!r}")
-        return self.root.joinpath(*parts)
+        check_key(key)
+        return self.root.joinpath(*key.split("/"))
 
     @contextmanager
     def _staged(self, key: str, write: Callable[[BinaryIO], object]) -> Iterator[tuple[Path, Path]]:
@@ -41,9 +40,14 @@ class LocalObjectStore:
         finally:
             Path(tmp).unlink(missing_ok=True)
 
-    def _atomic_write(self, key: str, write: Callable[[BinaryIO], object]) -> ObjectInfo:
+    def _create(self, key: str, write: Callable[[BinaryIO], object]) -> ObjectInfo:
         with self._staged(key, write) as (tmp, target):
-            os.replace(tmp, target)
+            try:
+                # A hard link, unlike a rename, fails when the name exists: of two racing
+                # writers exactly one wins, and the object appears complete or not at all.
+                os.link(tmp, target)
+            except FileExistsError as exc:
+                raise ObjectExists(key) from exc
         return ObjectInfo(key=key, size=target.stat().st_size)
 
     def put_file(self, key: str, source: Path) -> ObjectInfo:
@@ -51,19 +55,16 @@ class LocalObjectStore:
             with source.open("rb") as src:
                 shutil.copyfileobj(src, out)
 
-        return self._atomic_write(key, copy)
+        return self._create(key, copy)
 
     def put_bytes(self, key: str, data: bytes) -> ObjectInfo:
-        return self._atomic_write(key, lambda out: out.write(data))
+        return self._create(key, lambda out: out.write(data))
 
     def put_bytes_if_absent(self, key: str, data: bytes) -> bool:
-        with self._staged(key, lambda out: out.write(data)) as (tmp, target):
-            try:
-                # A hard link, unlike a rename, fails when the name exists: of two racing
-                # writers exactly one wins, and the object appears complete or not at all.
-                os.link(tmp, target)
-            except FileExistsError:
-                return False
+        try:
+            self._create(key, lambda out: out.write(data))
+        except ObjectExists:
+            return False
         return True
 
     def get_bytes(self, key: str) -> bytes:
@@ -99,8 +100,18 @@ class LocalObjectStore:
                     remaining -= len(block)
                 yield block
 
+    def presigned_url(self, key: str, expires_s: int) -> str | None:  # noqa: ARG002
+        return None
+
     def check(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        probe = self.root / ".readyz"
-        probe.write_bytes(b"ok")
-        probe.unlink()
+        """Write and delete a probe file; raise ConfigurationError naming the fix."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f".readyz-{os.getpid()}"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot write to the object store {self.url} ({exc.strerror or exc}): point "
+                "PRIORFORGE_STORAGE_URL at a directory this process can create and write"
+            ) from exc

@@ -19,6 +19,7 @@ from app.teams.keys import Role
 from app.teams.service import Principal
 from tests.conftest import Team, run_local, spec, submit_local
 from tests.dedup import factory
+from tests.storage.damage import overwrite
 
 pytestmark = pytest.mark.usefixtures("llm")
 
@@ -111,7 +112,7 @@ def test_a_lost_or_damaged_manifest_is_named_and_the_next_snapshot_replaces_it(
         _dataset, version = datasets.get_version(session, team.principal, name, 1)
         key = version.manifest_key
     body = store.get_bytes(key)
-    store.put_bytes(key, body + b" ")
+    overwrite(store, key, body + b" ")
     base = f"/v1/datasets/{name}/versions"
     damaged = client.get(f"{base}/1/manifest", headers=team.headers())
     assert damaged.json()["detail"] == (
@@ -153,7 +154,7 @@ def test_a_snapshot_with_unavailable_files_names_ten_and_counts_the_rest(
 ) -> None:
     name = f"unstored-{uuid.uuid4().hex[:6]}"
     for shard in one_document_per_shard(team, settings, store, name, 12):
-        store.put_bytes(shard.object_key, b"x")
+        overwrite(store, shard.object_key, b"x")
     refused = client.post(f"/v1/datasets/{name}/versions", headers=team.headers())
     problem = refused.json()
     assert refused.status_code == 409
@@ -177,7 +178,7 @@ def test_a_snapshot_missing_exactly_ten_files_lists_each_and_counts_no_more(
     gone, *shortened = one_document_per_shard(team, settings, store, name, 10)
     store.root.joinpath(*gone.object_key.split("/")).unlink()  # a local directory
     for shard in shortened:
-        store.put_bytes(shard.object_key, b"xy")
+        overwrite(store, shard.object_key, b"xy")
     refused = client.post(f"/v1/datasets/{name}/versions", headers=team.headers())
     assert refused.status_code == 409
     listed = ", ".join(

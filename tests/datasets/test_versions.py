@@ -10,6 +10,7 @@ import pytest
 import zstandard
 
 from tests.conftest import Team, run_local, spec
+from tests.storage.damage import overwrite
 
 
 def publish(team: Team, dataset: str, settings: Any, store: Any, documents: int = 8) -> None:
@@ -133,17 +134,17 @@ def test_corrupt_storage_is_reported_never_served(
 
     # A shard whose size is not the manifest's: 503 before any byte is sent.
     shard = store.get_bytes(shard_key)
-    store.put_bytes(shard_key, shard + b"tail")
+    overwrite(store, shard_key, shard + b"tail")
     truncated = client.get(f"{base}/files/{entry['path']}", headers=team.headers())
     assert truncated.status_code == 503, truncated.text
     assert f"{len(shard) + 4} bytes, the manifest says {len(shard)}" in truncated.json()["detail"]
-    store.put_bytes(shard_key, shard)
+    overwrite(store, shard_key, shard)
     assert client.get(f"{base}/files/{entry['path']}", headers=team.headers()).content == shard
 
     # A manifest whose bytes no longer match the sha256 recorded at snapshot: 409, for the
     # manifest and for every file it would name.
     manifest = store.get_bytes(manifest_key)
-    store.put_bytes(manifest_key, manifest.replace(b'"records"', b'"records" ', 1))
+    overwrite(store, manifest_key, manifest.replace(b'"records"', b'"records" ', 1))
     for path in (f"{base}/manifest", f"{base}/files/{entry['path']}"):
         response = client.get(path, headers=team.headers())
         assert response.status_code == 409, (path, response.text)

@@ -21,6 +21,7 @@ from app.storage.local import LocalObjectStore
 from app.storage.marker import MARKER_KEY, StoreIdentity
 from app.storage.service import bind_store
 from tests.dedup import factory
+from tests.storage.damage import overwrite
 
 
 @pytest.fixture
@@ -141,7 +142,7 @@ def test_a_database_with_shards_is_not_first_bound_to_a_store_without_them(
         assert session.scalar(select(Deployment.key)) is None
 
     holding = local(tmp_path / "holding")
-    holding.put_bytes(key, b"zst")
+    overwrite(holding, key, b"zst")
     assert bind_store(holding, sessions(engine)).store_id == bound_id(engine)
 
 
