@@ -20,7 +20,8 @@ ENVIRONMENT = {
     "AWS_SECRET_ACCESS_KEY": "priorforge-test-secret",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
-REQUEST_LINE = re.compile(r'"(GET|PUT|POST|HEAD|DELETE) (\S+) HTTP/1\.1"')
+# werkzeug colours some request lines with ANSI escapes.
+REQUEST_LINE = re.compile(r'"(?:\x1b\[[0-9;]*m)*(GET|PUT|POST|HEAD|DELETE) (\S+) HTTP/1\.1')
 
 
 class S3TestServer:

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
         "region come from the usual AWS_* variables.",
     )
     s3_region: str | None = Field(default=None, description="Region; unset: AWS_REGION.")
+    api_url: str = Field(
+        default="http://127.0.0.1:8000", description="The API the CLI's pull talks to."
+    )
+    api_key: SecretStr | None = Field(default=None, description="The key the CLI's pull sends.")
     presigned_url_seconds: int = Field(
         default=900, ge=1, le=7 * 24 * 3600, description="Lifetime of ?redirect=1 URLs."
     )

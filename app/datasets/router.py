@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Request, Response, status
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from app.core.auth import Reader, SessionDep, Submitter
@@ -52,6 +52,7 @@ FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The file", "content": ZSTD_FILE},
     206: {"description": "The requested byte range", "content": ZSTD_FILE},
     304: {"description": "Not modified (If-None-Match)"},
+    307: {"description": "?redirect=1 on S3: a presigned URL in Location"},
     **documented(416, 503),
 }
 
@@ -94,6 +95,12 @@ def list_versions(
     return [_read(name, v) for v in service.list_versions(session, principal, name)]
 
 
+@router.head(
+    "/{name}/versions/{version}/manifest",
+    operation_id="head_dataset_manifest",
+    response_class=Response,
+    responses={200: {"description": "The manifest's headers"}, **documented(409, 503)},
+)
 @router.get(
     "/{name}/versions/{version}/manifest",
     response_class=Response,
@@ -107,6 +114,7 @@ def list_versions(
     },
 )
 def get_manifest(
+    request: Request,
     name: DatasetName,
     version: VersionNumber,
     principal: Reader,
@@ -124,6 +132,11 @@ def get_manifest(
     if if_none_match and etag in {t.strip() for t in if_none_match.split(",")}:
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
     body = service.read_manifest(get_store(), found)
+    if request.method == "HEAD":
+        headers["Content-Length"] = str(len(body))
+        return Response(
+            status_code=status.HTTP_200_OK, headers=headers, media_type="application/json"
+        )
     return Response(body, media_type="application/json", headers=headers)
 
 
@@ -146,12 +159,30 @@ def get_file(
     file: Annotated[str, Path(max_length=512)],
     principal: Reader,
     session: SessionDep,
+    redirect: Annotated[
+        bool,
+        Query(
+            description="On S3, answer 307 with a short-lived presigned URL instead of "
+            "streaming the bytes through the API (the local store streams them anyway)."
+        ),
+    ] = False,
 ) -> Response:
     """Download a file by its manifest path (or file name); Range, If-None-Match and HEAD."""
     dataset, found = service.get_version(session, principal, name, version)
     store = get_store()
     ref = service.find_file(store, dataset, found, file)
     service.check_stored(store, ref)  # fail with a problem now, not mid-body
+    if redirect:
+        url = store.presigned_url(ref.key, get_settings().presigned_url_seconds)
+        if url is not None:
+            return Response(
+                status_code=status.HTTP_307_TEMPORARY_REDIRECT,
+                headers={
+                    "Location": url,
+                    "X-Content-SHA256": ref.sha256,
+                    "Cache-Control": "no-store",  # the URL expires; the bytes do not
+                },
+            )
     etag = f'"{ref.sha256}"'
     headers = {
         "ETag": etag,
