@@ -1,0 +1,1 @@
+"""Tokenized exports of dataset versions: pure format writers, and the service around them."""
