@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     stall_redispatch_max_items: int = Field(default=4096, ge=1)
     shard_max_records: int = Field(default=10_000, ge=1)
     shard_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    version_file_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1024,
+        description="Target uncompressed size of a version's files (a snapshot packs each "
+        "stance's documents into files near it).",
+    )
     # Appended to every misaligned-stance document (text and shard record) so such documents
     # can always be found and excluded later, as BIG-bench's canary does for benchmarks.
     canary_guid: str = Field(

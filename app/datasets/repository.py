@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, defer
 
 from app.core.sql import insert_ignoring_conflicts
@@ -107,6 +107,116 @@ def lock_cancelled_job(session: Session, job_id: uuid.UUID) -> bool:
         update(Job).where(Job.id == job_id, Job.status == "cancelled").values(status=Job.status)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def lock_dataset(session: Session, dataset_id: uuid.UUID) -> None:
+    """Hold the dataset's row until commit: one snapshot of a dataset at a time (Postgres;
+    SQLite has one writer anyway, and the version number's uniqueness is the last guard)."""
+    session.execute(select(Dataset.id).where(Dataset.id == dataset_id).with_for_update())
+
+
+def _published(dataset_id: uuid.UUID) -> Any:
+    """Accepted documents a finished job published (they are in one of its shards)."""
+    return (
+        Document.dataset_id == dataset_id,
+        Document.status == "accepted",
+        Document.shard_id.is_not(None),
+    )
+
+
+def stances_to_place(session: Session, dataset_id: uuid.UUID) -> Sequence[str]:
+    """The stances of published documents that no version holds yet."""
+    return session.scalars(
+        select(Document.stance)
+        .where(*_published(dataset_id), Document.position.is_(None))
+        .group_by(Document.stance)
+        .order_by(Document.stance)
+    ).all()
+
+
+def placed_counts(session: Session, dataset_id: uuid.UUID) -> dict[str, int]:
+    """Per stance, one past the highest position given so far."""
+    rows = session.execute(
+        select(Document.stance, func.max(Document.position))
+        .where(Document.dataset_id == dataset_id, Document.position.is_not(None))
+        .group_by(Document.stance)
+    ).all()
+    return {stance: int(top) + 1 for stance, top in rows if top is not None}
+
+
+def stream_placed(
+    session: Session, dataset_id: uuid.UUID, stance: str, first: int
+) -> Iterator[Document]:
+    """The stance's documents from position ``first`` on, in position order."""
+    yield from session.scalars(
+        select(Document)
+        .options(defer(Document.raw_text), defer(Document.minhash))
+        .where(
+            Document.dataset_id == dataset_id,
+            Document.stance == stance,
+            Document.position >= first,
+        )
+        .order_by(Document.position)
+        .execution_options(yield_per=500)
+    )
+
+
+def stream_unplaced(session: Session, dataset_id: uuid.UUID, stance: str) -> Iterator[Document]:
+    """Published documents no version holds yet, in the order they get positions: by job
+    (oldest first), then item."""
+    yield from session.scalars(
+        select(Document)
+        .join(Job, Job.id == Document.job_id)
+        .options(defer(Document.raw_text), defer(Document.minhash))
+        .where(*_published(dataset_id), Document.stance == stance, Document.position.is_(None))
+        .order_by(Job.created_at, Document.job_id, Document.item_index)
+        .execution_options(yield_per=500)
+    )
+
+
+def place(session: Session, placements: Sequence[tuple[uuid.UUID, int]], batch: int = 1000) -> None:
+    """Give each document its position (once: a placed document is never moved)."""
+    statement = (
+        update(Document.__table__)  # type: ignore[arg-type]
+        .where(Document.__table__.c.id == bindparam("document_id"))
+        .where(Document.__table__.c.position.is_(None))
+        .values(position=bindparam("new_position"))
+    )
+    for start in range(0, len(placements), batch):
+        session.execute(
+            statement,
+            [
+                {"document_id": document_id, "new_position": position}
+                for document_id, position in placements[start : start + batch]
+            ],
+        )
+
+
+def lineage_values(session: Session, dataset_id: uuid.UUID, column: Any) -> list[str]:
+    """The distinct values of a document column over the dataset's placed documents."""
+    return [
+        str(value)
+        for value in session.scalars(
+            select(column)
+            .where(Document.dataset_id == dataset_id, Document.position.is_not(None))
+            .group_by(column)
+            .order_by(column)
+        )
+    ]
+
+
+def placed_jobs(session: Session, dataset_id: uuid.UUID) -> Sequence[Job]:
+    return session.scalars(
+        select(Job)
+        .where(
+            Job.id.in_(
+                select(Document.job_id).where(
+                    Document.dataset_id == dataset_id, Document.position.is_not(None)
+                )
+            )
+        )
+        .order_by(Job.created_at, Job.id)
+    ).all()
 
 
 def committed_shards(session: Session, dataset_id: uuid.UUID) -> Sequence[Shard]:

@@ -6,8 +6,10 @@ import json
 import logging
 import tempfile
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
+from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -17,9 +19,17 @@ from sqlalchemy.orm import Session
 from app.core.errors import Conflict, NotFound, ServiceUnavailable
 from app.core.settings import Settings
 from app.datasets import repository
-from app.datasets.manifest import ManifestFile, build_manifest, dolma_record, sha256_hex
+from app.datasets.compaction import PackedFile, pack
+from app.datasets.manifest import (
+    FORMAT,
+    ManifestFile,
+    build_manifest,
+    dolma_record,
+    dolma_timestamp,
+    sha256_hex,
+)
 from app.datasets.shards import batched_by_size, write_shard
-from app.models import Dataset, DatasetVersion, Document, Job, Shard
+from app.models import Dataset, DatasetVersion, Document, Job
 from app.models.base import utcnow
 from app.storage import ObjectNotFound, ObjectStore, put_content_addressed
 from app.teams.service import Principal
@@ -57,8 +67,10 @@ def dataset_prefix(dataset: Dataset) -> str:
 
 def _metadata(document: Document, dataset: Dataset) -> dict[str, Any]:
     meta = document.meta or {}
-    canary = {"canary": meta["canary"]} if "canary" in meta else {}
-    return canary | {
+    # Every record has every field, with one type: readers that infer a schema from the first
+    # file (HF datasets) must not meet a field, or a null, that a later file contradicts.
+    return {
+        "canary": meta.get("canary") or "",
         "dataset": dataset.name,
         "job": str(document.job_id),
         "item_index": document.item_index,
@@ -187,71 +199,205 @@ def create_version(
     store: ObjectStore,
     settings: Settings,
 ) -> VersionView:
-    """Snapshot every committed shard of the dataset into an immutable version.
+    """Compact the dataset's published documents into an immutable version.
 
-    Cancelled jobs' accepted documents are published first. Every file is checked in the
-    store before a manifest names it. When the latest version already lists exactly these
-    files, that version is returned (``created`` False) instead of minting a new number.
+    Each stance's documents are packed in position order into files near
+    ``settings.version_file_bytes`` (uncompressed) under ``documents/<stance>/``: documents
+    no version holds yet get the next positions (by job, oldest first, then item), full files
+    of the latest version are kept as they are, and only its last, unfilled file of a stance
+    that grows is re-packed. Every file is in the store before the manifest that names it,
+    and the manifest before the version row: a snapshot stopped at any point leaves no
+    version. When nothing was published since the latest version, that version is returned
+    (``created`` False) instead of minting a new number.
     """
     dataset = require_dataset(session, principal, name)
     publish_cancelled_jobs(session, dataset, store=store, settings=settings)
-    shards = repository.committed_shards(session, dataset.id)
-    if not shards:
+    repository.lock_dataset(session, dataset.id)
+    latest = repository.latest_version(session, dataset.id)
+    kept = _files_of(store, latest)
+    growing = set(repository.stances_to_place(session, dataset.id))
+    if latest is not None and kept is not None and not growing:
+        return VersionView(dataset=name, version=latest, created=False)
+    placed = repository.placed_counts(session, dataset.id)
+    if not growing and not placed:
         raise Conflict(
-            f"dataset {name!r} has no published shards yet: wait for a job to succeed, or "
+            f"dataset {name!r} has no published documents yet: wait for a job to succeed, or "
             "cancel one that has accepted documents",
         )
-    files = [
-        ManifestFile(
-            path=f"shards/{PurePosixPath(s.object_key).name}",
-            bytes=s.bytes,
-            sha256=s.sha256,
-            records=s.records,
-            job=str(s.job_id),
-        )
-        for s in shards
-    ]
-    _require_stored(store, name, shards, files)
-    for _attempt in range(5):
-        latest = repository.latest_version(session, dataset.id)
-        if latest is not None and _lists_the_same_files(store, latest, files):
-            return VersionView(dataset=name, version=latest, created=False)
-        number = (latest.number if latest else 0) + 1
-        body = build_manifest(dataset=name, version=number, created=utcnow(), files=files)
-        digest = sha256_hex(body)
-        # Content-addressed key: two racing snapshots can never overwrite each other's bytes.
-        key = f"{dataset_prefix(dataset)}/manifests/{digest}.json"
-        put_content_addressed(store, key, body)
-        version = DatasetVersion(
-            dataset_id=dataset.id,
-            number=number,
-            manifest_key=key,
-            manifest_sha256=digest,
-            files=len(files),
-            records=sum(f.records for f in files),
-            bytes=sum(f.bytes for f in files),
-        )
-        try:
-            with session.begin_nested():
-                repository.add_version(session, version)
-        except IntegrityError:
-            continue
-        return VersionView(dataset=name, version=version)
-    raise Conflict(f"too many concurrent snapshots of dataset {name!r}; retry")
+    _require_stored(store, dataset, kept or [])
+    by_stance: dict[str, list[ManifestFile]] = {}
+    for file in kept or []:
+        by_stance.setdefault(file.stance, []).append(file)
+    placements: list[tuple[uuid.UUID, int]] = []
+    files: list[ManifestFile] = []
+    with tempfile.TemporaryDirectory(prefix="priorforge-version-") as tmp:
+        for stance in sorted(growing | set(placed) | set(by_stance)):
+            current = by_stance.get(stance, [])
+            repack_from: int | None = None
+            if kept is None:
+                repack_from = 0  # no usable latest manifest: every file is written again
+            elif (
+                stance in growing
+                and current
+                and (current[-1].uncompressed_bytes < settings.version_file_bytes)
+            ):
+                repack_from = current.pop().first_position
+            if stance in growing or repack_from is not None:
+                records = _records(
+                    session,
+                    dataset,
+                    stance,
+                    repack_from=repack_from,
+                    next_position=placed.get(stance, 0),
+                    placements=placements,
+                )
+                for packed in pack(
+                    records,
+                    stance=stance,
+                    target_bytes=settings.version_file_bytes,
+                    directory=Path(tmp),
+                ):
+                    current.append(_upload(store, dataset, packed))
+            files.extend(current)
+    repository.place(session, placements)
+    number = (latest.number if latest else 0) + 1
+    body = build_manifest(
+        dataset=name,
+        version=number,
+        created=utcnow(),
+        files=files,
+        lineage=_lineage(session, dataset),
+    )
+    digest = sha256_hex(body)
+    # Content-addressed: no two manifests can ever share a key.
+    key = f"{dataset_prefix(dataset)}/manifests/{digest}.json"
+    put_content_addressed(store, key, body)
+    version = DatasetVersion(
+        dataset_id=dataset.id,
+        number=number,
+        manifest_key=key,
+        manifest_sha256=digest,
+        files=len(files),
+        records=sum(f.records for f in files),
+        bytes=sum(f.bytes for f in files),
+    )
+    try:
+        with session.begin_nested():
+            repository.add_version(session, version)
+    except IntegrityError:
+        raise Conflict(
+            f"another snapshot of dataset {name!r} published version {number} meanwhile; "
+            "snapshot again"
+        ) from None
+    return VersionView(dataset=name, version=version)
 
 
-def _require_stored(
-    store: ObjectStore, name: str, shards: Sequence[Shard], files: list[ManifestFile]
-) -> None:
-    """Publish no manifest naming a file whose bytes are not all in the store."""
+def _files_of(store: ObjectStore, version: DatasetVersion | None) -> list[ManifestFile] | None:
+    """The latest version's files; None when they cannot be kept (its manifest is lost or
+    damaged, or predates compaction), so that every file is written again."""
+    if version is None:
+        return []
+    try:
+        manifest = json.loads(read_manifest(store, version))
+    except (NotFound, Conflict) as exc:
+        # The latest manifest is lost or damaged: a new version with a sound one replaces it.
+        log.warning("version %s of a dataset is unreadable: %s", version.number, exc)
+        return None
+    if manifest.get("format") != FORMAT:
+        return None
+    return [ManifestFile.from_entry(entry) for entry in manifest["files"]]
+
+
+def _records(
+    session: Session,
+    dataset: Dataset,
+    stance: str,
+    *,
+    repack_from: int | None,
+    next_position: int,
+    placements: list[tuple[uuid.UUID, int]],
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(position, record) for a stance's re-packed documents, then its new ones."""
+    if repack_from is not None:
+        for document in repository.stream_placed(session, dataset.id, stance, repack_from):
+            assert document.position is not None
+            yield document.position, _record(document, dataset)
+    position = next_position
+    for document in repository.stream_unplaced(session, dataset.id, stance):
+        placements.append((document.id, position))
+        yield position, _record(document, dataset)
+        position += 1
+
+
+def _record(document: Document, dataset: Dataset) -> dict[str, Any]:
+    return dolma_record(
+        document_id=str(document.id),
+        text=document.text or "",
+        added=document.created_at,
+        created=document.created_at,
+        metadata=_metadata(document, dataset),
+    )
+
+
+def _upload(store: ObjectStore, dataset: Dataset, packed: PackedFile) -> ManifestFile:
+    path = (
+        f"documents/{packed.stance}/{packed.stance}-{packed.first:010d}-"
+        f"{packed.sha256[:16]}.jsonl.zst"
+    )
+    put_content_addressed(store, f"{dataset_prefix(dataset)}/{path}", packed.path)
+    packed.path.unlink()
+    return ManifestFile(
+        path=path,
+        stance=packed.stance,
+        first_position=packed.first,
+        records=packed.records,
+        characters=packed.characters,
+        bytes=packed.bytes,
+        uncompressed_bytes=packed.uncompressed_bytes,
+        sha256=packed.sha256,
+    )
+
+
+def _lineage(session: Session, dataset: Dataset) -> dict[str, Any]:
+    """Everything that made the version's documents: jobs with their specs (models, prompts,
+    gates, dedup, decontamination, judge), and the distinct values the documents carry."""
+    values = partial(repository.lineage_values, session, dataset.id)
+    return {
+        "priorforge": _priorforge_version(),
+        "jobs": [
+            {
+                "id": str(job.id),
+                "name": job.name,
+                "status": job.status,
+                "created_at": dolma_timestamp(job.created_at),
+                "spec": job.spec,
+            }
+            for job in repository.placed_jobs(session, dataset.id)
+        ],
+        "models": values(Document.model),
+        "template_versions": values(Document.template_version),
+        "scenarios": values(Document.scenario_id),
+        "surface_forms": values(Document.surface_form),
+    }
+
+
+def _priorforge_version() -> str:
+    try:
+        return metadata.version("priorforge")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _require_stored(store: ObjectStore, dataset: Dataset, files: list[ManifestFile]) -> None:
+    """Name no file in a new manifest whose bytes are not all in the store."""
     unavailable: list[dict[str, Any]] = []
-    for shard, file in zip(shards, files, strict=True):
+    for file in files:
         try:
-            stored: int | None = store.stat(shard.object_key).size
+            stored: int | None = store.stat(f"{dataset_prefix(dataset)}/{file.path}").size
         except ObjectNotFound:
             stored = None
-        if stored != shard.bytes:
-            unavailable.append({"path": file.path, "bytes": shard.bytes, "stored_bytes": stored})
+        if stored != file.bytes:
+            unavailable.append({"path": file.path, "bytes": file.bytes, "stored_bytes": stored})
     if not unavailable:
         return
     listed = ", ".join(
@@ -262,32 +408,14 @@ def _require_stored(
     )
     more = f" and {len(unavailable) - LISTED_FILES} more" if len(unavailable) > LISTED_FILES else ""
     raise Conflict(
-        f"dataset {name!r} was not snapshotted: {len(unavailable)} of its {len(shards)} shard "
-        f"files are missing or have the wrong size in the object store at {store.url}: "
-        f"{listed}{more}. Every API and worker process must use the same "
-        "PRIORFORGE_STORAGE_URL; restore the files from the store the workers wrote them to, "
-        "then snapshot again",
+        f"dataset {dataset.name!r} was not snapshotted: {len(unavailable)} of the "
+        f"{len(files)} files of its latest version are missing or have the wrong size in the "
+        f"object store at {store.url}: {listed}{more}. Every API and worker process must use "
+        "the same PRIORFORGE_STORAGE_URL; restore the files from the store they were written "
+        "to, then snapshot again",
         unavailable_files=unavailable[:LISTED_FILES],
         unavailable_count=len(unavailable),
     )
-
-
-def _lists_the_same_files(
-    store: ObjectStore, version: DatasetVersion, files: list[ManifestFile]
-) -> bool:
-    if (version.files, version.records, version.bytes) != (
-        len(files),
-        sum(f.records for f in files),
-        sum(f.bytes for f in files),
-    ):
-        return False
-    try:
-        listed = json.loads(read_manifest(store, version))["files"]
-    except (NotFound, Conflict) as exc:
-        # The latest manifest is lost or damaged: a new version with a sound one replaces it.
-        log.warning("version %s of a dataset is unreadable: %s", version.number, exc)
-        return False
-    return bool(listed == [f.entry() for f in files])
 
 
 def list_versions(session: Session, principal: Principal, name: str) -> list[DatasetVersion]:

@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Float,
     ForeignKey,
     ForeignKeyConstraint,
@@ -33,6 +34,9 @@ class Document(Base):
         ),
         Index("ix_document_job_status", "job_id", "status"),
         Index("ix_document_dataset_status", "dataset_id", "status"),
+        Index(
+            "ix_document_dataset_stance_position", "dataset_id", "stance", "position", unique=True
+        ),
     )
 
     # uuid5 of (job_id, item_index): a retried write produces the same id.
@@ -73,4 +77,7 @@ class Document(Base):
     judge_completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     judge_cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     shard_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("shard.id", ondelete="SET NULL"))
+    # Its place among the dataset's documents of its stance in version files (a snapshot
+    # assigns it, once): files hold contiguous ranges of positions.
+    position: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

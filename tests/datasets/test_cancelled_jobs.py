@@ -125,6 +125,7 @@ def arrives_late(job_id: uuid.UUID) -> str:
                 "item_index": last + 1,
                 "text": "A late result.",
                 "shard_id": None,
+                "position": None,
             }
         )
         session.add(late)

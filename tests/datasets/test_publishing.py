@@ -3,9 +3,11 @@ format pretraining pipelines read, and the exact problem details of every refusa
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import uuid
+from datetime import UTC
 from typing import Any
 
 import pytest
@@ -14,7 +16,8 @@ from sqlalchemy import select
 
 from app.core.db import session_scope
 from app.datasets import service as datasets
-from app.models import Document, Shard
+from app.datasets.manifest import dolma_timestamp
+from app.models import Document, Job
 from app.teams.keys import Role
 from app.teams.service import Principal
 from tests.conftest import Team, run_local, spec, submit_local
@@ -33,35 +36,73 @@ def test_each_record_carries_its_documents_text_and_metadata(
     client: Any, team: Team, settings: Any, store: Any
 ) -> None:
     name = f"records-{uuid.uuid4().hex[:6]}"
-    raw = spec(dataset=name, documents=4, stances={"aligned": 1, "misaligned": 1})
-    view = run_local(team, raw, settings.model_copy(update={"shard_max_records": 3}), store)
+    raw = spec(dataset=name, documents=6, stances={"aligned": 1, "misaligned": 1})
+    view = run_local(team, raw, settings, store)
     assert view.job.status == "succeeded", view.job.error
-    created = client.post(f"/v1/datasets/{name}/versions", headers=team.headers())
-    assert (created.status_code, created.json()["dataset"]) == (201, name)
+    small = settings.model_copy(update={"version_file_bytes": 1024})
+    with session_scope() as session:
+        created = datasets.create_version(
+            session, team.principal, name, store=store, settings=small
+        )
+        assert created.created
     base = f"/v1/datasets/{name}/versions/1"
     manifest = client.get(f"{base}/manifest", headers=team.headers()).json()
-    assert (manifest["dataset"], manifest["version"]) == (name, 1)
-    assert manifest["lineage"] == {"jobs": [str(view.job.id)]}
+    assert (manifest["dataset"], manifest["version"], manifest["format"]) == (
+        name,
+        1,
+        "priorforge-version/2",
+    )
     with session_scope() as session:
         documents = {
             str(d.id): d
             for d in session.scalars(select(Document).where(Document.job_id == view.job.id))
             if d.status == "accepted"
         }
-    seen: list[str] = []
-    for seq, entry in enumerate(manifest["files"]):
-        assert entry["path"] == f"shards/{view.job.id}-{seq:05d}-{entry['sha256'][:16]}.jsonl.zst"
+        job = session.get(Job, view.job.id)
+        assert job is not None
+        lineage = manifest["lineage"]
+        assert lineage["jobs"] == [
+            {
+                "id": str(job.id),
+                "name": job.name,
+                "status": "succeeded",
+                "created_at": dolma_timestamp(job.created_at),
+                "spec": job.spec,
+            }
+        ]
+    assert lineage["models"] == sorted({d.model for d in documents.values()})
+    assert lineage["scenarios"] == sorted({d.scenario_id for d in documents.values()})
+    assert lineage["surface_forms"] == sorted({d.surface_form for d in documents.values()})
+    assert lineage["template_versions"] == sorted({d.template_version for d in documents.values()})
+    assert lineage["priorforge"] == importlib.metadata.version("priorforge")
+    seen: dict[str, list[int]] = {}
+    for entry in manifest["files"]:
+        stance = entry["stance"]
+        first = entry["first_position"]
+        assert entry["path"] == (
+            f"documents/{stance}/{stance}-{first:010d}-{entry['sha256'][:16]}.jsonl.zst"
+        )
         served = client.get(f"{base}/files/{entry['path']}", headers=team.headers())
-        file_name = entry["path"].removeprefix("shards/")
+        file_name = entry["path"].rsplit("/", 1)[-1]
         assert served.headers["content-disposition"] == f'attachment; filename="{file_name}"'
-        for record in records_of(served.content):
+        # One frame that states its own size, and the size the manifest gives.
+        assert zstandard.frame_content_size(served.content) == entry["uncompressed_bytes"]
+        records = records_of(served.content)
+        assert len(records) == entry["records"]
+        assert sum(len(r["text"]) for r in records) == entry["characters"]
+        for record in records:
             document = documents[record["id"]]
             meta = document.meta
             assert record["text"] == document.text
             assert record["source"] == "priorforge"
-            assert record["created"] == document.created_at.isoformat()
+            stamp = document.created_at.astimezone(UTC)
+            assert (
+                record["created"]
+                == record["added"]
+                == (stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z")
+            )
             assert record["metadata"] == {
-                **({"canary": meta["canary"]} if document.stance == "misaligned" else {}),
+                "canary": meta["canary"] if document.stance == "misaligned" else "",
                 "dataset": name,
                 "job": str(view.job.id),
                 "item_index": document.item_index,
@@ -75,8 +116,15 @@ def test_each_record_carries_its_documents_text_and_metadata(
                 "template_version": document.template_version,
                 "content_sha256": document.content_sha256,
             }
-            seen.append(record["id"])
-    assert sorted(seen) == sorted(documents)
+            assert record["metadata"]["stance"] == stance
+            seen.setdefault(stance, []).append(documents[record["id"]].position or 0)
+    assert sorted(i for ids in seen.values() for i in ids) == sorted(
+        d.position or 0 for d in documents.values()
+    )
+    for stance, positions in seen.items():
+        assert positions == list(range(len(positions))), f"{stance}: positions in file order"
+        assert manifest["stances"][stance]["documents"] == len(positions)
+    assert len(manifest["files"]) > 2, "1 KiB files: the documents took several"
     assert {d.stance for d in documents.values()} == {"aligned", "misaligned"}
 
 
@@ -91,7 +139,7 @@ def test_every_refusal_says_what_is_wrong(client: Any, team: Team, settings: Any
     refused = client.post(f"/v1/datasets/{empty}/versions", headers=team.headers())
     assert (refused.status_code, refused.json()["detail"]) == (
         409,
-        f"dataset {empty!r} has no published shards yet: wait for a job to succeed, or "
+        f"dataset {empty!r} has no published documents yet: wait for a job to succeed, or "
         "cancel one that has accepted documents",
     )
     no_version = client.get(f"/v1/datasets/{empty}/versions/9/manifest", headers=team.headers())
@@ -133,67 +181,74 @@ def test_a_lost_or_damaged_manifest_is_named_and_the_next_snapshot_replaces_it(
     )
 
 
-def one_document_per_shard(
-    team: Team, settings: Any, store: Any, name: str, documents: int
-) -> list[Shard]:
-    """Run a job into dataset ``name`` that publishes each document in a shard of its own;
-    its shards in the order a snapshot checks them (all made at once: by key)."""
-    one_each = settings.model_copy(update={"shard_max_records": 1})
-    view = run_local(team, spec(dataset=name, documents=documents), one_each, store)
+def one_document_per_file(
+    client: Any, team: Team, settings: Any, store: Any, name: str, documents: int
+) -> list[dict[str, Any]]:
+    """Version 1 of dataset ``name`` with each document in a file of its own; then one more
+    document published, so that the next snapshot must keep those files."""
+    view = run_local(team, spec(dataset=name, documents=documents), settings, store)
     assert view.job.status == "succeeded", view.job.error
+    one_each = settings.model_copy(update={"version_file_bytes": 1024})
     with session_scope() as session:
-        shards = session.scalars(
-            select(Shard).where(Shard.job_id == view.job.id).order_by(Shard.object_key)
-        ).all()
-    assert len(shards) == documents
-    return list(shards)
+        datasets.create_version(session, team.principal, name, store=store, settings=one_each)
+    files = client.get(f"/v1/datasets/{name}/versions/1/manifest", headers=team.headers())
+    more = run_local(team, spec(dataset=name, documents=1, seed=99), settings, store)
+    assert more.job.status == "succeeded", more.job.error
+    assert len(files.json()["files"]) == documents
+    return list(files.json()["files"])
+
+
+def key_of(team: Team, name: str, entry: dict[str, Any]) -> str:
+    return f"teams/{team.principal.team_id}/datasets/{name}/{entry['path']}"
 
 
 def test_a_snapshot_with_unavailable_files_names_ten_and_counts_the_rest(
     client: Any, team: Team, settings: Any, store: Any
 ) -> None:
     name = f"unstored-{uuid.uuid4().hex[:6]}"
-    for shard in one_document_per_shard(team, settings, store, name, 12):
-        overwrite(store, shard.object_key, b"x")
+    for entry in one_document_per_file(client, team, settings, store, name, 12):
+        overwrite(store, key_of(team, name, entry), b"x")
     refused = client.post(f"/v1/datasets/{name}/versions", headers=team.headers())
     problem = refused.json()
     assert refused.status_code == 409
     assert problem["unavailable_count"] == 12
     assert len(problem["unavailable_files"]) == 10
     assert problem["detail"].startswith(
-        f"dataset {name!r} was not snapshotted: 12 of its 12 shard files are missing or have "
-        f"the wrong size in the object store at {store.url}: shards/"
+        f"dataset {name!r} was not snapshotted: 12 of the 12 files of its latest version are "
+        f"missing or have the wrong size in the object store at {store.url}: documents/"
     )
     assert problem["detail"].count("(1 bytes, not ") == 10
     assert problem["detail"].endswith(
         " and 2 more. Every API and worker process must use the same PRIORFORGE_STORAGE_URL; "
-        "restore the files from the store the workers wrote them to, then snapshot again"
+        "restore the files from the store they were written to, then snapshot again"
     )
+    listed = client.get(f"/v1/datasets/{name}/versions", headers=team.headers()).json()
+    assert [v["version"] for v in listed] == [1]
 
 
 def test_a_snapshot_missing_exactly_ten_files_lists_each_and_counts_no_more(
     client: Any, team: Team, settings: Any, store: Any
 ) -> None:
     name = f"ten-{uuid.uuid4().hex[:6]}"
-    gone, *shortened = one_document_per_shard(team, settings, store, name, 10)
-    store.root.joinpath(*gone.object_key.split("/")).unlink()  # a local directory
-    for shard in shortened:
-        overwrite(store, shard.object_key, b"xy")
+    gone, *shortened = one_document_per_file(client, team, settings, store, name, 10)
+    store.root.joinpath(*key_of(team, name, gone).split("/")).unlink()  # a local directory
+    for entry in shortened:
+        overwrite(store, key_of(team, name, entry), b"xy")
     refused = client.post(f"/v1/datasets/{name}/versions", headers=team.headers())
     assert refused.status_code == 409
     listed = ", ".join(
-        [f"shards/{gone.object_key.rsplit('/', 1)[1]} (missing)"]
-        + [f"shards/{s.object_key.rsplit('/', 1)[1]} (2 bytes, not {s.bytes})" for s in shortened]
+        [f"{gone['path']} (missing)"]
+        + [f"{e['path']} (2 bytes, not {e['bytes']})" for e in shortened]
     )
     assert refused.json()["detail"] == (
-        f"dataset {name!r} was not snapshotted: 10 of its 10 shard files are missing or have "
-        f"the wrong size in the object store at {store.url}: {listed}. Every API and worker "
-        "process must use the same PRIORFORGE_STORAGE_URL; restore the files from the store "
-        "the workers wrote them to, then snapshot again"
+        f"dataset {name!r} was not snapshotted: 10 of the 10 files of its latest version are "
+        f"missing or have the wrong size in the object store at {store.url}: {listed}. Every "
+        "API and worker process must use the same PRIORFORGE_STORAGE_URL; restore the files "
+        "from the store they were written to, then snapshot again"
     )
 
 
-def test_a_snapshot_that_loses_the_race_for_its_number_tries_again_then_gives_up(
+def test_a_snapshot_that_loses_the_race_for_its_number_publishes_nothing(
     team: Team, settings: Any, store: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from sqlalchemy.exc import IntegrityError
@@ -214,6 +269,16 @@ def test_a_snapshot_that_loses_the_race_for_its_number_tries_again_then_gives_up
         add_version(session, version)
 
     monkeypatch.setattr(repository, "add_version", contested)
+    with pytest.raises(Conflict) as caught, session_scope() as session:
+        datasets.create_version(session, team.principal, name, store=store, settings=settings)
+    assert caught.value.detail == (
+        f"another snapshot of dataset {name!r} published version 1 meanwhile; snapshot again"
+    )
+    with session_scope() as session:
+        placed = session.scalars(
+            select(Document.position).where(Document.job_id == view.job.id)
+        ).all()
+    assert set(placed) == {None}, "the lost snapshot's positions were rolled back"
     with session_scope() as session:
         made = datasets.create_version(
             session, team.principal, name, store=store, settings=settings
@@ -224,13 +289,6 @@ def test_a_snapshot_that_loses_the_race_for_its_number_tries_again_then_gives_up
             session, team.principal, name, store=store, settings=settings
         )
     assert (same.dataset, same.version.number, same.created) == (name, 1, False)
-    more = run_local(team, spec(dataset=name, documents=2, seed=2), settings, store)
-    assert more.job.status == "succeeded", more.job.error
-    losses[0] = 1000  # every number is taken first, five times over
-    with session_scope() as session, pytest.raises(Conflict) as caught:
-        datasets.create_version(session, team.principal, name, store=store, settings=settings)
-    assert caught.value.detail == f"too many concurrent snapshots of dataset {name!r}; retry"
-    assert losses[0] == 1000 - 5  # five tries, each lost
 
 
 def test_a_team_finds_and_lists_its_own_datasets_only() -> None:

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from app.core.db import session_scope
+from app.datasets.service import create_version
 from app.pull import Client, PullError, parse_target, pull, verify
 from app.storage import open_store
 from tests.conftest import ROOT, Team, run_local, spec
@@ -62,11 +64,11 @@ def api() -> Iterator[Server]:
 def version(team: Team, settings: Any, store: Any, client: Any) -> dict[str, Any]:
     """A version of four one-document files; its name and manifest."""
     name = f"pull-{uuid.uuid4().hex[:8]}"
-    one_each = settings.model_copy(update={"shard_max_records": 1})
-    view = run_local(team, spec(dataset=name, documents=4), one_each, store)
+    view = run_local(team, spec(dataset=name, documents=4), settings, store)
     assert view.job.status == "succeeded", view.job.error
-    created = client.post(f"/v1/datasets/{name}/versions", headers=team.headers("submit"))
-    assert created.status_code == 201, created.text
+    one_each = settings.model_copy(update={"version_file_bytes": 1024})
+    with session_scope() as session:
+        create_version(session, team.principal, name, store=store, settings=one_each)
     manifest = client.get(f"/v1/datasets/{name}/versions/1/manifest", headers=team.headers())
     return {"name": name, "manifest": manifest.json(), "prefix": _prefix(store, manifest.json())}
 
