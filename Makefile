@@ -8,8 +8,19 @@ LLAMA_VERSION := $(shell sed -n 's/.*"llama-cpp-python\[server\]==\([0-9.]*\)".*
 LLAMA := llama-cpp-python[server]==$(LLAMA_VERSION)
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 MUTATE_STAMP := $(VENV)/.installed-mutate-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# HF datasets, datatrove and the dolma CLI, which tests/datasets/test_interop.py runs on the
+# versions PriorForge writes. A virtualenv of their own: dolma wants older boto3 and rich than
+# the main one. Pinned to a set that installs together on Python 3.11:
+# - dolma 1.0.8: 1.0.9+ cap tokenizers at 0.19.1 (so huggingface-hub < 1, where datasets 5
+#   needs >= 1.31) and 1.0.12+ cap numpy below 2 (datatrove 0.10 needs >= 2);
+# - smart_open[zst]: smart_open 9 reads .zst through backports.zstd, which dolma does not ask
+#   for, and `dolma tag` fails on .zst files without it;
+# - orjson: datatrove's JsonlReader needs it but only datatrove's `io` extra installs it.
+INTEROP := $(VENV)/interop
+INTEROP_PACKAGES := datasets==5.2.0 datatrove==0.10.1 dolma==1.0.8 smart_open[zst] orjson
+INTEROP_STAMP := $(INTEROP)/.installed-$(shell echo "$(INTEROP_PACKAGES)" | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench bench-load mutate serve worker install clean
+.PHONY: demo test lint bench bench-load mutate serve worker install interop clean
 
 # llama-cpp-python compiles llama.cpp from source: several minutes on 2 cores. The wheel is
 # built once into $(WHEELS) and reused by every later install into this virtualenv.
@@ -28,6 +39,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+$(INTEROP_STAMP):
+	@test -x $(INTEROP)/bin/python || $(PYTHON) -m venv $(INTEROP)
+	@echo "installing datasets, datatrove and dolma into $(INTEROP) (for test_interop.py) ..."
+	@# Python 3.11's bundled pip backtracks for minutes over dolma's boto3; a current one doesn't.
+	@$(INTEROP)/bin/python -m pip install -qq --upgrade pip
+	@$(INTEROP)/bin/python -m pip install -qq $(foreach p,$(INTEROP_PACKAGES),'$(p)')
+	@rm -f $(INTEROP)/.installed-* && touch $@
+
+interop: $(INTEROP_STAMP)
+
 # mutmut for `make mutate`, on top of the usual install (its own extra: not needed for `test`).
 $(MUTATE_STAMP): $(STAMP)
 	@$(BIN)/python -m pip install -qq -e '.[mutate]'
@@ -37,7 +58,7 @@ $(MUTATE_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(BIN)/priorforge demo
 
-test: $(STAMP)
+test: $(STAMP) $(INTEROP_STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

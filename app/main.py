@@ -9,10 +9,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.core import openapi, problems
+from app.datasets.exports.router import router as exports_router
 from app.datasets.router import router as datasets_router
 from app.evalsets.router import router as evalsets_router
 from app.health.router import router as health_router
 from app.jobs.router import router as jobs_router
+from app.mixtures.router import router as mixtures_router
 from app.prompting.router import router as prompts_router
 from app.scenarios.router import router as scenarios_router
 from app.teams.router import router as keys_router
@@ -42,6 +44,8 @@ def create_app() -> FastAPI:
     app.include_router(health_router)
     app.include_router(jobs_router)
     app.include_router(datasets_router)
+    app.include_router(exports_router)
+    app.include_router(mixtures_router)
     app.include_router(scenarios_router)
     app.include_router(evalsets_router)
     app.include_router(prompts_router)

@@ -337,3 +337,29 @@ def test_a_worker_on_another_store_than_its_database_does_not_start(
     message = " ".join(result.stderr.split())
     assert f"PRIORFORGE_STORAGE_URL ({elsewhere}) is not the object store" in message
     assert shared.url in message
+
+
+def test_export_tokenizes_a_version_in_process_and_says_where_it_went(
+    embedded_env: dict[str, str], tmp_path: Path
+) -> None:
+    from tests.datasets.exports.tokenizer_fixture import EOS, train_tokenizer
+
+    tokenizer = train_tokenizer(tmp_path / "bpe", vocab_size=600)
+    made = priorforge("generate", "--dataset", "to-export", "--documents", "3", env=embedded_env)
+    assert made.returncode == 0, made.stdout + made.stderr
+    env = embedded_env | {"COLUMNS": "300"}
+    args = ("export", "to-export", "--tokenizer", str(tokenizer), "--eos", EOS)
+    result = priorforge(*args, "--format", "megatron", "--format", "npy", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "exporting to-export@1 (3 documents) as megatron, npy" in result.stdout
+    assert "megatron/aligned" in result.stdout
+    index_path = next((tmp_path / "data" / "objects").rglob("exports/*/index.json"))
+    index = json.loads(index_path.read_text())
+    assert index["totals"]["documents"] == 3
+    assert f"{index['totals']['tokens']} tokens in" in result.stdout
+    assert {f["format"] for f in index["files"]} == {"megatron", "npy"}
+    bad = priorforge(*args[:4], "--eos", "<nope>", env=env)
+    assert bad.returncode == 2
+    assert "eos: " in bad.stderr
+    wrong = priorforge(*args, "--format", "parquet", env=env)
+    assert (wrong.returncode, "use megatron, mds or npy" in wrong.stderr) == (2, True)

@@ -13,6 +13,8 @@ from celery.signals import worker_process_init, worker_ready, worker_shutdown
 
 from app.core.db import get_engine, session_scope
 from app.core.settings import get_settings
+from app.datasets.exports import service as exports
+from app.datasets.exports.service import RUN_EXPORT_TASK
 from app.generation.pipeline import close_thread_resources
 from app.generation.pipeline import run_chunk as run_chunk_service
 from app.jobs import service as jobs
@@ -38,6 +40,16 @@ def run_chunk(job_id: str, start: int, end: int) -> dict[str, Any]:
     return {"leased": report.leased, "written": report.written, "status": report.job_status}
 
 
+@celery_app.task(name=RUN_EXPORT_TASK)
+def run_export(export_id: str) -> str:
+    return exports.run_export(
+        uuid.UUID(export_id),
+        store=get_store(),
+        settings=get_settings(),
+        sessions=session_scope,
+    )
+
+
 @celery_app.task(name=RECONCILE_TASK)
 def reconcile() -> int:
     return reconcile_all()
@@ -59,7 +71,19 @@ def reconcile_all() -> int:
                 )
         except Exception:  # one bad job must not stop the others being reconciled
             log.exception("reconciling job %s failed", job_id)
+    _resend_stale_exports(settings)
     return len(job_ids)
+
+
+def _resend_stale_exports(settings: Any) -> None:
+    """An export whose message was lost is sent again, once the queue is empty (a message
+    still waiting would run it anyway)."""
+    with session_scope() as session:
+        stale = exports.stale_exports(session, settings)
+    if stale and CeleryDispatcher().backlog() == 0:
+        for export_id in stale:
+            log.warning("export %s has no worker: sending it again", export_id)
+            exports.celery_dispatch(export_id)
 
 
 _stop = threading.Event()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -19,9 +19,62 @@ from rich.progress import (
 from app.cli.common import console, err, fail
 from app.core.settings import get_settings
 
+ApiUrlOpt = Annotated[str | None, typer.Option(help="The API (default: PRIORFORGE_API_URL).")]
+ApiKeyOpt = Annotated[str | None, typer.Option(help="A read key (default: PRIORFORGE_API_KEY).")]
+
+
+def _client(api_url: str | None, api_key: str | None) -> Any:
+    """The API client the flags, or else the settings, point at."""
+    from app.pull import Client
+
+    settings = get_settings()
+    key = api_key or (settings.api_key.get_secret_value() if settings.api_key else None)
+    return Client(api_url or settings.api_url, key)
+
 
 def register(cli: typer.Typer) -> None:
     cli.command()(pull)
+    cli.command()(mix)
+
+
+def mix(
+    spec: Annotated[
+        Path, typer.Argument(help="The mixture as JSON (the body of POST /v1/mixtures).")
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="Write each framework's config files into this directory.")
+    ] = None,
+    api_url: ApiUrlOpt = None,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """Plan a training mixture: repeats from the exports' token counts, warnings, configs for
+    Megatron-LM, GPT-NeoX, MosaicML streaming / llm-foundry and OLMo."""
+    import json
+
+    from app.pull import PullError
+
+    try:
+        body = json.loads(spec.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise fail(f"{spec}: {exc}") from None
+    try:
+        planned = _client(api_url, api_key).post_json("/v1/mixtures", body)
+    except PullError as exc:
+        raise fail(str(exc)) from None
+    console.print(planned["summary"], markup=False, highlight=False)
+    for warning in planned["warnings"]:
+        err.print(f"[yellow]warning:[/] {escape(warning)}")
+    if out is None:
+        console.print("(--out DIR writes each framework's config files)")
+        return
+    written = 0
+    for framework, files in planned["configs"].items():
+        for file in files:
+            target = out / framework / file["name"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(file["content"], encoding="utf-8")
+            written += 1
+    console.print(f"{written} config files in {out} (one folder per framework)")
 
 
 def pull(
@@ -36,13 +89,13 @@ def pull(
     verify: Annotated[
         bool, typer.Option("--verify", help="Re-check a pulled directory against its manifest.")
     ] = False,
-    api_url: Annotated[
-        str | None, typer.Option(help="The API (default: PRIORFORGE_API_URL).")
-    ] = None,
-    api_key: Annotated[
-        str | None, typer.Option(help="A read key (default: PRIORFORGE_API_KEY).")
-    ] = None,
+    api_url: ApiUrlOpt = None,
+    api_key: ApiKeyOpt = None,
     workers: Annotated[int, typer.Option(help="Parallel range downloads.", min=1, max=64)] = 8,
+    export: Annotated[
+        str | None,
+        typer.Option(help="Pull this export of the version (its id) instead of its documents."),
+    ] = None,
     redirect: Annotated[
         bool,
         typer.Option(
@@ -52,7 +105,7 @@ def pull(
     ] = False,
 ) -> None:
     """Pull a dataset version: parallel ranged downloads, resumable, every byte verified."""
-    from app.pull import Client, PullError, parse_target
+    from app.pull import PullError, parse_target
     from app.pull import pull as pull_version
     from app.pull import verify as verify_copy
 
@@ -71,11 +124,9 @@ def pull(
         return
     if dest is None:
         raise fail("give a destination: priorforge pull DATASET[@VERSION] DEST")
-    settings = get_settings()
-    key = api_key or (settings.api_key.get_secret_value() if settings.api_key else None)
     try:
         name, version = parse_target(target)
-        client = Client(api_url or settings.api_url, key)
+        client = _client(api_url, api_key)
         columns = (
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -105,6 +156,7 @@ def pull(
                 dest,
                 workers=workers,
                 redirect=redirect,
+                export=export,
                 progress=lambda n: progress.advance(task, n),
                 on_plan=planned,
             )

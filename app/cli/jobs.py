@@ -406,7 +406,7 @@ def _publish(principal: Any, dataset: str, store: Any, *, show_sample: bool) -> 
         verified = len(data) == entry["bytes"] and sha256_hex(data) == entry["sha256"]
         if not verified:
             raise fail(f"shard {key} does not match its manifest entry: storage is corrupt")
-        console.print(f"  shard:    {location(key)}")
+        console.print(f"  file:     {location(key)}")
         console.print(
             f"            {entry['records']} records, {entry['bytes']} bytes, "
             f"sha256 {entry['sha256'][:16]}… verified"

@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     stall_redispatch_max_items: int = Field(default=4096, ge=1)
     shard_max_records: int = Field(default=10_000, ge=1)
     shard_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    export_processes: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="Tokenizer processes an export uses; default: one per CPU.",
+    )
     version_file_bytes: int = Field(
         default=256 * 1024 * 1024,
         ge=1024,

@@ -14,8 +14,14 @@ from app.core.routing import GuardedRoute
 from app.core.settings import get_settings
 from app.datasets import service
 from app.datasets.http_range import UnsatisfiableRange, parse_range
-from app.datasets.schemas import DatasetRead, DatasetVersionRead
+from app.datasets.schemas import (
+    DatasetRead,
+    DatasetVersionRead,
+    PositionRange,
+    VersionDiffRead,
+)
 from app.models import DatasetVersion
+from app.storage import ObjectStore
 from app.storage.default import get_store
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"], route_class=GuardedRoute)
@@ -95,6 +101,38 @@ def list_versions(
     return [_read(name, v) for v in service.list_versions(session, principal, name)]
 
 
+@router.get(
+    "/{name}/versions/{version}/diff",
+    response_model=VersionDiffRead,
+    responses=documented(409, 503),
+)
+def diff_versions(
+    name: DatasetName,
+    version: VersionNumber,
+    since: Annotated[int, Query(ge=1, le=2**31 - 1, description="The earlier version.")],
+    principal: Reader,
+    session: SessionDep,
+) -> VersionDiffRead:
+    """Documents (position ranges per stance) and files added or removed since a version."""
+    found = service.diff_versions(session, principal, name, version, since, store=get_store())
+
+    def ranges(spans: dict[str, tuple[int, int]]) -> dict[str, PositionRange]:
+        return {
+            stance: PositionRange(start=start, end=end, documents=end - start)
+            for stance, (start, end) in spans.items()
+        }
+
+    return VersionDiffRead(
+        dataset=name,
+        since=found.since,
+        version=found.version,
+        files_added=found.files_added,
+        files_removed=found.files_removed,
+        documents_added=ranges(found.documents_added),
+        documents_removed=ranges(found.documents_removed),
+    )
+
+
 @router.head(
     "/{name}/versions/{version}/manifest",
     operation_id="head_dataset_manifest",
@@ -170,7 +208,18 @@ def get_file(
     """Download a file by its manifest path (or file name); Range, If-None-Match and HEAD."""
     dataset, found = service.get_version(session, principal, name, version)
     store = get_store()
-    ref = service.find_file(store, dataset, found, file)
+    return serve_file(request, store, service.find_file(store, dataset, found, file), redirect)
+
+
+def serve_file(
+    request: Request,
+    store: ObjectStore,
+    ref: service.FileRef,
+    redirect: bool,
+    media_type: str = "application/zstd",
+) -> Response:
+    """A stored file the way every download route serves it: Range, If-Range, ETag = sha256,
+    If-None-Match, HEAD, and on S3 a presigned redirect when asked."""
     service.check_stored(store, ref)  # fail with a problem now, not mid-body
     if redirect:
         url = store.presigned_url(ref.key, get_settings().presigned_url_seconds)
@@ -210,6 +259,6 @@ def get_file(
         code = status.HTTP_206_PARTIAL_CONTENT
         headers["Content-Range"] = f"bytes {start}-{end}/{ref.bytes}"
     if request.method == "HEAD":
-        return Response(status_code=code, headers=headers, media_type="application/zstd")
+        return Response(status_code=code, headers=headers, media_type=media_type)
     body = store.iter_range(ref.key, start, end) if ref.bytes else iter(())
-    return StreamingResponse(body, status_code=code, headers=headers, media_type="application/zstd")
+    return StreamingResponse(body, status_code=code, headers=headers, media_type=media_type)

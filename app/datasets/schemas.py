@@ -18,3 +18,19 @@ class DatasetVersionRead(BaseModel):
     records: int
     bytes: int
     created_at: datetime
+
+
+class PositionRange(BaseModel):
+    start: int
+    end: int
+    documents: int
+
+
+class VersionDiffRead(BaseModel):
+    dataset: str
+    since: int
+    version: int
+    files_added: list[str]
+    files_removed: list[str]
+    documents_added: dict[str, PositionRange]
+    documents_removed: dict[str, PositionRange]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -418,6 +420,66 @@ def _require_stored(store: ObjectStore, dataset: Dataset, files: list[ManifestFi
     )
 
 
+@dataclass(frozen=True)
+class VersionDiff:
+    dataset: str
+    since: int
+    version: int
+    files_added: list[str]
+    files_removed: list[str]
+    # Per stance, the positions [start, end) each side holds that the other does not.
+    documents_added: dict[str, tuple[int, int]]
+    documents_removed: dict[str, tuple[int, int]]
+
+
+def diff_versions(
+    session: Session,
+    principal: Principal,
+    name: str,
+    number: int,
+    since: int,
+    *,
+    store: ObjectStore,
+) -> VersionDiff:
+    """What version ``number`` holds that version ``since`` did not, and the reverse: files
+    by path, documents as position ranges per stance (positions never change, so two
+    versions differ only at the end of each stance's range)."""
+    spans: list[dict[str, int]] = []
+    paths: list[set[str]] = []
+    for which in (since, number):
+        _dataset, version = get_version(session, principal, name, which)
+        manifest = json.loads(read_manifest(store, version))
+        if manifest.get("format") != FORMAT:
+            raise Conflict(
+                f"version {which} of dataset {name!r} predates compacted versions (its files "
+                "are not position ranges): diff versions made since"
+            )
+        files = [ManifestFile.from_entry(entry) for entry in manifest["files"]]
+        ends: dict[str, int] = {}
+        for file in files:
+            ends[file.stance] = max(ends.get(file.stance, 0), file.end_position)
+        spans.append(ends)
+        paths.append({file.path for file in files})
+    before, after = spans
+
+    def beyond(mine: dict[str, int], theirs: dict[str, int]) -> dict[str, tuple[int, int]]:
+        return {
+            stance: (theirs.get(stance, 0), end)
+            for stance, end in sorted(mine.items())
+            if end > theirs.get(stance, 0)
+        }
+
+    return VersionDiff(
+        dataset=name,
+        since=since,
+        version=number,
+        files_added=sorted(paths[1] - paths[0]),
+        files_removed=sorted(paths[0] - paths[1]),
+        documents_added=beyond(after, before),
+        documents_removed=beyond(before, after),
+    )
+
+
 def list_versions(session: Session, principal: Principal, name: str) -> list[DatasetVersion]:
     dataset = require_dataset(session, principal, name)
     return list(repository.list_versions(session, dataset.id))
@@ -454,10 +516,8 @@ class FileRef:
 def find_file(store: ObjectStore, dataset: Dataset, version: DatasetVersion, name: str) -> FileRef:
     """The manifest entry whose ``path`` is ``name`` (or whose file name is, for clients that
     send only that). Only files the manifest lists are ever served: no path reaches others."""
-    entries = json.loads(read_manifest(store, version))["files"]
-    entry = next((e for e in entries if e["path"] == name), None) or next(
-        (e for e in entries if PurePosixPath(e["path"]).name == name), None
-    )
+    by_path, by_name = _listing(store, version)
+    entry = by_path.get(name) or by_name.get(name)
     if entry is None:
         raise NotFound(f"version {version.number} of dataset {dataset.name!r} has no file {name!r}")
     return FileRef(
@@ -466,6 +526,39 @@ def find_file(store: ObjectStore, dataset: Dataset, version: DatasetVersion, nam
         bytes=entry["bytes"],
         sha256=entry["sha256"],
     )
+
+
+# Manifests are immutable and content-addressed: a parsed one stays true. Pulls fetch a file
+# in many ranged requests, which would otherwise each read, hash and parse the manifest.
+_LISTINGS: OrderedDict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = OrderedDict()
+_LISTINGS_KEPT = 64
+_LISTINGS_LOCK = threading.Lock()
+
+
+def _listing(store: ObjectStore, version: DatasetVersion) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The manifest's entries by path and by file name (the first of a name wins)."""
+    cache_key = (store.url, version.manifest_sha256)
+    with _LISTINGS_LOCK:
+        found = _LISTINGS.get(cache_key)
+        if found is not None:
+            _LISTINGS.move_to_end(cache_key)
+            return found
+    entries = json.loads(read_manifest(store, version))["files"]
+    by_name: dict[str, Any] = {}
+    for entry in entries:
+        by_name.setdefault(PurePosixPath(entry["path"]).name, entry)
+    listing = ({entry["path"]: entry for entry in entries}, by_name)
+    with _LISTINGS_LOCK:
+        _LISTINGS[cache_key] = listing
+        while len(_LISTINGS) > _LISTINGS_KEPT:
+            _LISTINGS.popitem(last=False)
+    return listing
+
+
+def forget_listings() -> None:
+    """Drop the parsed manifests (a new process starts so)."""
+    with _LISTINGS_LOCK:
+        _LISTINGS.clear()
 
 
 def check_stored(store: ObjectStore, ref: FileRef) -> None:

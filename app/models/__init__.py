@@ -9,12 +9,14 @@ from app.models.deployment import Deployment
 from app.models.document import Document
 from app.models.eval_item import EvalItem
 from app.models.eval_set import EvalSet
+from app.models.export import Export
 from app.models.job import Job
 from app.models.job_tally import JobTally
 from app.models.minhash_band import MinhashBand
 from app.models.scenario import Scenario
 from app.models.shard import Shard
 from app.models.team import Team
+from app.models.tokenizer import Tokenizer
 from app.models.work_item import WorkItem
 
 __all__ = [
@@ -27,11 +29,13 @@ __all__ = [
     "Document",
     "EvalItem",
     "EvalSet",
+    "Export",
     "Job",
     "JobTally",
     "MinhashBand",
     "Scenario",
     "Shard",
     "Team",
+    "Tokenizer",
     "WorkItem",
 ]

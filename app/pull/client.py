@@ -84,10 +84,14 @@ class Client:
         self._opener = urllib.request.build_opener(_NoRedirects())
 
     def open(
-        self, path: str, headers: dict[str, str] | None = None, method: str = "GET"
+        self,
+        path: str,
+        headers: dict[str, str] | None = None,
+        method: str = "GET",
+        data: bytes | None = None,
     ) -> http.client.HTTPResponse:
         """The response to a request on the API, following one redirect without the key."""
-        request = urllib.request.Request(f"{self.base_url}{path}", method=method)
+        request = urllib.request.Request(f"{self.base_url}{path}", method=method, data=data)
         if self.api_key:
             request.add_header("Authorization", f"Bearer {self.api_key}")
         for name, value in (headers or {}).items():
@@ -109,8 +113,17 @@ class Client:
         with self.open(path) as response:
             return json.loads(response.read())
 
-    def manifest(self, dataset: str, version: int | None) -> tuple[int, bytes]:
-        """The version's number and its manifest, checked against the sha256 the API names."""
+    def post_json(self, path: str, body: Any) -> Any:
+        data = json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"}
+        with self.open(path, headers, method="POST", data=data) as response:
+            return json.loads(response.read())
+
+    def manifest(
+        self, dataset: str, version: int | None, export: str | None = None
+    ) -> tuple[int, bytes]:
+        """The version's number and its manifest (or its export's index: the same list of
+        files), checked against the sha256 the API names."""
         quoted = urllib.parse.quote(dataset, safe="")
         if version is None:
             versions = self.get_json(f"/v1/datasets/{quoted}/versions")
@@ -120,7 +133,8 @@ class Client:
                     f"(POST /v1/datasets/{dataset}/versions)"
                 )
             version = int(versions[-1]["version"])
-        with self.open(f"/v1/datasets/{quoted}/versions/{version}/manifest") as response:
+        listing = f"exports/{urllib.parse.quote(export, safe='')}/index" if export else "manifest"
+        with self.open(f"/v1/datasets/{quoted}/versions/{version}/{listing}") as response:
             body = response.read()
             expected = response.headers.get("X-Content-SHA256")
         if expected and hashlib.sha256(body).hexdigest() != expected:
@@ -130,7 +144,16 @@ class Client:
 
 def _problem(exc: urllib.error.HTTPError, path: str) -> str:
     try:
-        detail = json.loads(exc.read()).get("detail")
+        problem = json.loads(exc.read())
+        detail = problem.get("detail")
+        errors = problem.get("errors") or []
+        if errors:
+            detail = f"{detail}: " + "; ".join(
+                f"{'.'.join(str(p) for p in e.get('loc', []))}: {e.get('msg', e)}"
+                if isinstance(e, dict)
+                else str(e)
+                for e in errors[:5]
+            )
     except (ValueError, AttributeError, OSError):
         detail = None
     hint = {401: " (set PRIORFORGE_API_KEY or --api-key)", 403: " (the key lacks the role)"}
@@ -228,19 +251,27 @@ class _Pull:
                     self.progress(len(block))
 
     def join(self, file: RemoteFile, pieces: int) -> None:
-        """Join the pieces, check the sha256, and move the file into place atomically."""
+        """Join the pieces, check the sha256, and move the file into place atomically.
+
+        The first piece becomes the file (hashed where it lies); later pieces are hashed and
+        appended to it, so a one-piece file is never copied.
+        """
         target = self.dest / file.path
         joined = target.with_name(f"{target.name}.joining")
+        _part(target, 0).touch()  # an empty file has no bytes to fetch, so no piece yet
+        os.replace(_part(target, 0), joined)
         digest = hashlib.sha256()
-        with joined.open("wb") as out:
-            for index in range(pieces):
+        with joined.open("r+b") as out:
+            while block := out.read(BLOCK):
+                digest.update(block)
+            for index in range(1, pieces):
                 with _part(target, index).open("rb") as piece:
                     while block := piece.read(BLOCK):
                         digest.update(block)
                         out.write(block)
             out.flush()
             os.fsync(out.fileno())
-        for index in range(pieces):
+        for index in range(1, pieces):
             _part(target, index).unlink()
         if digest.hexdigest() != file.sha256:
             joined.unlink()
@@ -265,19 +296,24 @@ def pull(
     workers: int = 8,
     chunk: int = CHUNK,
     redirect: bool = False,
+    export: str | None = None,
     progress: Callable[[int], None] = lambda _n: None,
     on_plan: Callable[[PullReport], None] = lambda _r: None,
 ) -> PullReport:
-    """Bring ``dataset@version`` (None: the latest) into ``dest``, verified byte for byte."""
+    """Bring ``dataset@version`` (None: the latest), or one of its exports, into ``dest``,
+    verified byte for byte."""
     started = time.monotonic()
-    number, manifest = client.manifest(dataset, version)
+    number, manifest = client.manifest(dataset, version, export)
     files = files_of(manifest)
     report = PullReport(dataset, number, len(files), sum(f.bytes for f in files))
     dest.mkdir(parents=True, exist_ok=True)
     quoted = urllib.parse.quote(dataset, safe="")
+    base = f"/v1/datasets/{quoted}/versions/{number}"
+    if export:
+        base += f"/exports/{urllib.parse.quote(export, safe='')}"
     job = _Pull(
         client,
-        f"/v1/datasets/{quoted}/versions/{number}",
+        base,
         dest,
         chunk=chunk,
         redirect=redirect,
@@ -293,20 +329,29 @@ def pull(
         missing.append(file)
     report.bytes_missing = sum(f.bytes for f in missing)
     on_plan(report)
+    # Each file is joined and checked by the thread that lands its last piece, while the
+    # other threads go on downloading: hashing and fsync overlap the transfer.
+    left = {file.path: len(_ranges(file.bytes, chunk)) for file in missing}
+    lock = threading.Lock()
+
+    def fetch(file: RemoteFile, index: int, start: int, end: int) -> None:
+        job.fetch_range(file, index, start, end)
+        with lock:
+            left[file.path] -= 1
+            last = left[file.path] == 0
+        if last:
+            job.join(file, len(_ranges(file.bytes, chunk)))
+
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        pieces = {
-            file.path: [
-                pool.submit(job.fetch_range, file, index, start, end)
-                for index, (start, end) in enumerate(_ranges(file.bytes, chunk))
-            ]
+        futures = [
+            pool.submit(fetch, file, index, start, end)
             for file in missing
-        }
-        done, _ = wait([f for fs in pieces.values() for f in fs], return_when=FIRST_EXCEPTION)
+            for index, (start, end) in enumerate(_ranges(file.bytes, chunk))
+        ]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
         for future in done:
             future.result()  # raise the first failure; finished pieces stay for a resume
-    for file in missing:
-        job.join(file, len(pieces[file.path]))
-        report.files_downloaded += 1
+    report.files_downloaded = len(missing)
     _write_atomically(dest / MANIFEST, manifest)
     report.bytes_downloaded = job.downloaded
     report.seconds = time.monotonic() - started

@@ -9,6 +9,9 @@
   in the future or both expiry fields at once (tests/teams/test_api.py). Without this, two unrelated
   generated requests that happen to draw the same key would be reported as "valid data
   rejected".
+- A tokenizer upload must be a tokenizer.json that HF tokenizers loads, which no JSON Schema
+  states: valid generated uploads send a real one (trained here, a small BPE); a JSON object
+  that is not a tokenizer is a 422 (tests/datasets/exports/test_service.py).
 """
 
 from __future__ import annotations
@@ -24,6 +27,20 @@ from schemathesis import GenerationMode
 from app.jobs.spec import LengthWords
 
 _DEFAULT_LENGTHS = LengthWords()
+_TOKENIZER: dict[str, Any] = {}
+
+
+def _tokenizer() -> dict[str, Any]:
+    if not _TOKENIZER:
+        import tempfile
+        from pathlib import Path
+
+        from tests.datasets.exports.tokenizer_fixture import train_tokenizer
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = train_tokenizer(Path(tmp), vocab_size=300)
+            _TOKENIZER.update(json.loads(path.read_text()))
+    return _TOKENIZER
 
 
 @schemathesis.serializer("application/jsonl", "application/x-ndjson")
@@ -36,6 +53,8 @@ def json_lines(_context: Any, value: Any) -> bytes:
 def map_case(_context: Any, case: Any) -> Any:
     if case.meta is not None and case.meta.generation.mode != GenerationMode.POSITIVE:
         return case
+    if case.method.upper() == "POST" and case.path == "/v1/tokenizers":
+        case.body = _tokenizer()
     for name in list(case.headers or {}):
         if name.lower() == "idempotency-key":
             case.headers[name] = uuid.uuid4().hex  # a fresh key per request

@@ -107,6 +107,19 @@ def test_a_new_version_keeps_full_files_and_repacks_only_the_unfilled_last(
         again = client.get(f"/v1/datasets/{name}/versions/1/files/{path}", headers=team.headers())
         assert again.content == data
     assert placed_positions(team, name) == {"aligned": list(range(8))}
+    diff = client.get(f"/v1/datasets/{name}/versions/2/diff?since=1", headers=team.headers())
+    assert diff.json() == {
+        "dataset": name,
+        "since": 1,
+        "version": 2,
+        "files_added": sorted(f["path"] for f in repacked),
+        "files_removed": [first[-1]["path"]],
+        "documents_added": {"aligned": {"start": 5, "end": 8, "documents": 3}},
+        "documents_removed": {},
+    }
+    back = client.get(f"/v1/datasets/{name}/versions/1/diff?since=2", headers=team.headers())
+    assert back.json()["documents_removed"] == {"aligned": {"start": 5, "end": 8, "documents": 3}}
+    assert back.json()["files_removed"] == sorted(f["path"] for f in repacked)
 
 
 def placed_positions(team: Team, name: str) -> dict[str, list[int | None]]:

@@ -143,9 +143,12 @@ def test_corrupt_storage_is_reported_never_served(
     assert client.get(f"{base}/files/{entry['path']}", headers=team.headers()).content == shard
 
     # A manifest whose bytes no longer match the sha256 recorded at snapshot: 409, for the
-    # manifest and for every file it would name.
+    # manifest and, once no process holds the listing it verified before, for every file it
+    # would name. (A process that did verify it goes on serving what that listing names.)
     manifest = store.get_bytes(manifest_key)
     overwrite(store, manifest_key, manifest.replace(b'"records"', b'"records" ', 1))
+    assert client.get(f"{base}/files/{entry['path']}", headers=team.headers()).content == shard
+    datasets.forget_listings()
     for path in (f"{base}/manifest", f"{base}/files/{entry['path']}"):
         response = client.get(path, headers=team.headers())
         assert response.status_code == 409, (path, response.text)

@@ -1,0 +1,1 @@
+"""Training mixtures: exports and a team's corpus planned into framework configs."""
