@@ -96,6 +96,10 @@ def pull(
         str | None,
         typer.Option(help="Pull this export of the version (its id) instead of its documents."),
     ] = None,
+    owner: Annotated[
+        str | None,
+        typer.Option(help="The team that shared the dataset with yours (default: your own)."),
+    ] = None,
     redirect: Annotated[
         bool,
         typer.Option(
@@ -157,6 +161,7 @@ def pull(
                 workers=workers,
                 redirect=redirect,
                 export=export,
+                owner=owner,
                 progress=lambda n: progress.advance(task, n),
                 on_plan=planned,
             )

@@ -7,11 +7,12 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session, defer
 
 from app.core.sql import insert_ignoring_conflicts
-from app.models import Dataset, DatasetVersion, Document, Job, Shard
+from app.models import Dataset, DatasetShare, DatasetVersion, Document, Job, Shard, Team
+from app.models.base import utcnow
 
 
 def find_dataset(session: Session, team_id: uuid.UUID, name: str) -> Dataset | None:
@@ -32,6 +33,50 @@ def list_datasets(session: Session, team_id: uuid.UUID) -> Sequence[Dataset]:
     return session.scalars(
         select(Dataset).where(Dataset.team_id == team_id).order_by(Dataset.name)
     ).all()
+
+
+def readable_datasets(session: Session, team_id: uuid.UUID) -> Sequence[tuple[Dataset, str]]:
+    """The team's datasets and those shared with it, each with its owner's name."""
+    shared = select(DatasetShare.dataset_id).where(DatasetShare.team_id == team_id)
+    rows = session.execute(
+        select(Dataset, Team.name)
+        .join(Team, Team.id == Dataset.team_id)
+        .where((Dataset.team_id == team_id) | Dataset.id.in_(shared))
+        .order_by(Team.name, Dataset.name)
+    ).all()
+    return [(dataset, owner) for dataset, owner in rows]
+
+
+def is_shared(session: Session, dataset_id: uuid.UUID, team_id: uuid.UUID) -> bool:
+    return session.get(DatasetShare, {"dataset_id": dataset_id, "team_id": team_id}) is not None
+
+
+def add_share(session: Session, dataset_id: uuid.UUID, team_id: uuid.UUID) -> bool:
+    result = session.execute(
+        insert_ignoring_conflicts(session, DatasetShare.__table__)
+        .values(dataset_id=dataset_id, team_id=team_id, created_at=utcnow())
+        .execution_options(preserve_rowcount=True)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def remove_share(session: Session, dataset_id: uuid.UUID, team_id: uuid.UUID) -> bool:
+    result = session.execute(
+        delete(DatasetShare).where(
+            DatasetShare.dataset_id == dataset_id, DatasetShare.team_id == team_id
+        )
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def list_shares(session: Session, dataset_id: uuid.UUID) -> Sequence[tuple[str, datetime]]:
+    rows = session.execute(
+        select(Team.name, DatasetShare.created_at)
+        .join(Team, Team.id == DatasetShare.team_id)
+        .where(DatasetShare.dataset_id == dataset_id)
+        .order_by(Team.name)
+    ).all()
+    return [(name, created) for name, created in rows]
 
 
 def last_unpublished_at(session: Session, job_id: uuid.UUID) -> datetime | None:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
-from app.core.auth import Reader, SessionDep, Submitter
+from app.core.auth import Admin, Reader, SessionDep, Submitter
 from app.core.errors import RangeNotSatisfiable
 from app.core.problems import documented
 from app.core.routing import GuardedRoute
@@ -18,6 +18,8 @@ from app.datasets.schemas import (
     DatasetRead,
     DatasetVersionRead,
     PositionRange,
+    ShareCreate,
+    ShareRead,
     VersionDiffRead,
 )
 from app.models import DatasetVersion
@@ -28,6 +30,15 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"], route_class=Guarded
 
 DatasetName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
 VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1)]
+Owner = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=100,
+        description="The team whose dataset this is, when it shared it with yours "
+        "(default: your team's own).",
+    ),
+]
 
 
 def _read(name: str, version: DatasetVersion) -> DatasetVersionRead:
@@ -44,11 +55,52 @@ def _read(name: str, version: DatasetVersion) -> DatasetVersionRead:
 
 @router.get("", response_model=list[DatasetRead])
 def list_datasets(principal: Reader, session: SessionDep) -> list[DatasetRead]:
-    """The team's datasets."""
+    """The team's datasets, and those other teams shared with it (read them with ?owner=)."""
     return [
-        DatasetRead(name=d.name, created_at=d.created_at)
-        for d in service.list_datasets(session, principal)
+        DatasetRead(
+            name=d.name, owner=owner, shared=d.team_id != principal.team_id, created_at=d.created_at
+        )
+        for d, owner in service.list_readable(session, principal)
     ]
+
+
+@router.get("/{name}/shares", response_model=list[ShareRead])
+def list_shares(name: DatasetName, principal: Admin, session: SessionDep) -> list[ShareRead]:
+    """The teams the dataset is shared with."""
+    return [
+        ShareRead(team=team, created_at=created)
+        for team, created in service.list_shares(session, principal, name)
+    ]
+
+
+@router.post(
+    "/{name}/shares",
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"description": "It was shared with that team already"}},
+)
+def share_dataset(
+    name: DatasetName, body: ShareCreate, principal: Admin, session: SessionDep, response: Response
+) -> dict[str, str]:
+    """Let another team read the dataset: versions, manifests, files, exports (not write)."""
+    if not service.share_dataset(session, principal, name, body.team):
+        response.status_code = status.HTTP_200_OK
+    return {"dataset": name, "team": body.team}
+
+
+@router.delete(
+    "/{name}/shares/{team}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+)
+def unshare_dataset(
+    name: DatasetName,
+    team: Annotated[str, Path(min_length=1, max_length=100)],
+    principal: Admin,
+    session: SessionDep,
+) -> Response:
+    """Stop sharing the dataset with a team."""
+    service.unshare_dataset(session, principal, name, team)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 ZSTD_FILE: dict[str, Any] = {
@@ -95,10 +147,10 @@ def create_version(
 
 @router.get("/{name}/versions", response_model=list[DatasetVersionRead])
 def list_versions(
-    name: DatasetName, principal: Reader, session: SessionDep
+    name: DatasetName, principal: Reader, session: SessionDep, owner: Owner = None
 ) -> list[DatasetVersionRead]:
     """Every version of the dataset, oldest first."""
-    return [_read(name, v) for v in service.list_versions(session, principal, name)]
+    return [_read(name, v) for v in service.list_versions(session, principal, name, owner)]
 
 
 @router.get(
@@ -112,9 +164,12 @@ def diff_versions(
     since: Annotated[int, Query(ge=1, le=2**31 - 1, description="The earlier version.")],
     principal: Reader,
     session: SessionDep,
+    owner: Owner = None,
 ) -> VersionDiffRead:
     """Documents (position ranges per stance) and files added or removed since a version."""
-    found = service.diff_versions(session, principal, name, version, since, store=get_store())
+    found = service.diff_versions(
+        session, principal, name, version, since, store=get_store(), owner=owner
+    )
 
     def ranges(spans: dict[str, tuple[int, int]]) -> dict[str, PositionRange]:
         return {
@@ -158,9 +213,10 @@ def get_manifest(
     principal: Reader,
     session: SessionDep,
     if_none_match: Annotated[str | None, Header(max_length=1000)] = None,
+    owner: Owner = None,
 ) -> Response:
     """The version's manifest: files with path, bytes, sha256 and records."""
-    _dataset, found = service.get_version(session, principal, name, version)
+    _dataset, found = service.get_version(session, principal, name, version, owner)
     etag = f'"{found.manifest_sha256}"'
     headers = {
         "ETag": etag,
@@ -204,9 +260,10 @@ def get_file(
             "streaming the bytes through the API (the local store streams them anyway)."
         ),
     ] = False,
+    owner: Owner = None,
 ) -> Response:
     """Download a file by its manifest path (or file name); Range, If-None-Match and HEAD."""
-    dataset, found = service.get_version(session, principal, name, version)
+    dataset, found = service.get_version(session, principal, name, version, owner)
     store = get_store()
     return serve_file(request, store, service.find_file(store, dataset, found, file), redirect)
 

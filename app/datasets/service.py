@@ -10,6 +10,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from importlib import metadata
 from pathlib import Path, PurePosixPath
@@ -34,7 +35,7 @@ from app.datasets.shards import batched_by_size, write_shard
 from app.models import Dataset, DatasetVersion, Document, Job
 from app.models.base import utcnow
 from app.storage import ObjectNotFound, ObjectStore, put_content_addressed
-from app.teams.service import Principal
+from app.teams.service import Principal, find_team
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,52 @@ def require_dataset(session: Session, principal: Principal, name: str) -> Datase
 
 def list_datasets(session: Session, principal: Principal) -> list[Dataset]:
     return list(repository.list_datasets(session, principal.team_id))
+
+
+def list_readable(session: Session, principal: Principal) -> list[tuple[Dataset, str]]:
+    """The team's datasets and those other teams shared with it, with their owners' names."""
+    return list(repository.readable_datasets(session, principal.team_id))
+
+
+def readable_dataset(
+    session: Session, principal: Principal, name: str, owner: str | None
+) -> Dataset:
+    """The team's dataset ``name``, or with ``owner`` that team's, if it shared it; another
+    team's dataset that is not shared is as absent as one that does not exist."""
+    if owner is None:
+        return require_dataset(session, principal, name)
+    try:
+        team = find_team(session, owner)
+    except NotFound:
+        team = None
+    dataset = repository.find_dataset(session, team.id, name) if team is not None else None
+    if dataset is None or (
+        dataset.team_id != principal.team_id
+        and not repository.is_shared(session, dataset.id, principal.team_id)
+    ):
+        raise NotFound(f"dataset {name!r} of team {owner!r} not found (or not shared with you)")
+    return dataset
+
+
+def share_dataset(session: Session, principal: Principal, name: str, team: str) -> bool:
+    """Let ``team`` read the dataset; True if it could not before."""
+    dataset = require_dataset(session, principal, name)
+    reader = find_team(session, team)
+    if reader.id == principal.team_id:
+        raise Conflict(f"dataset {name!r} is your team's own: share it with another team")
+    return repository.add_share(session, dataset.id, reader.id)
+
+
+def unshare_dataset(session: Session, principal: Principal, name: str, team: str) -> None:
+    dataset = require_dataset(session, principal, name)
+    reader = find_team(session, team)
+    if not repository.remove_share(session, dataset.id, reader.id):
+        raise NotFound(f"dataset {name!r} is not shared with team {team!r}")
+
+
+def list_shares(session: Session, principal: Principal, name: str) -> list[tuple[str, datetime]]:
+    dataset = require_dataset(session, principal, name)
+    return list(repository.list_shares(session, dataset.id))
 
 
 def dataset_prefix(dataset: Dataset) -> str:
@@ -440,6 +487,7 @@ def diff_versions(
     since: int,
     *,
     store: ObjectStore,
+    owner: str | None = None,
 ) -> VersionDiff:
     """What version ``number`` holds that version ``since`` did not, and the reverse: files
     by path, documents as position ranges per stance (positions never change, so two
@@ -447,7 +495,7 @@ def diff_versions(
     spans: list[dict[str, int]] = []
     paths: list[set[str]] = []
     for which in (since, number):
-        _dataset, version = get_version(session, principal, name, which)
+        _dataset, version = get_version(session, principal, name, which, owner)
         manifest = json.loads(read_manifest(store, version))
         if manifest.get("format") != FORMAT:
             raise Conflict(
@@ -480,15 +528,17 @@ def diff_versions(
     )
 
 
-def list_versions(session: Session, principal: Principal, name: str) -> list[DatasetVersion]:
-    dataset = require_dataset(session, principal, name)
+def list_versions(
+    session: Session, principal: Principal, name: str, owner: str | None = None
+) -> list[DatasetVersion]:
+    dataset = readable_dataset(session, principal, name, owner)
     return list(repository.list_versions(session, dataset.id))
 
 
 def get_version(
-    session: Session, principal: Principal, name: str, number: int
+    session: Session, principal: Principal, name: str, number: int, owner: str | None = None
 ) -> tuple[Dataset, DatasetVersion]:
-    dataset = require_dataset(session, principal, name)
+    dataset = readable_dataset(session, principal, name, owner)
     version = repository.get_version(session, dataset.id, number)
     if version is None:
         raise NotFound(f"dataset {name!r} has no version {number}")

@@ -17,6 +17,9 @@ class ExportSource(BaseModel):
     dataset: str = Name
     version: int = Field(ge=1, le=2**31 - 1)
     export: uuid.UUID
+    owner: str | None = Field(
+        default=None, max_length=100, description="The team that shared it (default: yours)."
+    )
     stance: str = Field(default="aligned", pattern=r"^[a-z_]{1,16}$")
     root: str = Field(
         min_length=1,
@@ -32,7 +35,7 @@ class PrefixSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     path: str = Location
-    tokens: int | None = Field(default=None, ge=1)
+    tokens: int | None = Field(default=None, ge=1, le=10**16)
 
 
 class CorpusSource(BaseModel):

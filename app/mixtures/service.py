@@ -83,7 +83,7 @@ def _export_component(
     session: Session, principal: Principal, source: ExportSource, store: ObjectStore
 ) -> tuple[mixtures.ExportComponent, str]:
     _dataset, row = exports.get_export(
-        session, principal, source.dataset, source.version, source.export
+        session, principal, source.dataset, source.version, source.export, source.owner
     )
     index = json.loads(exports.read_index(store, row))
     stance = index["stances"].get(source.stance)

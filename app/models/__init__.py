@@ -4,6 +4,7 @@ from app.models.api_key import ApiKey
 from app.models.base import Base
 from app.models.content_fingerprint import ContentFingerprint
 from app.models.dataset import Dataset
+from app.models.dataset_share import DatasetShare
 from app.models.dataset_version import DatasetVersion
 from app.models.deployment import Deployment
 from app.models.document import Document
@@ -24,6 +25,7 @@ __all__ = [
     "Base",
     "ContentFingerprint",
     "Dataset",
+    "DatasetShare",
     "DatasetVersion",
     "Deployment",
     "Document",

@@ -120,13 +120,18 @@ class Client:
             return json.loads(response.read())
 
     def manifest(
-        self, dataset: str, version: int | None, export: str | None = None
+        self,
+        dataset: str,
+        version: int | None,
+        export: str | None = None,
+        owner: str | None = None,
     ) -> tuple[int, bytes]:
         """The version's number and its manifest (or its export's index: the same list of
         files), checked against the sha256 the API names."""
         quoted = urllib.parse.quote(dataset, safe="")
+        query = _owner_query(owner)
         if version is None:
-            versions = self.get_json(f"/v1/datasets/{quoted}/versions")
+            versions = self.get_json(f"/v1/datasets/{quoted}/versions{query}")
             if not versions:
                 raise PullError(
                     f"dataset {dataset!r} has no versions yet: snapshot it first "
@@ -134,12 +139,18 @@ class Client:
                 )
             version = int(versions[-1]["version"])
         listing = f"exports/{urllib.parse.quote(export, safe='')}/index" if export else "manifest"
-        with self.open(f"/v1/datasets/{quoted}/versions/{version}/{listing}") as response:
+        with self.open(f"/v1/datasets/{quoted}/versions/{version}/{listing}{query}") as response:
             body = response.read()
             expected = response.headers.get("X-Content-SHA256")
         if expected and hashlib.sha256(body).hexdigest() != expected:
             raise PullError(f"the manifest of {dataset}@{version} does not match its sha256")
         return version, body
+
+
+def _owner_query(owner: str | None, *more: str) -> str:
+    """The query string of a request: ?owner= for a dataset another team shared, and more."""
+    parts = ([f"owner={urllib.parse.quote(owner, safe='')}"] if owner else []) + list(more)
+    return f"?{'&'.join(parts)}" if parts else ""
 
 
 def _problem(exc: urllib.error.HTTPError, path: str) -> str:
@@ -202,8 +213,10 @@ class _Pull:
         chunk: int,
         redirect: bool,
         progress: Callable[[int], None],
+        owner: str | None = None,
     ) -> None:
         self.client, self.url, self.dest = client, url, dest
+        self.owner = owner
         self.chunk, self.redirect, self.progress = chunk, redirect, progress
         self.downloaded = 0
         self.lock = threading.Lock()
@@ -234,7 +247,7 @@ class _Pull:
         )
 
     def _append(self, file: RemoteFile, part: Path, start: int, end: int) -> None:
-        query = "?redirect=1" if self.redirect else ""
+        query = _owner_query(self.owner, *(["redirect=1"] if self.redirect else []))
         headers = {"Range": f"bytes={start}-{end}", "If-Range": f'"{file.sha256}"'}
         path = f"{self.url}/files/{urllib.parse.quote(file.path)}{query}"
         with self.client.open(path, headers) as response:
@@ -297,13 +310,14 @@ def pull(
     chunk: int = CHUNK,
     redirect: bool = False,
     export: str | None = None,
+    owner: str | None = None,
     progress: Callable[[int], None] = lambda _n: None,
     on_plan: Callable[[PullReport], None] = lambda _r: None,
 ) -> PullReport:
     """Bring ``dataset@version`` (None: the latest), or one of its exports, into ``dest``,
     verified byte for byte."""
     started = time.monotonic()
-    number, manifest = client.manifest(dataset, version, export)
+    number, manifest = client.manifest(dataset, version, export, owner)
     files = files_of(manifest)
     report = PullReport(dataset, number, len(files), sum(f.bytes for f in files))
     dest.mkdir(parents=True, exist_ok=True)
@@ -318,6 +332,7 @@ def pull(
         chunk=chunk,
         redirect=redirect,
         progress=progress,
+        owner=owner,
     )
     missing = []
     for file in files:

@@ -19,7 +19,7 @@ from app.datasets.exports.schemas import (
     TokenizerPage,
     TokenizerRead,
 )
-from app.datasets.router import FILE_RESPONSES, DatasetName, VersionNumber, serve_file
+from app.datasets.router import FILE_RESPONSES, DatasetName, Owner, VersionNumber, serve_file
 from app.models import Export, Tokenizer
 from app.storage.default import get_store
 
@@ -142,10 +142,14 @@ def request_export(
 
 @router.get(EXPORTS, response_model=ExportPage)
 def list_exports(
-    name: DatasetName, version: VersionNumber, principal: Reader, session: SessionDep
+    name: DatasetName,
+    version: VersionNumber,
+    principal: Reader,
+    session: SessionDep,
+    owner: Owner = None,
 ) -> ExportPage:
     """The version's exports, oldest first."""
-    rows = service.list_exports(session, principal, name, version)
+    rows = service.list_exports(session, principal, name, version, owner)
     return ExportPage(items=[_export(name, row) for row in rows])
 
 
@@ -156,9 +160,10 @@ def get_export(
     export_id: ExportId,
     principal: Reader,
     session: SessionDep,
+    owner: Owner = None,
 ) -> ExportRead:
     """An export's status and progress (documents and tokens written so far)."""
-    _dataset, row = service.get_export(session, principal, name, version, export_id)
+    _dataset, row = service.get_export(session, principal, name, version, export_id, owner)
     return _export(name, row)
 
 
@@ -180,9 +185,10 @@ def get_index(
     export_id: ExportId,
     principal: Reader,
     session: SessionDep,
+    owner: Owner = None,
 ) -> Response:
     """A finished export's index (409 while it runs)."""
-    _dataset, row = service.get_export(session, principal, name, version, export_id)
+    _dataset, row = service.get_export(session, principal, name, version, export_id, owner)
     body = service.read_index(get_store(), row)
     assert row.index_sha256 is not None
     headers = {
@@ -214,9 +220,10 @@ def get_export_file(
     principal: Reader,
     session: SessionDep,
     redirect: Annotated[bool, Query(description="On S3: 307 to a presigned URL.")] = False,
+    owner: Owner = None,
 ) -> Response:
     """Download an export file by its index path; Range, If-None-Match and HEAD."""
-    dataset, row = service.get_export(session, principal, name, version, export_id)
+    dataset, row = service.get_export(session, principal, name, version, export_id, owner)
     store = get_store()
     ref = service.find_export_file(store, dataset, row, file)
     return serve_file(request, store, ref, redirect, media_type="application/octet-stream")

@@ -174,17 +174,24 @@ def request_export(
 
 
 def get_export(
-    session: Session, principal: Principal, name: str, number: int, export_id: uuid.UUID
+    session: Session,
+    principal: Principal,
+    name: str,
+    number: int,
+    export_id: uuid.UUID,
+    owner: str | None = None,
 ) -> tuple[Dataset, Export]:
-    dataset, _version = datasets.get_version(session, principal, name, number)
+    dataset, _version = datasets.get_version(session, principal, name, number, owner)
     export = repository.get_export(session, export_id)
     if export is None or export.dataset_id != dataset.id or export.version != number:
         raise NotFound(f"version {number} of dataset {name!r} has no export {export_id}")
     return dataset, export
 
 
-def list_exports(session: Session, principal: Principal, name: str, number: int) -> list[Export]:
-    dataset, _version = datasets.get_version(session, principal, name, number)
+def list_exports(
+    session: Session, principal: Principal, name: str, number: int, owner: str | None = None
+) -> list[Export]:
+    dataset, _version = datasets.get_version(session, principal, name, number, owner)
     return list(repository.list_exports(session, dataset.id, number))
 
 
