@@ -7,7 +7,7 @@ COPY app ./app
 COPY workers ./workers
 COPY prompts ./prompts
 COPY migrations ./migrations
-RUN pip install --no-cache-dir -e .
+RUN pip install --no-cache-dir -e '.[s3]'
 RUN useradd --system --uid 10001 priorforge
 USER priorforge
 EXPOSE 8000
