@@ -76,7 +76,10 @@ def list_shares(name: DatasetName, principal: Admin, session: SessionDep) -> lis
 @router.post(
     "/{name}/shares",
     status_code=status.HTTP_201_CREATED,
-    responses={200: {"description": "It was shared with that team already"}},
+    responses={
+        200: {"description": "It was shared with that team already"},
+        **documented(409),
+    },
 )
 def share_dataset(
     name: DatasetName, body: ShareCreate, principal: Admin, session: SessionDep, response: Response

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 ExportFormat = Literal["megatron", "mds", "npy"]
 
@@ -39,7 +39,7 @@ class ExportCreate(BaseModel):
         max_length=200,
         description="The token that ends every document (appended), e.g. <|endoftext|>.",
     )
-    mds_text: bool = Field(default=False, description="Add a text column to the MDS samples.")
+    mds_text: StrictBool = Field(default=False, description="Add a text column to the MDS samples.")
 
 
 class ExportRead(BaseModel):
