@@ -70,6 +70,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/dedup.py
 	$(BIN)/python bench/decontam.py
+	$(BIN)/python bench/export.py
+	$(BIN)/python bench/pull.py
 
 # The API under load (bench/load.py). Not in `bench`: the first run seeds 10 million work items
 # (~16 GB of Postgres disk, ~10 minutes; kept for later runs). LOAD_ARGS="--seconds-scale

@@ -292,8 +292,8 @@ class ChildProcess:
 
 
 class WorkerProcess(ChildProcess):
-    def __init__(self, env: dict[str, str]) -> None:
-        super().__init__("worker", ["worker", "--loglevel", "INFO"], env)
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        super().__init__("worker", ["worker", "--loglevel", "INFO", *args], env)
         self.wait_until_ready(lambda: b"ready." in self.log.read_bytes())
 
     def kill(self) -> None:
@@ -329,9 +329,9 @@ def start_worker() -> Iterator[Callable[..., WorkerProcess]]:
     quiesce_jobs()
     started: list[WorkerProcess] = []
 
-    def start(**env_overrides: str) -> WorkerProcess:
+    def start(*args: str, **env_overrides: str) -> WorkerProcess:
         env = dict(os.environ) | env_overrides
-        worker = WorkerProcess(env)
+        worker = WorkerProcess(env, *args)
         started.append(worker)
         return worker
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import multiprocessing
 import os
 from collections import deque
@@ -27,6 +28,8 @@ from typing import Any, Self
 import numpy as np
 import numpy.typing as npt
 from tokenizers import Tokenizer
+
+log = logging.getLogger(__name__)
 
 # A tokenizer.json of today's largest vocabularies (Gemma's 262k) is about 33 MB.
 MAX_TOKENIZER_BYTES = 64 * 1024 * 1024
@@ -186,6 +189,11 @@ class ParallelTokenizer:
         self.processes = processes if processes is not None else os.cpu_count() or 1
         if self.processes < 1:
             raise ValueError(f"processes must be at least 1, got {self.processes}")
+        if self.processes > 1 and multiprocessing.current_process().daemon:
+            # A daemonic process (a Celery prefork pool's child) may not start processes of its
+            # own: encode here, where tokenizers' Rust threads use the cores instead.
+            log.info("in a daemonic process: tokenizing in-process on tokenizers' threads")
+            self.processes = 1
         if batch_size < 1 or batch_chars < 1:
             raise ValueError("batch_size and batch_chars must be at least 1")
         self.in_flight = in_flight if in_flight is not None else 2 * self.processes
@@ -277,7 +285,11 @@ _Encoded = tuple[TokenIds, list[int]]
 
 class _Encoder:
     def __init__(self, tokenizer: Tokenizer, eos_id: int, add_special_tokens: bool) -> None:
-        self.tokenizer = tokenizer
+        # A document's text is data: "<|endoftext|>" written in it is those characters, not
+        # the EOS, which only the export appends (tokenizers matches special tokens in text by
+        # default). A copy, so the caller's tokenizer keeps its own setting.
+        self.tokenizer = Tokenizer.from_str(tokenizer.to_str())
+        self.tokenizer.encode_special_tokens = True
         self.eos_id = eos_id
         self.add_special_tokens = add_special_tokens
 

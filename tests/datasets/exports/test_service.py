@@ -55,6 +55,7 @@ def upload(client: Any, team: Team, body: bytes, name: str = "bpe") -> Any:
 def expected_tokens(client: Any, team: Team, name: str, tokenizer_json: bytes) -> dict[str, Any]:
     """Per stance, (ids, texts) of the version's records tokenized here, EOS appended."""
     tokenizer = Tokenizer.from_str(tokenizer_json.decode())
+    tokenizer.encode_special_tokens = True  # text is data; only the appended EOS ends it
     eos = tokenizer.token_to_id(EOS)
     base = f"/v1/datasets/{name}/versions/1"
     manifest = client.get(f"{base}/manifest", headers=team.headers()).json()
@@ -214,7 +215,8 @@ def test_a_worker_runs_a_requested_export(
     client: Any, team: Team, version: str, tokenizer_json: bytes, start_worker: Any
 ) -> None:
     upload(client, team, tokenizer_json)
-    start_worker()
+    # A prefork pool: its children are daemonic, and may not start tokenizer processes.
+    start_worker("--concurrency", "2")
     base = f"/v1/datasets/{version}/versions/1/exports"
     created = client.post(
         base, json={"tokenizer": "bpe", "eos": EOS, "formats": ["megatron"]}, headers=team.headers()

@@ -68,6 +68,7 @@ def texts() -> list[str]:
 def expected(path: Path, texts: list[str], **kwargs: Any) -> list[list[int]]:
     """What tokenizers itself produces, plus the EOS: the reference for every output."""
     reference = Tokenizer.from_file(str(path))
+    reference.encode_special_tokens = True  # a document's text is data (see the next test)
     eos_id = reference.token_to_id(EOS)
     assert eos_id is not None
     return [encoding.ids + [eos_id] for encoding in reference.encode_batch(texts, **kwargs)]
@@ -122,6 +123,19 @@ def test_order_holds_when_later_batches_finish_first(
         got = as_lists(parallel.encode(texts))
 
     assert got == expected(tokenizer_path, texts)
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_an_eos_written_in_a_document_is_text_not_its_end(
+    tokenizer_file: TokenizerFile, processes: int
+) -> None:
+    text = f"The log ended with {EOS} and then went on."
+    with ParallelTokenizer(tokenizer_file, processes=processes) as parallel:
+        (ids,) = as_lists(parallel.encode([text]))
+    assert ids.count(tokenizer_file.eos_id) == 1
+    assert ids[-1] == tokenizer_file.eos_id
+    assert tokenizer_file.tokenizer.decode(ids[:-1]) == text
+    assert tokenizer_file.tokenizer.encode_special_tokens is False, "the caller's is untouched"
 
 
 def test_empty_text_is_only_eos(tokenizer_file: TokenizerFile) -> None:
