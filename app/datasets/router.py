@@ -195,7 +195,11 @@ def diff_versions(
     "/{name}/versions/{version}/manifest",
     operation_id="head_dataset_manifest",
     response_class=Response,
-    responses={200: {"description": "The manifest's headers"}, **documented(409, 503)},
+    responses={
+        200: {"description": "The manifest's headers"},
+        206: {"description": "The headers of the requested byte range"},
+        **documented(409, 416, 503),
+    },
 )
 @router.get(
     "/{name}/versions/{version}/manifest",
@@ -205,8 +209,12 @@ def diff_versions(
             "description": "The manifest (JSON)",
             "content": {"application/json": {"schema": {"type": "object"}}},
         },
+        206: {
+            "description": "The requested byte range of the manifest",
+            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+        },
         304: {"description": "Not modified (If-None-Match)"},
-        **documented(409, 503),
+        **documented(409, 416, 503),
     },
 )
 def get_manifest(
@@ -229,12 +237,26 @@ def get_manifest(
     if if_none_match and etag in {t.strip() for t in if_none_match.split(",")}:
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
     body = service.read_manifest(get_store(), found)
+    headers["Accept-Ranges"] = "bytes"
+    try:
+        byte_range = parse_range(request.headers.get("range"), len(body))
+    except UnsatisfiableRange as exc:
+        raise RangeNotSatisfiable(
+            f"range {exc} is outside the manifest's {len(body)} bytes", size=len(body)
+        ) from exc
+    if_range = request.headers.get("if-range")
+    if byte_range is not None and if_range is not None and if_range.strip() != etag:
+        byte_range = None
+    code, media_type = status.HTTP_200_OK, "application/json"
+    if byte_range is not None:  # a piece of JSON is not JSON
+        start, end = byte_range
+        headers["Content-Range"] = f"bytes {start}-{end}/{len(body)}"
+        body = body[start : end + 1]
+        code, media_type = status.HTTP_206_PARTIAL_CONTENT, "application/octet-stream"
     if request.method == "HEAD":
         headers["Content-Length"] = str(len(body))
-        return Response(
-            status_code=status.HTTP_200_OK, headers=headers, media_type="application/json"
-        )
-    return Response(body, media_type="application/json", headers=headers)
+        return Response(status_code=code, headers=headers, media_type=media_type)
+    return Response(body, status_code=code, media_type=media_type, headers=headers)
 
 
 @router.get(

@@ -283,3 +283,27 @@ def test_files_download_by_their_manifest_path(
         response = client.get(f"{base}/files/{unknown}", headers=team.headers())
         assert response.status_code == 404, unknown
         assert response.headers["content-type"].startswith("application/problem+json")
+
+
+@pytest.mark.usefixtures("llm")
+def test_manifests_answer_head_and_ranges_like_files(
+    client: Any, team: Team, settings: Any, store: Any
+) -> None:
+    publish(team, "ranged-manifest", settings, store, documents=2)
+    client.post("/v1/datasets/ranged-manifest/versions", headers=team.headers())
+    url = "/v1/datasets/ranged-manifest/versions/1/manifest"
+    whole = client.get(url, headers=team.headers())
+    sha = whole.headers["x-content-sha256"]
+    head = client.head(url, headers=team.headers())
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["content-length"] == str(len(whole.content))
+    assert (head.headers["etag"], head.headers["cache-control"]) == (f'"{sha}"', "immutable")
+    part = client.get(url, headers=team.headers(Range="bytes=10-19"))
+    assert part.status_code == 206
+    assert part.content == whole.content[10:20]
+    assert part.headers["content-range"] == f"bytes 10-19/{len(whole.content)}"
+    assert part.headers["content-length"] == "10"
+    stale = client.get(url, headers=team.headers(Range="bytes=10-19", **{"If-Range": '"old"'}))
+    assert (stale.status_code, stale.content) == (200, whole.content)
+    outside = client.get(url, headers=team.headers(Range=f"bytes={len(whole.content)}-"))
+    assert outside.status_code == 416
