@@ -115,6 +115,15 @@ def claim_export(session: Session, export_id: uuid.UUID, now: datetime, stale: d
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+def requeue_failed_export(session: Session, export_id: uuid.UUID) -> bool:
+    result = session.execute(
+        update(Export)
+        .where(Export.id == export_id, Export.status == "failed")
+        .values(status="queued", error=None, documents_done=0, tokens=0, finished_at=None)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 def renew_export(
     session: Session,
     export_id: uuid.UUID,

@@ -168,9 +168,13 @@ def request_export(
     created = repository.add_export(session, export)
     found = repository.find_export_by_request(session, dataset.id, version.number, digest)
     assert found is not None
-    if created and dispatch is not None:
+    # Asking again for an export that failed runs it again (its cause may be fixed now).
+    retried = not created and repository.requeue_failed_export(session, found.id)
+    if retried:
+        found = repository.get_export(session, found.id) or found
+    if (created or retried) and dispatch is not None:
         after_commit(session, lambda: dispatch(found.id))
-    return found, created
+    return found, created or retried
 
 
 def get_export(

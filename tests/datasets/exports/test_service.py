@@ -207,6 +207,27 @@ def test_a_damaged_version_file_fails_the_export_naming_it(
     assert f"{entry['path']} in the object store does not match its sha256" in view["error"]
     index = client.get(f"{base}/{export_id}/index", headers=team.headers())
     assert index.status_code == 409
+    # Once the file is restored, asking again runs the export again.
+    overwrite(store, key, bytes(data[:-5]) + bytes([data[-5] ^ 0x40]) + bytes(data[-4:]))
+    again = client.post(
+        base, json={"tokenizer": "bpe", "eos": EOS, "formats": ["npy"]}, headers=team.headers()
+    )
+    assert (again.status_code, again.json()["id"], again.json()["status"]) == (
+        202,
+        str(export_id),
+        "queued",
+    )
+    assert again.json()["error"] is None
+    assert (
+        exports.run_export(
+            export_id, store=store, settings=settings, sessions=session_scope, processes=1
+        )
+        == "succeeded"
+    )
+    finished = client.post(
+        base, json={"tokenizer": "bpe", "eos": EOS, "formats": ["npy"]}, headers=team.headers()
+    )
+    assert (finished.status_code, finished.json()["status"]) == (200, "succeeded")
 
 
 @pytest.mark.worker
