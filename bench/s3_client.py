@@ -149,7 +149,7 @@ class Obstore:
         return int(obstore.head(self.store, key)["size"])
 
     def presign(self, key: str) -> str:
-        return obstore.sign(self.store, "GET", key, timedelta(seconds=900))
+        return str(obstore.sign(self.store, "GET", key, timedelta(seconds=900)))
 
 
 Client = Boto3 | Obstore
