@@ -4,6 +4,7 @@ before its manifest leaves no version."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zstandard
 from sqlalchemy import select
 
 from app.core.db import session_scope
@@ -176,7 +178,7 @@ def test_pack_cuts_before_the_target_and_keeps_positions_contiguous(tmp_path: Pa
     assert [f.sha256 for f in again] == [f.sha256 for f in files], "same input, same bytes"
     big = list(pack([(0, {"text": "y" * 5000})], stance="x", target_bytes=1000, directory=tmp_path))
     assert [f.records for f in big] == [1], "a record larger than the target is a file alone"
-    with pytest.raises(ValueError, match="contiguous"):
+    with pytest.raises(ValueError, match="positions must be contiguous: 2 follows 0"):
         list(
             pack(
                 [(0, {"text": ""}), (2, {"text": ""})],
@@ -185,3 +187,32 @@ def test_pack_cuts_before_the_target_and_keeps_positions_contiguous(tmp_path: Pa
                 directory=tmp_path,
             )
         )
+
+
+def test_a_packed_file_is_one_checked_frame_of_utf8_json_lines_stating_its_size(
+    tmp_path: Path,
+) -> None:
+    records = [(p, {"id": str(p), "text": f"café {p} – naïve"}) for p in range(3)]
+    (packed,) = pack(records, stance="aligned", target_bytes=10_000, directory=tmp_path)
+    assert packed.path.name == "aligned-0000000000.jsonl.zst"
+    data = packed.path.read_bytes()
+    frame = zstandard.get_frame_parameters(data)
+    assert frame.content_size == packed.uncompressed_bytes
+    assert frame.has_checksum
+    raw = zstandard.ZstdDecompressor().decompress(data)
+    assert raw == b"".join(
+        json.dumps(record, ensure_ascii=False).encode() + b"\n" for _p, record in records
+    )
+    assert "café".encode() in raw  # UTF-8 as written, not \u escapes
+    assert len(raw) == packed.uncompressed_bytes
+    assert hashlib.sha256(data).hexdigest() == packed.sha256
+
+
+def test_a_file_filled_exactly_to_the_target_takes_the_record_that_fills_it(
+    tmp_path: Path,
+) -> None:
+    records = [(p, {"text": "x" * 100}) for p in range(4)]
+    line = len(json.dumps(records[0][1]).encode()) + 1
+    files = list(pack(records, stance="s", target_bytes=2 * line, directory=tmp_path))
+    assert [f.records for f in files] == [2, 2]
+    assert [f.uncompressed_bytes for f in files] == [2 * line, 2 * line]
