@@ -174,16 +174,16 @@ def _problem(exc: urllib.error.HTTPError, path: str) -> str:
 def files_of(manifest: bytes) -> list[RemoteFile]:
     """The manifest's files, refusing any path that would leave the destination."""
     try:
-        entries = json.loads(manifest)["files"]
+        files = [
+            RemoteFile(str(entry["path"]), int(entry["bytes"]), str(entry["sha256"]))
+            for entry in json.loads(manifest)["files"]
+        ]
     except (ValueError, KeyError, TypeError) as exc:
-        raise PullError(f"the manifest is not a PriorForge manifest ({exc})") from None
-    files = []
-    for entry in entries:
-        path = str(entry["path"])
+        raise PullError(f"the manifest is not a PriorForge manifest ({exc!r})") from None
+    for file in files:
         # Split by hand: PurePosixPath folds "a//b" and "a/./b", which a server should not send.
-        if any(part in ("..", ".", "") for part in path.split("/")):
-            raise PullError(f"the manifest names an unsafe path {path!r}; refusing to pull")
-        files.append(RemoteFile(path, int(entry["bytes"]), str(entry["sha256"])))
+        if any(part in ("..", ".", "") for part in file.path.split("/")):
+            raise PullError(f"the manifest names an unsafe path {file.path!r}; refusing to pull")
     return files
 
 

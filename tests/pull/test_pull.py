@@ -17,7 +17,7 @@ import pytest
 
 from app.core.db import session_scope
 from app.datasets.service import create_version
-from app.pull import Client, PullError, parse_target, pull, verify
+from app.pull import Client, PullError, PullReport, parse_target, pull, verify
 from app.storage import open_store
 from tests.conftest import ROOT, Team, run_local, spec
 from tests.s3_server import S3TestServer
@@ -87,8 +87,16 @@ def test_a_pull_brings_every_file_verified_and_a_second_pull_fetches_nothing(
 ) -> None:
     client = Client(api.url, team.keys["read"])
     dest = tmp_path / "copy"
-    report = pull(client, version["name"], None, dest, workers=4, chunk=2048)
+    planned: list[tuple[int, int, int]] = []
+
+    def plan(report: PullReport) -> None:
+        planned.append((report.files, report.files_already_here, report.bytes_missing))
+
+    # 100-byte ranges: each file comes in several pieces, joined in order.
+    report = pull(client, version["name"], None, dest, workers=4, chunk=100, on_plan=plan)
     files = version["manifest"]["files"]
+    assert all(f["bytes"] > 200 for f in files)
+    assert planned == [(4, 0, sum(f["bytes"] for f in files))]
     assert (report.version, report.files, report.files_downloaded) == (1, 4, 4)
     assert report.bytes_downloaded == sum(f["bytes"] for f in files) == report.bytes_total
     for entry in files:
@@ -97,8 +105,9 @@ def test_a_pull_brings_every_file_verified_and_a_second_pull_fetches_nothing(
     assert json.loads((dest / "manifest.json").read_bytes()) == version["manifest"]
     assert not list(dest.rglob("*.part"))
     assert not list(dest.rglob("*.joining"))
-    again = pull(client, version["name"], 1, dest)
-    assert (again.files_already_here, again.bytes_downloaded) == (4, 0)
+    again = pull(client, version["name"], 1, dest, on_plan=plan)
+    assert (again.files_already_here, again.bytes_downloaded, again.files_downloaded) == (4, 0, 0)
+    assert planned[-1] == (4, 4, 0)
     assert verify(dest) == (4, [])
 
 
