@@ -276,3 +276,50 @@ def test_the_client_imports_nothing_of_the_server() -> None:
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.usefixtures("llm")
+def test_a_range_that_fails_is_tried_again_and_a_lasting_failure_says_to_rerun(
+    api: Server,
+    team: Team,
+    version: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.pull import client as pull_client
+
+    monkeypatch.setattr("app.pull.client.time.sleep", lambda _s: None)
+    real = pull_client._Pull._append
+    failures = {"left": 3}
+
+    def flaky(self: Any, file: Any, part: Path, start: int, end: int) -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise ConnectionResetError("connection reset by peer")
+        real(self, file, part, start, end)
+
+    monkeypatch.setattr(pull_client._Pull, "_append", flaky)
+    client = Client(api.url, team.keys["read"])
+    report = pull(client, version["name"], None, tmp_path / "a", workers=1)
+    assert (report.files_downloaded, failures["left"]) == (4, 0)
+    assert verify(tmp_path / "a") == (4, [])
+
+    failures["left"] = 10_000
+    with pytest.raises(
+        PullError,
+        match="did not arrive after 5 tries .*connection reset by peer.*"
+        "run the same pull again to resume",
+    ):
+        pull(client, version["name"], None, tmp_path / "b", workers=1)
+
+
+@pytest.mark.usefixtures("llm")
+def test_a_dataset_without_versions_says_to_snapshot_it(
+    api: Server, team: Team, settings: Any, store: Any, tmp_path: Path
+) -> None:
+    name = f"unsnapped-{uuid.uuid4().hex[:6]}"
+    assert run_local(team, spec(dataset=name, documents=1), settings, store).job.status == (
+        "succeeded"
+    )
+    with pytest.raises(PullError, match=f"dataset '{name}' has no versions yet: snapshot it"):
+        pull(Client(api.url, team.keys["read"]), name, None, tmp_path)
