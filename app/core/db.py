@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -17,6 +17,10 @@ from app.core.settings import get_settings
 
 _AFTER_COMMIT = "priorforge.after_commit"
 log = logging.getLogger(__name__)
+
+# Where a long-running use case gets short units of work of its own (session_scope, or a
+# sessionmaker's begin in tests), instead of holding one transaction throughout.
+Sessions = Callable[[], AbstractContextManager[Session]]
 
 
 def make_engine(url: str, pool_size: int = 20, max_overflow: int = 10) -> Engine:

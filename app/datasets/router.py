@@ -228,25 +228,12 @@ def get_manifest(
 ) -> Response:
     """The version's manifest: files with path, bytes, sha256 and records."""
     _dataset, found = service.get_version(session, principal, name, version, owner)
-    etag = f'"{found.manifest_sha256}"'
-    headers = {
-        "ETag": etag,
-        "X-Content-SHA256": found.manifest_sha256,
-        "Cache-Control": "immutable",
-    }
-    if if_none_match and etag in {t.strip() for t in if_none_match.split(",")}:
+    headers = immutable_headers(found.manifest_sha256)
+    if not_modified(if_none_match, headers):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
     body = service.read_manifest(get_store(), found)
     headers["Accept-Ranges"] = "bytes"
-    try:
-        byte_range = parse_range(request.headers.get("range"), len(body))
-    except UnsatisfiableRange as exc:
-        raise RangeNotSatisfiable(
-            f"range {exc} is outside the manifest's {len(body)} bytes", size=len(body)
-        ) from exc
-    if_range = request.headers.get("if-range")
-    if byte_range is not None and if_range is not None and if_range.strip() != etag:
-        byte_range = None
+    byte_range = wanted_range(request, headers, len(body), "the manifest's")
     code, media_type = status.HTTP_200_OK, "application/json"
     if byte_range is not None:  # a piece of JSON is not JSON
         start, end = byte_range
@@ -293,6 +280,32 @@ def get_file(
     return serve_file(request, store, service.find_file(store, dataset, found, file), redirect)
 
 
+def immutable_headers(sha256: str) -> dict[str, str]:
+    """What every content-addressed download carries: its sha256 as a strong ETag."""
+    return {"ETag": f'"{sha256}"', "X-Content-SHA256": sha256, "Cache-Control": "immutable"}
+
+
+def not_modified(if_none_match: str | None, headers: dict[str, str]) -> bool:
+    """If-None-Match names the ETag in ``headers``: the client has these bytes."""
+    tags = {tag.strip() for tag in if_none_match.split(",")} if if_none_match else set()
+    return headers["ETag"] in tags
+
+
+def wanted_range(
+    request: Request, headers: dict[str, str], size: int, what: str
+) -> tuple[int, int] | None:
+    """The byte range asked for (inclusive), or None for all of it: a range ignored when
+    If-Range names another version of the bytes (the client's copy is stale)."""
+    try:
+        byte_range = parse_range(request.headers.get("range"), size)
+    except UnsatisfiableRange as exc:
+        raise RangeNotSatisfiable(f"range {exc} is outside {what} {size} bytes", size=size) from exc
+    if_range = request.headers.get("if-range")
+    if byte_range is not None and if_range is not None and if_range.strip() != headers["ETag"]:
+        return None
+    return byte_range
+
+
 def serve_file(
     request: Request,
     store: ObjectStore,
@@ -314,26 +327,13 @@ def serve_file(
                     "Cache-Control": "no-store",  # the URL expires; the bytes do not
                 },
             )
-    etag = f'"{ref.sha256}"'
-    headers = {
-        "ETag": etag,
-        "X-Content-SHA256": ref.sha256,
+    headers = immutable_headers(ref.sha256) | {
         "Accept-Ranges": "bytes",
-        "Cache-Control": "immutable",
         "Content-Disposition": f'attachment; filename="{ref.name}"',
     }
-    if_none_match = request.headers.get("if-none-match")
-    if if_none_match and etag in {t.strip() for t in if_none_match.split(",")}:
+    if not_modified(request.headers.get("if-none-match"), headers):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    try:
-        byte_range = parse_range(request.headers.get("range"), ref.bytes)
-    except UnsatisfiableRange as exc:
-        raise RangeNotSatisfiable(
-            f"range {exc} is outside the file's {ref.bytes} bytes", size=ref.bytes
-        ) from exc
-    if_range = request.headers.get("if-range")
-    if byte_range is not None and if_range is not None and if_range.strip() != etag:
-        byte_range = None  # the client's copy is stale: send the whole file
+    byte_range = wanted_range(request, headers, ref.bytes, "the file's")
     start, end = byte_range if byte_range else (0, ref.bytes - 1)
     headers["Content-Length"] = str(end - start + 1 if ref.bytes else 0)
     code = status.HTTP_200_OK

@@ -566,7 +566,9 @@ class FileRef:
 def find_file(store: ObjectStore, dataset: Dataset, version: DatasetVersion, name: str) -> FileRef:
     """The manifest entry whose ``path`` is ``name`` (or whose file name is, for clients that
     send only that). Only files the manifest lists are ever served: no path reaches others."""
-    by_path, by_name = _listing(store, version)
+    by_path, by_name = listed_files(
+        store, version.manifest_sha256, lambda: read_manifest(store, version)
+    )
     entry = by_path.get(name) or by_name.get(name)
     if entry is None:
         raise NotFound(f"version {version.number} of dataset {dataset.name!r} has no file {name!r}")
@@ -585,15 +587,19 @@ _LISTINGS_KEPT = 64
 _LISTINGS_LOCK = threading.Lock()
 
 
-def _listing(store: ObjectStore, version: DatasetVersion) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The manifest's entries by path and by file name (the first of a name wins)."""
-    cache_key = (store.url, version.manifest_sha256)
+def listed_files(
+    store: ObjectStore, sha256: str, load: Callable[[], bytes]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The entries of an immutable listing (a manifest, an export index) named by its
+    sha256, by path and by file name (the first of a name wins); ``load`` reads and checks
+    it the first time only."""
+    cache_key = (store.url, sha256)
     with _LISTINGS_LOCK:
         found = _LISTINGS.get(cache_key)
         if found is not None:
             _LISTINGS.move_to_end(cache_key)
             return found
-    entries = json.loads(read_manifest(store, version))["files"]
+    entries = json.loads(load())["files"]
     by_name: dict[str, Any] = {}
     for entry in entries:
         by_name.setdefault(PurePosixPath(entry["path"]).name, entry)

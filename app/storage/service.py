@@ -9,11 +9,10 @@ store and a row in the database. Every later process must find the two agreeing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 
 from sqlalchemy.orm import Session
 
+from app.core.db import Sessions
 from app.core.errors import ConfigurationError
 from app.models.base import utcnow
 from app.storage import repository
@@ -22,7 +21,6 @@ from app.storage.marker import MARKER_KEY, InvalidMarker, StoreIdentity
 
 log = logging.getLogger(__name__)
 
-Sessions = Callable[[], AbstractContextManager[Session]]
 
 # A database that has published shards is bound only to a store holding one of its newest.
 RECENT_SHARDS_CHECKED = 5

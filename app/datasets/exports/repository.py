@@ -10,7 +10,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from app.core.sql import insert_ignoring_conflicts
-from app.models import DatasetVersion, Export, Tokenizer
+from app.models import Export, Tokenizer
+from app.models.base import utcnow
 
 
 def find_tokenizer(session: Session, team_id: uuid.UUID, name: str) -> Tokenizer | None:
@@ -31,7 +32,7 @@ def add_tokenizer(session: Session, row: Tokenizer) -> bool:
             bytes=row.bytes,
             vocab_size=row.vocab_size,
             object_key=row.object_key,
-            created_at=row.created_at or _now(),
+            created_at=row.created_at or utcnow(),
         )
         .execution_options(preserve_rowcount=True)
     )
@@ -60,7 +61,7 @@ def add_export(session: Session, row: Export) -> bool:
             documents_total=row.documents_total,
             documents_done=0,
             tokens=0,
-            created_at=_now(),
+            created_at=utcnow(),
         )
         .execution_options(preserve_rowcount=True)
     )
@@ -89,14 +90,6 @@ def list_exports(session: Session, dataset_id: uuid.UUID, version: int) -> Seque
         .where(Export.dataset_id == dataset_id, Export.version == version)
         .order_by(Export.created_at, Export.id)
     ).all()
-
-
-def version_of(session: Session, dataset_id: uuid.UUID, number: int) -> DatasetVersion | None:
-    return session.scalars(
-        select(DatasetVersion).where(
-            DatasetVersion.dataset_id == dataset_id, DatasetVersion.number == number
-        )
-    ).one_or_none()
 
 
 def claim_export(session: Session, export_id: uuid.UUID, now: datetime, stale: datetime) -> bool:
@@ -153,7 +146,7 @@ def finish_export(
     documents_done: int | None = None,
     tokens: int | None = None,
 ) -> bool:
-    values: dict[str, object] = {"status": status, "finished_at": _now(), "error": error}
+    values: dict[str, object] = {"status": status, "finished_at": utcnow(), "error": error}
     if index_key is not None:
         values |= {"index_key": index_key, "index_sha256": index_sha256}
     if documents_done is not None:
@@ -178,9 +171,3 @@ def stale_exports(
             )
         )
     ).all()
-
-
-def _now() -> datetime:
-    from app.models.base import utcnow
-
-    return utcnow()

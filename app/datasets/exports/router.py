@@ -19,7 +19,14 @@ from app.datasets.exports.schemas import (
     TokenizerPage,
     TokenizerRead,
 )
-from app.datasets.router import FILE_RESPONSES, DatasetName, Owner, VersionNumber, serve_file
+from app.datasets.router import (
+    FILE_RESPONSES,
+    DatasetName,
+    Owner,
+    VersionNumber,
+    immutable_headers,
+    serve_file,
+)
 from app.models import Export, Tokenizer
 from app.storage.default import get_store
 
@@ -191,11 +198,7 @@ def get_index(
     _dataset, row = service.get_export(session, principal, name, version, export_id, owner)
     body = service.read_index(get_store(), row)
     assert row.index_sha256 is not None
-    headers = {
-        "ETag": f'"{row.index_sha256}"',
-        "X-Content-SHA256": row.index_sha256,
-        "Cache-Control": "immutable",
-    }
+    headers = immutable_headers(row.index_sha256)
     return Response(body, media_type="application/json", headers=headers)
 
 

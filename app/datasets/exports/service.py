@@ -18,7 +18,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -27,9 +27,10 @@ from typing import Any, Protocol
 import numpy as np
 from sqlalchemy.orm import Session
 
-from app.core.db import after_commit
+from app.core.db import Sessions, after_commit
 from app.core.errors import Conflict, InvalidRequest, NotFound
 from app.core.settings import Settings
+from app.datasets import repository as datasets_repository
 from app.datasets import service as datasets
 from app.datasets.exports import repository
 from app.datasets.exports.base import ExportedFile
@@ -51,8 +52,6 @@ INDEX_FORMAT = "priorforge-export/1"
 RUN_EXPORT_TASK = "exports.run"
 # How often a running export writes its progress (and proves it is alive).
 PROGRESS_SECONDS = 2.0
-
-Sessions = Callable[[], AbstractContextManager[Session]]
 
 
 def tokenizer_prefix(team_id: uuid.UUID) -> str:
@@ -216,8 +215,12 @@ def find_export_file(
     store: ObjectStore, dataset: Dataset, export: Export, path: str
 ) -> datasets.FileRef:
     """An index entry by its path: only files the index lists are ever served."""
-    entries = json.loads(read_index(store, export))["files"]
-    entry = next((e for e in entries if e["path"] == path), None)
+    if export.index_sha256 is None:
+        read_index(store, export)  # raises: an export that has not finished has no files
+    by_path, _by_name = datasets.listed_files(
+        store, str(export.index_sha256), lambda: read_index(store, export)
+    )
+    entry = by_path.get(path)
     if entry is None:
         raise NotFound(f"export {export.id} has no file {path!r}")
     return datasets.FileRef(
@@ -267,7 +270,7 @@ def run_export(
         export = repository.get_export(session, export_id)
         assert export is not None
         dataset = session.get(Dataset, export.dataset_id)
-        version = repository.version_of(session, export.dataset_id, export.version)
+        version = datasets_repository.get_version(session, export.dataset_id, export.version)
         tokenizer = session.get(Tokenizer, export.tokenizer_id)
         assert dataset is not None
         assert version is not None
