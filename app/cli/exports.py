@@ -117,7 +117,7 @@ def export(
 
 def _watch(export_id: uuid.UUID, total: int, worker: threading.Thread) -> Any:
     from app.core.db import session_scope
-    from app.datasets.exports import repository
+    from app.datasets.exports import service as exports
 
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -131,8 +131,7 @@ def _watch(export_id: uuid.UUID, total: int, worker: threading.Thread) -> Any:
         while True:
             worker.join(0.5)
             with session_scope() as session:
-                view = repository.get_export(session, export_id)
-                assert view is not None
+                view = exports.find_export(session, export_id)
                 session.expunge(view)
             progress.update(
                 task, completed=view.documents_done, tokens=view.tokens, description=view.status

@@ -191,6 +191,14 @@ def get_export(
     return dataset, export
 
 
+def find_export(session: Session, export_id: uuid.UUID) -> Export:
+    """An export by id, whoever's (for the process that runs it)."""
+    export = repository.get_export(session, export_id)
+    if export is None:
+        raise NotFound(f"no export {export_id}")
+    return export
+
+
 def list_exports(
     session: Session, principal: Principal, name: str, number: int, owner: str | None = None
 ) -> list[Export]:
