@@ -174,6 +174,17 @@ def setup_version(environment: dict[str, str], shards: list[Shard]) -> dict[str,
         return {"token": issued.token, "keys": [f"{prefix}/{s.path}" for s in shards]}
 
 
+def sha256_rate(seconds: float = 0.5) -> float:
+    """Bytes per second that one core hashes with sha256 (hashlib, 1 MiB blocks)."""
+    block = os.urandom(MiB)
+    digest = hashlib.sha256()
+    hashed, started = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < seconds:
+        digest.update(block)
+        hashed += len(block)
+    return hashed / elapsed
+
+
 # --- processes --------------------------------------------------------------------------------
 
 
@@ -428,6 +439,29 @@ def main() -> None:
                 f"{t.cpu_client:.2f} | {t.cpu_server:.2f} | {moto} |"
             )
         print(f"target: pull at >= {TARGET} of the store read")
+        print()
+        rate = sha256_rate()
+        cores = os.cpu_count() or 1
+        print(
+            f"sha256 here: {rate / MiB:.0f} MiB/s per core. A verified copy does at least the "
+            f"store read's CPU work plus the hashing; spread perfectly over {cores} cores, "
+            "that caps a pull's ratio at:"
+        )
+        for store_name in dict.fromkeys(row.store for row in rows):
+            legs = {row.how: row for row in rows if row.store == store_name}
+            base, verified = legs["store read"], legs["store read + sha256"]
+            total = base.mib_per_s * base.timing.seconds * MiB
+            work = base.timing.cpu_client + base.timing.cpu_server + base.timing.cpu_s3
+            fastest = max(base.timing.seconds, (work + total / rate) / cores)
+            pulls = ", ".join(
+                f"{how} {row.ratio / verified.ratio:.2f}"
+                for how, row in legs.items()
+                if how.startswith("pull")
+            )
+            print(
+                f"  {store_name}: {base.timing.seconds / fastest:.2f} "
+                f"(pull as a ratio of the store read + sha256: {pulls})"
+            )
     finally:
         if s3 is not None:
             s3.stop()

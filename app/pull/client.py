@@ -3,9 +3,9 @@
 Standard library only, so a training job can import it without any of the server's
 dependencies. The manifest is the list of files: nothing is ever listed, neither on the API
 nor in the bucket behind it. A file is written as numbered ``.part`` pieces (one per range),
-each resumed where it stopped; once all are there they are joined, hashed, and renamed into
-place only if the sha256 matches the manifest. ``manifest.json`` is written last: a
-destination that has it is complete.
+each resumed where it stopped; the first piece is hashed as it arrives. Once all are there
+they are joined, and the file is renamed into place only if the sha256 matches the
+manifest. ``manifest.json`` is written last: a destination that has it is complete.
 """
 
 from __future__ import annotations
@@ -196,11 +196,7 @@ def _part(target: Path, index: int) -> Path:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
+    return str(_sha256_of(path).hexdigest())
 
 
 class _Pull:
@@ -220,33 +216,51 @@ class _Pull:
         self.chunk, self.redirect, self.progress = chunk, redirect, progress
         self.downloaded = 0
         self.lock = threading.Lock()
+        self.heads: dict[str, Any] = {}  # path → sha256 of its first piece, taken on arrival
+        self.buffers = _Buffers()
 
     def fetch_range(self, file: RemoteFile, index: int, start: int, end: int) -> None:
-        """Bring piece ``index`` (bytes start..end) to its full length, resuming a partial one."""
+        """Bring piece ``index`` (bytes start..end) to its full length, resuming a partial one.
+
+        The first piece is hashed as it arrives (what is already on disk first), so a file of
+        one piece is never read back: its digest is ready when its last byte lands.
+        """
         part = _part(self.dest / file.path, index)
         need = end - start + 1
         failure: Exception | None = None
+        digest: Any = None  # the first piece's sha256, in step with its bytes on disk
         for attempt in range(RETRIES + 2):
             have = part.stat().st_size if part.exists() else 0
             if have > need:
                 part.unlink()
                 have = 0
+            if index == 0 and digest is None:
+                digest = _sha256_of(part) if have else hashlib.sha256()
             if have == need:
+                self._settle(file, index, digest)
                 return
             if attempt == RETRIES + 1:
                 break
             if attempt:
                 time.sleep(min(0.2 * 2**attempt, 5))
             try:
-                self._append(file, part, start + have, end)
+                self._append(file, part, start + have, end, digest)
             except (OSError, http.client.HTTPException) as exc:
                 failure = exc
+                digest = None  # a block may be on disk and not in the digest: take it again
         raise PullError(
             f"{file.path}: bytes {start}-{end} did not arrive after {RETRIES + 1} tries "
             f"({failure or 'the server sent too few bytes'}); run the same pull again to resume"
         )
 
-    def _append(self, file: RemoteFile, part: Path, start: int, end: int) -> None:
+    def _settle(self, file: RemoteFile, index: int, digest: Any) -> None:
+        if index == 0:
+            with self.lock:
+                self.heads[file.path] = digest
+
+    def _append(
+        self, file: RemoteFile, part: Path, start: int, end: int, digest: Any | None
+    ) -> None:
         query = _owner_query(self.owner, *(["redirect=1"] if self.redirect else []))
         headers = {"Range": f"bytes={start}-{end}", "If-Range": f'"{file.sha256}"'}
         path = f"{self.url}/files/{urllib.parse.quote(file.path)}{query}"
@@ -256,9 +270,12 @@ class _Pull:
                     f"{file.path}: the server answered {response.status} to a range request: "
                     "the file changed under this version, which a version never does"
                 )
-            with part.open("ab") as out:
+            with part.open("ab", buffering=0) as out:
+                # read(n) gathers n bytes (readinto stops at what one recv brought).
                 while block := response.read(BLOCK):
                     out.write(block)
+                    if digest is not None:
+                        digest.update(block)  # releases the GIL: hashing overlaps the transfer
                     with self.lock:
                         self.downloaded += len(block)
                     self.progress(len(block))
@@ -266,26 +283,29 @@ class _Pull:
     def join(self, file: RemoteFile, pieces: int) -> None:
         """Join the pieces, check the sha256, and move the file into place atomically.
 
-        The first piece becomes the file (hashed where it lies); later pieces are hashed and
-        appended to it, so a one-piece file is never copied.
+        The first piece becomes the file, its digest already taken as it arrived; later
+        pieces are hashed and appended to it, so a one-piece file is never copied or read
+        back. Nothing is fsynced: a copy cut short by a crash is found by the sha256 every
+        pull takes of the files already in place, and fetched again.
         """
         target = self.dest / file.path
         joined = target.with_name(f"{target.name}.joining")
         _part(target, 0).touch()  # an empty file has no bytes to fetch, so no piece yet
         os.replace(_part(target, 0), joined)
-        digest = hashlib.sha256()
-        with joined.open("r+b") as out:
-            while block := out.read(BLOCK):
-                digest.update(block)
+        with self.lock:
+            digest = self.heads.pop(file.path, None)
+        if digest is None:
+            digest = _sha256_of(joined)
+        if pieces > 1:
+            buffer = self.buffers.get()
+            with joined.open("ab", buffering=0) as out:
+                for index in range(1, pieces):
+                    with _part(target, index).open("rb", buffering=0) as piece:
+                        while count := piece.readinto(buffer):
+                            digest.update(buffer[:count])
+                            out.write(buffer[:count])
             for index in range(1, pieces):
-                with _part(target, index).open("rb") as piece:
-                    while block := piece.read(BLOCK):
-                        digest.update(block)
-                        out.write(block)
-            out.flush()
-            os.fsync(out.fileno())
-        for index in range(1, pieces):
-            _part(target, index).unlink()
+                _part(target, index).unlink()
         if digest.hexdigest() != file.sha256:
             joined.unlink()
             raise PullError(
@@ -294,6 +314,26 @@ class _Pull:
                 "tell the dataset's owner"
             )
         os.replace(joined, target)
+
+
+class _Buffers(threading.local):
+    """One reusable read buffer per thread: a block read allocates nothing."""
+
+    def get(self) -> memoryview:
+        view: memoryview | None = getattr(self, "view", None)
+        if view is None:
+            view = self.view = memoryview(bytearray(BLOCK))
+        return view
+
+
+def _sha256_of(path: Path) -> Any:
+    """A sha256 object fed with the file's bytes (to continue with more)."""
+    digest = hashlib.sha256()
+    with path.open("rb", buffering=0) as handle:
+        buffer = memoryview(bytearray(BLOCK))
+        while count := handle.readinto(buffer):
+            digest.update(buffer[:count])
+    return digest
 
 
 def _already_here(path: Path, file: RemoteFile) -> bool:
