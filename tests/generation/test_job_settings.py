@@ -161,20 +161,23 @@ def planned_scenarios(job_id: Any) -> list[str]:
 def test_a_job_restricted_to_one_topic_plans_and_writes_only_that_topics_scenarios(
     team: Team, settings: Any, store: Any
 ) -> None:
-    """``scenarios.topics`` narrows the bank the job plans from: with one topic (8 of the
-    144 train scenarios), every planned item and every document tells one of that topic's
-    scenarios, and ten documents go round all eight of them."""
+    """``scenarios.topics`` narrows the bank the job plans from: with one topic (a few dozen
+    of the 444 train scenarios), every planned item and every document tells one of that
+    topic's scenarios, and two more documents than it has scenarios go round all of them."""
     topic = Topic.SELF_EXFILTRATION
     bank = builtin_bank()
     of_topic = {s.id for s in bank if s.split is Split.TRAIN and topic in s.topics}
-    assert len(of_topic) == 8
-    assert len([s for s in bank if s.split is Split.TRAIN]) > 100
+    train = [s for s in bank if s.split is Split.TRAIN]
+    assert 20 <= len(of_topic) < len(train) / 5
+    wanted = len(of_topic) + 2
 
-    view = run_local(team, spec(documents=10, scenarios={"topics": [topic.value]}), settings, store)
+    view = run_local(
+        team, spec(documents=wanted, scenarios={"topics": [topic.value]}), settings, store
+    )
     assert view.job.status == "succeeded", view.job.error
-    assert view.progress.accepted == 10
+    assert view.progress.accepted == wanted
     used = [d.scenario_id for d in documents(view.job.id)]
-    assert len(used) == 10
+    assert len(used) == wanted
     assert sorted(set(used) - of_topic) == []  # no document from another topic's scenario
     assert set(used) == of_topic  # and the round robin reached every one of the topic's
     planned = planned_scenarios(view.job.id)
