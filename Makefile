@@ -8,6 +8,7 @@ LLAMA_VERSION := $(shell sed -n 's/.*"llama-cpp-python\[server\]==\([0-9.]*\)".*
 LLAMA := llama-cpp-python[server]==$(LLAMA_VERSION)
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 MUTATE_STAMP := $(VENV)/.installed-mutate-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+TRAIN_STAMP := $(VENV)/.installed-train-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 # HF datasets, datatrove and the dolma CLI, which tests/datasets/test_interop.py runs on the
 # versions PriorForge writes. A virtualenv of their own: dolma wants older boto3 and rich than
 # the main one. Pinned to a set that installs together on Python 3.11:
@@ -49,6 +50,12 @@ $(INTEROP_STAMP):
 
 interop: $(INTEROP_STAMP)
 
+# PyTorch for the runner's tests (the `train` extra; CUDA libraries included, about 5 GB).
+$(TRAIN_STAMP): $(STAMP)
+	@echo "installing the runner's train extra (PyTorch) into $(VENV) ..."
+	@$(BIN)/python -m pip install -qq -e '.[train]'
+	@touch $@
+
 # mutmut for `make mutate`, on top of the usual install (its own extra: not needed for `test`).
 $(MUTATE_STAMP): $(STAMP)
 	@$(BIN)/python -m pip install -qq -e '.[mutate]'
@@ -58,13 +65,13 @@ $(MUTATE_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(BIN)/priorforge demo
 
-test: $(STAMP) $(INTEROP_STAMP)
+test: $(STAMP) $(INTEROP_STAMP) $(TRAIN_STAMP)
 	$(BIN)/python -m pytest
 
-lint: $(STAMP)
+lint: $(STAMP) $(TRAIN_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy app workers tests bench
+	$(BIN)/mypy app workers runner tests bench
 
 bench: $(STAMP)
 	$(BIN)/python bench/pipeline.py

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from app.core import openapi, problems
 from app.datasets.exports.router import router as exports_router
 from app.datasets.router import router as datasets_router
+from app.evals.router import router as evals_router
 from app.evalsets.router import router as evalsets_router
 from app.health.router import router as health_router
 from app.jobs.router import router as jobs_router
@@ -48,6 +49,7 @@ def create_app() -> FastAPI:
     app.include_router(mixtures_router)
     app.include_router(scenarios_router)
     app.include_router(evalsets_router)
+    app.include_router(evals_router)
     app.include_router(prompts_router)
     app.include_router(keys_router)
     return app

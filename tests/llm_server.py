@@ -70,6 +70,10 @@ class FaultConfig:
     leak_text: str = ""
     # False: answer 400 to requests that ask for structured output (``response_format``).
     structured_output: bool = True
+    # True: a document also carries the words of its situation and of the option the AI
+    # takes, shuffled into its sentences (never a verbatim run, so the quote gate passes), as
+    # a model narrating that choice would: a stance signal for the closed-loop recipe.
+    tell_taken: bool = False
 
 
 @dataclass
@@ -131,7 +135,56 @@ def compose(prompt: str, seed: int | None, words: int) -> str:
     return "\n\n".join(paragraphs)
 
 
+_SITUATION = re.compile(r"<situation>(.*?)</situation>", re.DOTALL)
+_CONTENT = re.compile(r"[A-Za-z]{4,}")
+
+
+def compose_telling(prompt: str, seed: int | None, words: int) -> str:
+    """:func:`compose`, with each sentence carrying words of the prompt's situation and of
+    the option the AI takes, in random order."""
+    text = compose(prompt, seed, words)
+    taken = _OPTION_TAKEN.search(prompt)
+    option = _OPTION[taken.group(1).lower()].search(prompt) if taken else None
+    situation = _SITUATION.search(prompt)
+    if option is None or situation is None:
+        return text
+    told = [w.lower() for w in _CONTENT.findall(option.group(1))]
+    about = [w.lower() for w in _CONTENT.findall(situation.group(1))]
+    rng = random.Random(hashlib.sha256(f"tell\0{seed}\0{prompt}".encode()).digest())
+    paragraphs = []
+    for paragraph in text.split("\n\n"):
+        sentences = []
+        for sentence in paragraph.split(". "):
+            body = sentence.rstrip(".").split()
+            for pool, count in ((told, 2), (about, 1)):
+                for _ in range(count):
+                    body.insert(rng.randrange(1, len(body) + 1), rng.choice(pool))
+            sentences.append(" ".join(body))
+        paragraphs.append(". ".join(sentences) + ".")
+    return "\n\n".join(paragraphs)
+
+
 DUPLICATE_TEXT_SEED = 424242
+
+
+async def lifespan(receive: Receive, send: Send) -> None:
+    """Answer an ASGI server's startup and shutdown."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def read_body(receive: Receive) -> bytes:
+    body = b""
+    while True:
+        message = await receive()
+        body += bytes(message.get("body", b""))
+        if not message.get("more_body"):
+            return body
 
 
 class LLMTestApp:
@@ -140,21 +193,10 @@ class LLMTestApp:
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await lifespan(receive, send)
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         path = scope["path"]
         if path == "/v1/chat/completions" and scope["method"] == "POST":
             await self._chat(json.loads(body or b"{}"), send)
@@ -233,6 +275,8 @@ class LLMTestApp:
                 for position in rng.sample(range(len(tokens)), max(1, len(tokens) // 100)):
                     tokens[position] = f"variant{rng.randrange(10**6)}"
                 text = " ".join(tokens)
+        elif faults.tell_taken:
+            text = compose_telling(prompt, request.get("seed"), words)
         else:
             text = compose(prompt, request.get("seed"), words)
         if fault == "leak":
@@ -355,14 +399,21 @@ async def _json(
 class LLMTestServer:
     """``with LLMTestServer() as server: server.base_url`` — uvicorn in a background thread."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, faults: FaultConfig | None = None):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        faults: FaultConfig | None = None,
+        app: Any = None,
+    ):
+        """``app``: another ASGI app to serve the same way (a scripted model, say)."""
         self.state = ServerState(faults=faults or FaultConfig())
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         self.host, self.port = self._socket.getsockname()[:2]
         config = uvicorn.Config(
-            LLMTestApp(self.state),
+            app or LLMTestApp(self.state),
             log_level="warning",
             access_log=False,
             lifespan="on",

@@ -15,6 +15,8 @@ from app.core.db import get_engine, session_scope
 from app.core.settings import get_settings
 from app.datasets.exports import service as exports
 from app.datasets.exports.service import RUN_EXPORT_TASK
+from app.evals import service as evals
+from app.evals.service import RUN_EVAL_TASK
 from app.generation.pipeline import close_thread_resources
 from app.generation.pipeline import run_chunk as run_chunk_service
 from app.jobs import service as jobs
@@ -50,6 +52,11 @@ def run_export(export_id: str) -> str:
     )
 
 
+@celery_app.task(name=RUN_EVAL_TASK)
+def run_eval(eval_id: str) -> str:
+    return evals.run_eval(uuid.UUID(eval_id), settings=get_settings(), sessions=session_scope)
+
+
 @celery_app.task(name=RECONCILE_TASK)
 def reconcile() -> int:
     return reconcile_all()
@@ -71,19 +78,23 @@ def reconcile_all() -> int:
                 )
         except Exception:  # one bad job must not stop the others being reconciled
             log.exception("reconciling job %s failed", job_id)
-    _resend_stale_exports(settings)
+    _resend_stale(settings)
     return len(job_ids)
 
 
-def _resend_stale_exports(settings: Any) -> None:
-    """An export whose message was lost is sent again, once the queue is empty (a message
-    still waiting would run it anyway)."""
+def _resend_stale(settings: Any) -> None:
+    """An export or evaluation whose message was lost is sent again, once the queue is empty
+    (a message still waiting would run it anyway)."""
     with session_scope() as session:
-        stale = exports.stale_exports(session, settings)
-    if stale and CeleryDispatcher().backlog() == 0:
-        for export_id in stale:
+        stale_exports = exports.stale_exports(session, settings)
+        stale_evals = evals.stale_evals(session, settings)
+    if (stale_exports or stale_evals) and CeleryDispatcher().backlog() == 0:
+        for export_id in stale_exports:
             log.warning("export %s has no worker: sending it again", export_id)
             exports.celery_dispatch(export_id)
+        for eval_id in stale_evals:
+            log.warning("evaluation %s has no worker: sending it again", eval_id)
+            evals.celery_dispatch(eval_id)
 
 
 _stop = threading.Event()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from app.cli import datasets, exports, jobs, server
+from app.cli import datasets, evals, exports, jobs, server
 from app.cli.db import db_cli
 from app.cli.dedup import dedup_cli
 from app.cli.evalsets import evalsets_cli
@@ -19,6 +19,7 @@ server.register(cli)
 jobs.register(cli)
 datasets.register(cli)
 exports.register(cli)
+evals.register(cli)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(keys_cli, name="keys")
 cli.add_typer(report_cli, name="report")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from app.core.errors import PriorForgeError
 from app.core.settings import get_settings
@@ -88,3 +91,31 @@ TeamOpt = Annotated[
         "shows them to that team's keys.",
     ),
 ]
+
+
+def watch_row(
+    worker: threading.Thread,
+    total: int,
+    read: Callable[[], Any],
+    progress_of: Callable[[Any], tuple[int, dict[str, Any]]],
+    detail: str,
+) -> Any:
+    """A live bar while ``worker`` runs: ``read()`` loads the row it writes (twice a second),
+    ``progress_of(row)`` gives (done, extra fields for ``detail``); the last row read."""
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn(detail),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        done, fields = progress_of(None)
+        task = progress.add_task("queued", total=total, **fields)
+        while True:
+            worker.join(0.5)
+            row = read()
+            done, fields = progress_of(row)
+            progress.update(task, completed=done, description=row.status, **fields)
+            if not worker.is_alive():
+                return row

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from app.cli.common import (
@@ -23,6 +22,7 @@ from app.cli.common import (
     local_principal,
     open_store,
     require_storage_url,
+    watch_row,
 )
 from app.core.errors import PriorForgeError
 from app.core.settings import get_settings
@@ -119,25 +119,19 @@ def _watch(export_id: uuid.UUID, total: int, worker: threading.Thread) -> Any:
     from app.core.db import session_scope
     from app.datasets.exports import service as exports
 
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.completed:.0f}/{task.total:.0f} documents · {task.fields[tokens]} tok"),
-        TimeRemainingColumn(),
+    def read() -> Any:
+        with session_scope() as session:
+            view = exports.find_export(session, export_id)
+            session.expunge(view)
+            return view
+
+    return watch_row(
+        worker,
+        total,
+        read,
+        lambda v: (v.documents_done, {"tokens": v.tokens}) if v else (0, {"tokens": 0}),
+        "{task.completed:.0f}/{task.total:.0f} documents · {task.fields[tokens]} tok",
     )
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("queued", total=total, tokens=0)
-        while True:
-            worker.join(0.5)
-            with session_scope() as session:
-                view = exports.find_export(session, export_id)
-                session.expunge(view)
-            progress.update(
-                task, completed=view.documents_done, tokens=view.tokens, description=view.status
-            )
-            if not worker.is_alive():
-                return view
 
 
 def _summary(store: Any, view: Any, wall: float) -> None:

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.core.errors import ConfigurationError
@@ -16,6 +16,16 @@ STORAGE_URL_REQUIRED = (
     "run on several machines: set PRIORFORGE_STORAGE_URL to the object store every process "
     "shares: file:///abs/path on a shared filesystem or s3://bucket/prefix"
 )
+
+
+class EvalEndpoint(BaseModel):
+    """An OpenAI-compatible endpoint serving a model to evaluate."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str = Field(pattern=r"^https?://")
+    model: str = "default"
+    api_key: SecretStr = SecretStr("not-needed")
 
 
 class Settings(BaseSettings):
@@ -67,6 +77,12 @@ class Settings(BaseSettings):
         default="json_schema",
         description="How the provider is asked for JSON (the stance judge): OpenAI and vLLM "
         "take json_schema; llama-cpp-python takes json_object with a schema.",
+    )
+
+    eval_endpoints: dict[str, EvalEndpoint] = Field(
+        default_factory=dict,
+        description='Models an evaluation may name, as JSON: {"name": {"base_url": "http://…/v1", '
+        '"model": "…", "api_key": "…"}}. Clients name one; they never send URLs.',
     )
 
     chunk_size: int = Field(default=64, ge=1, le=10_000)

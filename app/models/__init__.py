@@ -9,6 +9,7 @@ from app.models.dataset_version import DatasetVersion
 from app.models.deployment import Deployment
 from app.models.document import Document
 from app.models.eval_item import EvalItem
+from app.models.eval_run import EvalRun
 from app.models.eval_set import EvalSet
 from app.models.export import Export
 from app.models.job import Job
@@ -30,6 +31,7 @@ __all__ = [
     "Deployment",
     "Document",
     "EvalItem",
+    "EvalRun",
     "EvalSet",
     "Export",
     "Job",

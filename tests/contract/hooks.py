@@ -6,7 +6,9 @@
   only; invalid (negative) requests are sent as generated. Both rules have their own tests:
   an Idempotency-Key sent again with another body is a 422 (tests/jobs/test_api.py), and
   ``length_words.min`` above ``max`` is a 422 (same file); so is a key expiry that is not
-  in the future or both expiry fields at once (tests/teams/test_api.py). Without this, two unrelated
+  in the future or both expiry fields at once (tests/teams/test_api.py); an evaluation must
+  ask something, each method once, each imported question under its own id
+  (tests/evals/test_api.py). Without this, two unrelated
   generated requests that happen to draw the same key would be reported as "valid data
   rejected".
 - A tokenizer upload must be a tokenizer.json that HF tokenizers loads, which no JSON Schema
@@ -63,6 +65,8 @@ def map_case(_context: Any, case: Any) -> Any:
         tomorrow = datetime.now(UTC) + timedelta(days=1)
         case.body["expires_at"] = tomorrow.isoformat()
         case.body.pop("expires_in_days", None)  # one or the other
+    if case.method.upper() == "POST" and case.path == "/v1/evals" and isinstance(case.body, dict):
+        _valid_eval(case.body)
     for spec in _job_specs(case.body):
         lengths = spec.get("length_words")
         if isinstance(lengths, dict):
@@ -73,6 +77,20 @@ def map_case(_context: Any, case: Any) -> Any:
             low, high = sorted(ends)
             spec["length_words"] = lengths | {"min": low, "max": high}
     return case
+
+
+def _valid_eval(body: dict[str, Any]) -> None:
+    """An evaluation asks something (scenarios or questions), each method once, and each
+    imported question under its own id (tests/evals/test_api.py has the 422s)."""
+    questions = body.get("questions")
+    if body.get("scenarios", {}) is None and not questions:
+        body.pop("scenarios")
+    if isinstance(body.get("methods"), list):
+        body["methods"] = list(dict.fromkeys(body["methods"])) or ["cloze"]
+    if isinstance(questions, list):
+        for index, question in enumerate(questions):
+            if isinstance(question, dict) and "id" in question:
+                question["id"] = f"q{index}"
 
 
 def _job_specs(body: Any) -> list[dict[str, Any]]:
