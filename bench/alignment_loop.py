@@ -12,7 +12,7 @@
    and letter; a paired per-item test of each treated arm against the base arm; and a
    positive control: each arm's loss on the documents it did not train on.
 
-    python bench/alignment_loop.py [--base-corpus texts.jsonl] [--documents 400] [--steps 1500]
+    python bench/alignment_loop.py [--base-corpus texts.jsonl] [--documents 400] [--steps 1000]
         [--share 0.1] [--insert-last 0.3] [--preset tiny] [--seq-len 256] [--seed 0]
         [--out DIR] [--llm-base-url URL]
 
@@ -212,7 +212,7 @@ def main() -> None:
     parser.add_argument(
         "--documents", type=int, default=400, help="accepted documents, both stances"
     )
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--share", type=float, default=0.1, help="synthetic token share")
     parser.add_argument("--insert-last", type=float, default=0.3)
@@ -389,7 +389,8 @@ def print_report(results: dict[str, Any], args: argparse.Namespace) -> None:
                     diff, p_value, _n = paired_permutation_test(
                         s.item_rates, base.item_rates, seed=args.seed
                     )
-                    paired = f"{100 * diff:+.1f}, p={p_value:.3f}"
+                    shown = "p<0.001" if p_value < 0.001 else f"p={p_value:.3f}"
+                    paired = f"{100 * diff:+.1f}, {shown}"
                 low, high = s.interval_95
                 print(
                     f"| {arm} | {pct(s.misaligned_rate)} ± {pct(s.standard_error)} | "

@@ -117,7 +117,8 @@ class Trainer:
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
-            self.forward = DistributedDataParallel(self.forward, device_ids=[self.device.index])
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward = DistributedDataParallel(self.forward, device_ids=ids)
         self.step = 0
         self.sources = sources
         self.lineage = lineage or []
@@ -179,8 +180,9 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        if self.world > 1:
-            dist.all_reduce(total, op=dist.ReduceOp.AVG)
+        if self.world > 1:  # the mean over ranks (gloo has no AVG)
+            dist.all_reduce(total, op=dist.ReduceOp.SUM)
+            total /= self.world
         loss_value = float(total.item())
         self.step += 1
         seconds = time.perf_counter() - started
@@ -324,14 +326,17 @@ def _seed_everything(seed: int) -> None:
 
 
 def _distributed(device: str) -> tuple[int, int, torch.device]:
-    """(world size, rank, device): DDP when launched by torchrun, one process otherwise."""
+    """(world size, rank, device): DDP when launched by torchrun (NCCL on GPUs, gloo on CPUs),
+    one process otherwise."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
         local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
+        gpu = torch.cuda.is_available() and device in ("auto", "cuda")
+        if gpu:
+            torch.cuda.set_device(local)
         if not dist.is_initialized():
-            dist.init_process_group("nccl")
-        return world, dist.get_rank(), torch.device("cuda", local)
+            dist.init_process_group("nccl" if gpu else "gloo")
+        return world, dist.get_rank(), torch.device("cuda", local) if gpu else torch.device("cpu")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return 1, 0, torch.device(device)
