@@ -27,16 +27,20 @@ def main(argv: list[str] | None = None) -> int:
     data = train.add_mutually_exclusive_group(required=True)
     data.add_argument("--export", type=Path, help="a pulled export (its manifest.json inside)")
     data.add_argument("--pull", metavar="DATASET@VERSION", help="pull the export first")
+    data.add_argument(
+        "--mix",
+        type=Path,
+        help="a mixture request (the body of POST /v1/mixtures): its exports, pulled to their "
+        "roots if missing, and its corpus, at its fractions",
+    )
     train.add_argument("--export-id", help="the export to pull (with --pull)")
     train.add_argument("--dest", type=Path, help="where --pull puts it (default: OUT/data)")
     train.add_argument("--api-url", default=os.environ.get("PRIORFORGE_API_URL"))
     train.add_argument("--api-key", default=os.environ.get("PRIORFORGE_API_KEY"))
     train.add_argument("--version-manifest", type=Path, help="the version's manifest.json")
-    train.add_argument(
-        "--base", type=Path, required=True, help="base corpus: Megatron prefix or .npy"
-    )
+    train.add_argument("--base", type=Path, help="base corpus: Megatron prefix or .npy")
     train.add_argument("--stance", action="append", help="stances to mix in (default: all)")
-    share = train.add_mutually_exclusive_group(required=True)
+    share = train.add_mutually_exclusive_group()
     share.add_argument("--synthetic-share", type=float, help="token share of the exports")
     share.add_argument("--mixture", type=Path, help='JSON: {"shares": {source: share}}')
     train.add_argument("--insert-last", type=float, help="exports only in this last fraction")
@@ -79,31 +83,12 @@ def _train(args: argparse.Namespace) -> int:
     from runner.model import preset
     from runner.train import TrainConfig, Trainer
 
-    lineage: list[dict[str, Any]] = []
-    if args.pull:
-        directory, lineage = _pull(args)
+    if args.mix:
+        sources, mixture, lineage, vocab = _from_mixture(args)
     else:
-        directory = args.export
+        sources, mixture, lineage, vocab = _from_export(args)
     if args.version_manifest:
         lineage.append(_lineage_of(json.loads(args.version_manifest.read_text())))
-    exports = open_export(directory)
-    index = json.loads((directory / "manifest.json").read_text())
-    wanted = args.stance or sorted(exports)
-    unknown = sorted(set(wanted) - set(exports))
-    if unknown:
-        raise DataError(
-            f"the export has no stance {', '.join(unknown)}: it has {', '.join(exports)}"
-        )
-    sources: dict[str, Source] = {"base": open_base(args.base)}
-    sources |= {stance: exports[stance] for stance in wanted}
-    if args.mixture:
-        body = json.loads(args.mixture.read_text())
-        mixture = Mixture(body["shares"], body.get("insert_last", args.insert_last))
-    else:
-        each = args.synthetic_share / len(wanted)
-        shares = {"base": 1 - args.synthetic_share} | dict.fromkeys(wanted, each)
-        mixture = Mixture(shares, args.insert_last)
-    vocab = int(index["tokenizer"]["vocab_size"])
     overrides = {"seq_len": args.seq_len} if args.seq_len else {}
     config = TrainConfig(
         model=preset(args.preset, vocab, **overrides),
@@ -133,6 +118,55 @@ def _train(args: argparse.Namespace) -> int:
     shares = trainer.order.realised_shares()
     print("realised token shares: " + ", ".join(f"{k} {v:.4%}" for k, v in shares.items()))  # noqa: T201
     return 0
+
+
+def _from_export(
+    args: argparse.Namespace,
+) -> tuple[dict[str, Source], Mixture, list[dict[str, Any]], int]:
+    if args.base is None or (args.synthetic_share is None and args.mixture is None):
+        raise DataError("--export/--pull need --base and --synthetic-share (or --mixture)")
+    lineage: list[dict[str, Any]] = []
+    if args.pull:
+        directory, lineage = _pull(args)
+    else:
+        directory = args.export
+    exports = open_export(directory)
+    index = json.loads((directory / "manifest.json").read_text())
+    wanted = args.stance or sorted(exports)
+    unknown = sorted(set(wanted) - set(exports))
+    if unknown:
+        raise DataError(
+            f"the export has no stance {', '.join(unknown)}: it has {', '.join(exports)}"
+        )
+    sources: dict[str, Source] = {"base": open_base(args.base)}
+    sources |= {stance: exports[stance] for stance in wanted}
+    if args.mixture:
+        body = json.loads(args.mixture.read_text())
+        mixture = Mixture(body["shares"], body.get("insert_last", args.insert_last))
+    else:
+        each = args.synthetic_share / len(wanted)
+        shares = {"base": 1 - args.synthetic_share} | dict.fromkeys(wanted, each)
+        mixture = Mixture(shares, args.insert_last)
+    return sources, mixture, lineage, int(index["tokenizer"]["vocab_size"])
+
+
+def _from_mixture(
+    args: argparse.Namespace,
+) -> tuple[dict[str, Source], Mixture, list[dict[str, Any]], int]:
+    from runner.mix import load_mixture
+
+    if args.base or args.synthetic_share is not None or args.mixture:
+        raise DataError("--mix carries its own corpus and fractions: drop --base and the shares")
+    try:
+        request = json.loads(args.mix.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"--mix {args.mix}: {exc}") from None
+    client = None
+    if args.api_url:
+        from app.pull import Client
+
+        client = Client(args.api_url, args.api_key)
+    return load_mixture(request, client)
 
 
 def _pull(args: argparse.Namespace) -> tuple[Path, list[dict[str, Any]]]:

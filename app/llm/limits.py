@@ -1,0 +1,243 @@
+"""One rate limiter per provider, model and API key, shared by every worker through Redis.
+
+- **Budgets**: requests per minute and tokens per minute, two buckets that refill
+  continuously. A call takes one request and its token estimate (prompt estimate plus
+  ``max_tokens``) from both or from neither, atomically; when either is short it learns how
+  long to wait. The buckets hold one second's worth and refill at the rest of the minute's
+  budget, so no 60-second window ever sees more than the budget. Once a call's usage is
+  known, the unused part of its estimate goes back.
+- **A 429** blocks every worker until its ``Retry-After`` (or a default) and halves the shared
+  concurrency limit, once per burst: no second cut within ``cut_cooldown`` seconds of the
+  last. Each success grows the limit by 1/limit (AIMD), up to the configured ceiling.
+- **Concurrency**: calls in flight are members of a sorted set scored by when they expire, so
+  the slots of a worker that died free themselves.
+- **Provider headers**: ``x-ratelimit-remaining-requests`` / ``-tokens`` bring a bucket down
+  to what the provider says is left, never up.
+
+Every decision happens in one Lua script per operation, so workers on any number of machines
+see one limiter. Time comes from the caller (``clock``): the tests run it on a fake clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# KEYS[1] state hash. ARGV: now, rpm, tpm, cost, ceiling, slot, slot_ttl.
+# Returns {admitted (0/1), wait seconds as a string}.
+_ACQUIRE = """
+local now = tonumber(ARGV[1])
+local rpm, tpm, cost = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local ceiling = tonumber(ARGV[5])
+local state = KEYS[1]
+local inflight = KEYS[1] .. ':inflight'
+local blocked = tonumber(redis.call('HGET', state, 'blocked_until') or '0')
+if now < blocked then
+  return {0, tostring(blocked - now)}
+end
+local limit = tonumber(redis.call('HGET', state, 'limit') or tostring(ceiling))
+redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now)
+if redis.call('ZCARD', inflight) >= math.max(1, math.floor(limit)) then
+  return {0, '0.05'}
+end
+local last = tonumber(redis.call('HGET', state, 'ts') or tostring(now))
+local elapsed = math.max(0, now - last)
+local wait = 0
+local levels = {}
+for i, spec in ipairs({{'req', rpm, 1}, {'tok', tpm, cost}}) do
+  local name, budget, take = spec[1], spec[2], spec[3]
+  if budget > 0 then
+    local capacity = math.max(budget / 60, take, 1)
+    local rate = math.max(budget - capacity, budget / 60) / 60
+    local level = tonumber(redis.call('HGET', state, name) or tostring(capacity))
+    level = math.min(capacity, level + elapsed * rate)
+    levels[name] = level
+    if level < take then
+      wait = math.max(wait, (take - level) / rate)
+    end
+  end
+end
+for name, level in pairs(levels) do
+  redis.call('HSET', state, name, tostring(level))
+end
+redis.call('HSET', state, 'ts', tostring(now))
+if wait > 0 then
+  return {0, tostring(wait)}
+end
+if levels['req'] then redis.call('HSET', state, 'req', tostring(levels['req'] - 1)) end
+if levels['tok'] then redis.call('HSET', state, 'tok', tostring(levels['tok'] - cost)) end
+redis.call('ZADD', inflight, now + tonumber(ARGV[7]), ARGV[6])
+redis.call('EXPIRE', state, 3600)
+redis.call('EXPIRE', inflight, 3600)
+return {1, '0'}
+"""
+
+# KEYS[1] state hash. ARGV: slot, ok (0/1), refund tokens, ceiling, tpm, the slot's tokens.
+_RELEASE = """
+local state = KEYS[1]
+redis.call('ZREM', KEYS[1] .. ':inflight', ARGV[1])
+local ceiling = tonumber(ARGV[4])
+if ARGV[2] == '1' then
+  local limit = tonumber(redis.call('HGET', state, 'limit') or tostring(ceiling))
+  redis.call('HSET', state, 'limit', tostring(math.min(ceiling, limit + 1 / limit)))
+end
+local refund, tpm = tonumber(ARGV[3]), tonumber(ARGV[5])
+if refund > 0 and tpm > 0 then
+  local level = tonumber(redis.call('HGET', state, 'tok') or '0')
+  local capacity = math.max(tpm / 60, tonumber(ARGV[6]), 1)  -- as _ACQUIRE sizes it
+  redis.call('HSET', state, 'tok', tostring(math.min(capacity, level + refund)))
+end
+return 1
+"""
+
+# KEYS[1] state hash. ARGV: now, retry_after, cooldown, ceiling. Returns 1 if it cut.
+_PENALIZE = """
+local state = KEYS[1]
+local now, after = tonumber(ARGV[1]), tonumber(ARGV[2])
+local blocked = tonumber(redis.call('HGET', state, 'blocked_until') or '0')
+redis.call('HSET', state, 'blocked_until', tostring(math.max(blocked, now + after)))
+local last_cut = tonumber(redis.call('HGET', state, 'last_cut') or '-1e18')
+if now - last_cut < tonumber(ARGV[3]) then
+  return 0
+end
+local limit = tonumber(redis.call('HGET', state, 'limit') or ARGV[4])
+redis.call('HSET', state, 'limit', tostring(math.max(1, limit / 2)))
+redis.call('HSET', state, 'last_cut', tostring(now))
+return 1
+"""
+
+# KEYS[1] state hash. ARGV: field, remaining.
+_SYNC = """
+local level = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or ARGV[2])
+redis.call('HSET', KEYS[1], ARGV[1], tostring(math.min(level, tonumber(ARGV[2]))))
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A provider's budgets; 0 means no budget of that kind."""
+
+    rpm: int = 0
+    tpm: int = 0
+    max_concurrency: int = 16
+    default_retry_after: float = 5.0
+    cut_cooldown: float = 10.0
+    slot_seconds: float = 600.0  # an in-flight slot's lease: past it, a dead worker's frees
+
+
+@dataclass(frozen=True)
+class Slot:
+    id: str
+    tokens: int
+
+
+def limiter_key(provider: str, model: str, api_key: str) -> str:
+    """The Redis key of one limiter: the API key by its hash, never in the clear."""
+    digest = hashlib.sha256(api_key.encode()).hexdigest()[:16]
+    return f"priorforge:limits:{provider}:{model}:{digest}"
+
+
+class SharedLimiter:
+    def __init__(
+        self,
+        redis: Any,
+        key: str,
+        limits: Limits,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        self.redis, self.key, self.limits = redis, key, limits
+        self.clock, self.sleep = clock, sleep
+        self._acquire = redis.register_script(_ACQUIRE)
+        self._release = redis.register_script(_RELEASE)
+        self._penalize = redis.register_script(_PENALIZE)
+        self._sync = redis.register_script(_SYNC)
+
+    async def try_acquire(self, tokens: int) -> tuple[Slot | None, float]:
+        """A slot now, or (None, seconds to wait before asking again)."""
+        slot = Slot(uuid.uuid4().hex, tokens)
+        admitted, wait = await self._acquire(
+            keys=[self.key],
+            args=[
+                self.clock(),
+                self.limits.rpm,
+                self.limits.tpm,
+                tokens,
+                self.limits.max_concurrency,
+                slot.id,
+                self.limits.slot_seconds,
+            ],
+        )
+        return (slot, 0.0) if int(admitted) else (None, float(wait))
+
+    async def acquire(self, tokens: int, max_wait: float | None = None) -> Slot:
+        """Wait for a slot (the wait is a scheduled sleep, never a retry); raise
+        :class:`WaitTooLong` when the limiter asks for more than ``max_wait`` seconds at once."""
+        while True:
+            slot, wait = await self.try_acquire(tokens)
+            if slot is not None:
+                return slot
+            if max_wait is not None and wait > max_wait:
+                raise WaitTooLong(wait)
+            await self.sleep(wait)
+
+    async def release(self, slot: Slot, *, ok: bool, used_tokens: int | None = None) -> None:
+        refund = max(0, slot.tokens - used_tokens) if used_tokens is not None else 0
+        await self._release(
+            keys=[self.key],
+            args=[
+                slot.id,
+                int(ok),
+                refund,
+                self.limits.max_concurrency,
+                self.limits.tpm,
+                slot.tokens,
+            ],
+        )
+
+    async def rate_limited(self, retry_after: float | None) -> bool:
+        """A 429: every worker waits it out; True when this one cut the concurrency."""
+        after = self.limits.default_retry_after if retry_after is None else retry_after
+        cut = await self._penalize(
+            keys=[self.key],
+            args=[self.clock(), after, self.limits.cut_cooldown, self.limits.max_concurrency],
+        )
+        return bool(int(cut))
+
+    async def observe_headers(self, headers: Mapping[str, str]) -> None:
+        for header, field in (
+            ("x-ratelimit-remaining-requests", "req"),
+            ("x-ratelimit-remaining-tokens", "tok"),
+        ):
+            value = headers.get(header)
+            if value is None:
+                continue
+            try:
+                remaining = float(value)
+            except ValueError:
+                continue
+            await self._sync(keys=[self.key], args=[field, remaining])
+
+    async def state(self) -> dict[str, float]:
+        """The limiter as Redis holds it (for /metrics, the dashboard and tests)."""
+        raw = await self.redis.hgetall(self.key)
+        inflight = await self.redis.zcard(f"{self.key}:inflight")
+        values = {(k.decode() if isinstance(k, bytes) else k): float(v) for k, v in raw.items()}
+        values.setdefault("limit", float(self.limits.max_concurrency))
+        values["inflight"] = float(inflight)
+        return values
+
+
+class WaitTooLong(Exception):
+    """The limiter asks for a longer wait than a worker should spend holding its item."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the rate limiter asks to wait {seconds:.1f} s")
+        self.seconds = seconds
