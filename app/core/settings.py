@@ -70,6 +70,34 @@ class Settings(BaseSettings):
     llm_backoff_base_seconds: float = Field(default=0.5, ge=0)
     llm_backoff_max_seconds: float = Field(default=30.0, ge=0)
     llm_concurrency: int = Field(default=16, ge=1, le=1024)
+    llm_rpm: int = Field(
+        default=0,
+        ge=0,
+        le=10**9,
+        description="Requests per minute for the default provider, shared by every worker "
+        "through Redis (0: no limit). With llm_rpm or llm_tpm set, the shared limiter also "
+        "adapts concurrency and makes every worker wait out a 429's Retry-After.",
+    )
+    llm_tpm: int = Field(
+        default=0,
+        ge=0,
+        le=10**12,
+        description="Tokens per minute (prompt estimate + "
+        "max_tokens until usage is known), shared like llm_rpm (0: no limit).",
+    )
+    llm_shared_concurrency: int = Field(
+        default=64,
+        ge=1,
+        le=100_000,
+        description="Calls in flight to the default provider "
+        "across all workers at most; after a 429 the shared limit halves and grows back.",
+    )
+    llm_max_wait_seconds: float = Field(
+        default=20.0,
+        ge=0,
+        description="The longest a worker waits on the rate limiter with an "
+        "item in hand; a longer wait (a long Retry-After) gives the item back until then.",
+    )
     local_llm_concurrency: int = Field(default=1, ge=1, le=16)
     llm_price_prompt_per_mtok: float = Field(default=0.0, ge=0)
     llm_price_completion_per_mtok: float = Field(default=0.0, ge=0)

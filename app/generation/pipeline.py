@@ -63,6 +63,7 @@ def document_id(job_id: uuid.UUID, index: int) -> uuid.UUID:
 class ChunkReport:
     job_id: uuid.UUID
     leased: int = 0
+    deferred: int = 0  # given back until a provider's long Retry-After has passed
     written: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     stopped: str | None = None
@@ -233,6 +234,13 @@ async def _generate(
             completion = await client.complete_sampled(
                 rendered.messages, model=model, sampling=sampling, seed=item.sampling_seed
             )
+        if isinstance(completion, CompletionFailed) and completion.deferred:
+            # The provider asked for a long wait: the item goes back to the job until then.
+            remaining.discard(item.index)
+            wait = completion.retry_after or 0.0
+            await asyncio.to_thread(_defer, context.job_id, item.index, worker_id, wait)
+            report.deferred += 1
+            return
         values = _evaluate(context, item, (rendered, completion, provider, model))
         if judge is not None and values["status"] == "accepted":
             try:
@@ -287,6 +295,14 @@ async def _generate(
     for result in results:
         if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
             raise result
+
+
+def _defer(job_id: uuid.UUID, index: int, worker_id: str, wait: float) -> None:
+    now = utcnow()
+    with session_scope() as session:
+        repository.defer_items(
+            session, job_id, [index], worker_id, now + timedelta(seconds=wait), now
+        )
 
 
 async def heartbeat(

@@ -298,6 +298,36 @@ def extend_leases(
         )
 
 
+DEFERRED_OWNER = "deferred"
+
+
+def defer_items(
+    session: Session,
+    job_id: uuid.UUID,
+    indices: Sequence[int],
+    owner: str,
+    until: datetime,
+    now: datetime,
+) -> int:
+    """Give leased items back until ``until`` (a provider asked to wait that long): their
+    lease passes to nobody and ends then, when the reconciler sends them again; the attempt
+    they were leased for does not count."""
+    if not indices:
+        return 0
+    result = session.execute(
+        update(WorkItem)
+        .where(WorkItem.job_id == job_id, WorkItem.item_index.in_(indices))
+        .where(WorkItem.state == "leased", WorkItem.lease_owner == owner)
+        .values(
+            lease_owner=DEFERRED_OWNER,
+            lease_expires_at=until,
+            attempts=WorkItem.attempts - 1,
+            updated_at=now,
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
 def expire_stale_leases(session: Session, job_id: uuid.UUID, now: datetime) -> list[int]:
     """Return items whose worker vanished to pending; the caller re-dispatches them."""
     result = session.execute(

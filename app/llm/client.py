@@ -1,8 +1,14 @@
 """Chat completions against any OpenAI-compatible endpoint, with our own retry policy.
 
 The SDK's built-in retries are off so that every attempt is counted, ``Retry-After`` is
-honoured up to a cap, and only transient failures (429, 5xx, timeouts, connection errors)
-are retried; a 400 or 401 fails the item at once with the server's message.
+honoured, and only transient failures (429, 5xx, timeouts, connection errors) are retried; a
+400 or 401 fails the item at once with the server's message. This is the only retry layer.
+
+With a shared limiter (service mode, Redis), every attempt first takes a slot: the provider's
+requests and tokens per minute and the adaptive concurrency hold across all workers. A 429
+blocks every worker until its ``Retry-After`` through the limiter instead of each sleeping on
+its own; a wait longer than ``max_wait_seconds`` ends the call as ``deferred`` (the item goes
+back to its job until then) rather than keeping a worker idle with the item in hand.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import openai
 from openai import AsyncOpenAI
 
 from app.jobs.spec import Sampling
+from app.llm.limits import Limits, SharedLimiter, Slot, WaitTooLong, limiter_key
 from app.llm.provider import ProviderConfig
 
 
@@ -37,7 +44,13 @@ class Completion:
 
 class CompletionFailed(Exception):
     def __init__(
-        self, reason: str, detail: str, calls: int, errors: int, status: int | None = None
+        self,
+        reason: str,
+        detail: str,
+        calls: int,
+        errors: int,
+        status: int | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
@@ -45,11 +58,25 @@ class CompletionFailed(Exception):
         self.calls = calls
         self.errors = errors
         self.status = status  # the HTTP status of a rejection, when there was one
+        self.retry_after = retry_after  # for "deferred": when to try the item again
+
+    @property
+    def deferred(self) -> bool:
+        return self.reason == DEFERRED
 
     @property
     def misconfigured(self) -> bool:
         """Refused for who or what was asked (key, permission, model), not for this prompt."""
         return self.status in (401, 403, 404)
+
+
+DEFERRED = "deferred"
+
+
+def estimate_tokens(messages: list[dict[str, str]], max_tokens: int) -> int:
+    """What a call may use before its usage is known: about 4 characters a prompt token,
+    plus every completion token it may write."""
+    return sum(len(str(m.get("content", ""))) for m in messages) // 4 + 8 + max_tokens
 
 
 def retry_after_seconds(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
@@ -93,6 +120,22 @@ class ChatClient:
             timeout=config.timeout_seconds,
             max_retries=0,
         )
+        self._redis: Any = None
+        self.limiter: SharedLimiter | None = None
+        if config.limiter_url and (config.rpm or config.tpm):
+            from redis import asyncio as aioredis
+
+            self._redis = aioredis.from_url(config.limiter_url)
+            limits = Limits(
+                rpm=config.rpm,
+                tpm=config.tpm,
+                max_concurrency=config.shared_concurrency,
+                # A call holds its slot at most as long as it may run: a killed worker's
+                # slots free themselves then.
+                slot_seconds=config.timeout_seconds + 30,
+            )
+            key = limiter_key(config.name, config.model, config.api_key)
+            self.limiter = SharedLimiter(self._redis, key, limits)
 
     async def __aenter__(self) -> ChatClient:
         return self
@@ -102,6 +145,8 @@ class ChatClient:
 
     async def close(self) -> None:
         await self._client.close()
+        if self._redis is not None:
+            await self._redis.aclose()
 
     async def complete_sampled(
         self, messages: list[dict[str, str]], *, model: str, sampling: Sampling, seed: int
@@ -147,9 +192,11 @@ class ChatClient:
             extra["response_format"] = response_format
         last = "unknown error"
         started = time.perf_counter()
+        estimate = estimate_tokens(messages, max_tokens)
         for attempt in range(self.config.max_retries + 1):
+            slot = await self._slot(estimate, attempt, errors)
             try:
-                response = await self._client.chat.completions.create(
+                raw = await self._client.chat.completions.with_raw_response.create(
                     model=model,
                     messages=messages,  # type: ignore[arg-type]
                     temperature=temperature,
@@ -160,17 +207,29 @@ class ChatClient:
                     presence_penalty=presence_penalty,
                     **extra,
                 )
+                response = raw.parse()
             except openai.APIError as exc:
                 errors += 1
                 transient = _transient(exc)
                 last = f"{type(exc).__name__}: {_message(exc)}"
+                if self.limiter is not None and slot is not None:
+                    await self.limiter.release(slot, ok=False)
                 if transient is None:
                     status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
                     raise CompletionFailed(
                         "llm_rejected", last, attempt + 1, errors, status
                     ) from exc
+                if self.limiter is not None and isinstance(exc, openai.RateLimitError):
+                    # Every worker waits this out in the limiter; the next slot comes after.
+                    await self.limiter.rate_limited(transient[1])
+                    continue
                 await asyncio.sleep(self._backoff(attempt, transient[1]))
                 continue
+            if self.limiter is not None and slot is not None:
+                usage = response.usage
+                used = usage.total_tokens if usage else None
+                await self.limiter.release(slot, ok=True, used_tokens=used)
+                await self.limiter.observe_headers(raw.headers)
             return _to_completion(response, model, attempt + 1, errors, started)
         raise CompletionFailed(
             "llm_unavailable",
@@ -178,6 +237,17 @@ class ChatClient:
             self.config.max_retries + 1,
             errors,
         )
+
+    async def _slot(self, estimate: int, attempt: int, errors: int) -> Slot | None:
+        """The limiter's slot for one attempt (None without a limiter)."""
+        if self.limiter is None:
+            return None
+        try:
+            return await self.limiter.acquire(estimate, max_wait=self.config.max_wait_seconds)
+        except WaitTooLong as wait:
+            raise CompletionFailed(
+                DEFERRED, str(wait), attempt, errors, retry_after=wait.seconds
+            ) from None
 
 
 def _message(exc: openai.APIError) -> str:

@@ -22,6 +22,12 @@ class ProviderConfig:
     concurrency: int
     price_prompt_per_mtok: float
     price_completion_per_mtok: float
+    rpm: int = 0
+    tpm: int = 0
+    max_wait_seconds: float = 20.0
+    shared_concurrency: int = 64
+    # Redis shared by every worker (the broker); empty: no shared limiter (embedded mode).
+    limiter_url: str = ""
     # How to ask for JSON output: "json_schema" (OpenAI, vLLM), "json_object" with a schema
     # (llama-cpp-python), or "none".
     structured_output: str = "json_schema"
@@ -59,10 +65,20 @@ def resolve_provider(settings: Settings, name: str = "default") -> ProviderConfi
         backoff_base_seconds=settings.llm_backoff_base_seconds,
         backoff_max_seconds=settings.llm_backoff_max_seconds,
         concurrency=settings.llm_concurrency,
+        rpm=settings.llm_rpm,
+        tpm=settings.llm_tpm,
+        max_wait_seconds=settings.llm_max_wait_seconds,
+        shared_concurrency=settings.llm_shared_concurrency,
+        limiter_url=_redis_url(settings),
         price_prompt_per_mtok=settings.llm_price_prompt_per_mtok,
         price_completion_per_mtok=settings.llm_price_completion_per_mtok,
         structured_output=settings.llm_structured_output,
     )
+
+
+def _redis_url(settings: Settings) -> str:
+    broker = settings.broker_url or ""
+    return broker if broker.startswith(("redis://", "rediss://")) else ""
 
 
 def _local_provider(settings: Settings, name: str) -> ProviderConfig:
