@@ -30,6 +30,7 @@ from app.core.settings import get_settings
 def register(cli: typer.Typer) -> None:
     cli.command()(generate)
     cli.command()(preview)
+    cli.command()(estimate)
     cli.command()(demo)
 
 
@@ -150,6 +151,58 @@ def generate(
         ),
         team=team,
     )
+
+
+def estimate(
+    spec_file: SpecFile = None,
+    dataset: DatasetOpt = None,
+    documents: DocumentsOpt = None,
+    stance: StanceOpt = None,
+    forms: FormsOpt = None,
+    topics: TopicsOpt = None,
+    min_words: MinWordsOpt = None,
+    max_words: MaxWordsOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    team: TeamOpt = LOCAL_TEAM,
+) -> None:
+    """Expected calls, tokens and cost of a spec (the API's POST /v1/jobs?dry_run=true)."""
+    import dataclasses
+
+    from app.core.db import session_scope
+    from app.core.settings import get_settings
+    from app.jobs import service as jobs
+
+    raw = _build_spec(
+        spec_file,
+        stance=stance,
+        forms=forms,
+        topics=topics,
+        min_words=min_words,
+        max_words=max_words,
+        dataset=dataset,
+        documents=documents,
+        seed=None,
+        reasoning_depth=None,
+    )
+    spec = _validate_spec(raw)
+    ensure_schema()
+    try:
+        with session_scope() as session:
+            principal = local_principal(session, "read", team_name=team)
+            result = jobs.estimate_job(session, principal, spec, get_settings())
+    except PriorForgeError as exc:
+        raise fail(exc.detail) from None
+    if as_json:
+        print(json.dumps(dataclasses.asdict(result)))  # noqa: T201
+        return
+    console.print(
+        f"{result.documents} documents: about {result.items} items, {result.calls} LLM calls "
+        f"({result.judge_calls} by the judge), {result.prompt_tokens:,} prompt and "
+        f"{result.completion_tokens:,} completion tokens, ${result.cost_usd:,.4f} "
+        f"(at most ${result.worst_case_cost_usd:,.4f})"
+    )
+    for assumption in result.assumptions:
+        console.print(f"  assuming {assumption}", highlight=False)
 
 
 def preview(

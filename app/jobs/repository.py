@@ -548,3 +548,39 @@ def get_document(session: Session, team_id: uuid.UUID, document_id: uuid.UUID) -
     return session.scalars(
         select(Document).where(Document.id == document_id, Document.team_id == team_id)
     ).one_or_none()
+
+
+def generation_history(
+    session: Session, team_id: uuid.UUID, provider: str, model: str | None, jobs: int = 50
+) -> tuple[int, int, int, int]:
+    """(items, accepted, calls, completion tokens) of the team's last ``jobs`` ended
+    generation jobs on this provider and model: what its next job on them will likely do."""
+    recent = session.execute(
+        select(Job.id, Job.spec)
+        .where(Job.team_id == team_id, Job.kind == "generate")
+        .where(Job.status.in_(("succeeded", "failed", "cancelled")))
+        .order_by(Job.created_at.desc())
+        .limit(jobs * 4)
+    ).all()
+    same = [
+        job_id
+        for job_id, spec in recent
+        if (spec.get("provider", "default"), spec.get("model")) == (provider, model)
+    ][:jobs]
+    if not same:
+        return 0, 0, 0, 0
+    rows = session.execute(
+        select(
+            JobTally.bucket,
+            func.sum(JobTally.items),
+            func.sum(JobTally.llm_calls),
+            func.sum(JobTally.completion_tokens),
+        )
+        .where(JobTally.job_id.in_(same), JobTally.bucket.startswith(OUTCOME_PREFIX))
+        .group_by(JobTally.bucket)
+    ).all()
+    items = sum(int(r[1] or 0) for r in rows)
+    accepted = sum(int(r[1] or 0) for r in rows if r[0] == ACCEPTED_BUCKET)
+    calls = sum(int(r[2] or 0) for r in rows)
+    completion = sum(int(r[3] or 0) for r in rows)
+    return items, accepted, calls, completion

@@ -17,6 +17,7 @@ from app.jobs.dispatch_default import get_dispatcher
 from app.jobs.schemas import (
     DocumentPage,
     DocumentRead,
+    JobEstimate,
     JobPage,
     JobRead,
     WorkItemPage,
@@ -49,8 +50,12 @@ IndexCursor = Annotated[
 @router.post(
     "/jobs",
     status_code=status.HTTP_202_ACCEPTED,
-    response_model=JobRead,
-    responses=documented(409, 503),
+    response_model=None,
+    responses={
+        202: {"model": JobRead, "description": "The job, queued"},
+        200: {"model": JobEstimate, "description": "dry_run: what the job would cost"},
+        **documented(409, 503),
+    },
 )
 def create_job(
     spec: JobSpec,
@@ -58,8 +63,15 @@ def create_job(
     session: SessionDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
-) -> JobRead:
+    dry_run: Annotated[
+        bool, Query(description="Only estimate calls, tokens and cost; store and send nothing.")
+    ] = False,
+) -> JobRead | JobEstimate:
     """Submit a generation job; repeat safely with the same Idempotency-Key."""
+    if dry_run:
+        response.status_code = status.HTTP_200_OK
+        estimate = service.estimate_job(session, principal, spec, get_settings())
+        return JobEstimate.model_validate(estimate, from_attributes=True)
     job, created = service.submit_job(
         session,
         principal,

@@ -171,3 +171,20 @@ class WorkItemPage(BaseModel):
 class DocumentPage(BaseModel):
     items: list[DocumentRead]
     next_cursor: str | None
+
+
+class JobEstimate(BaseModel):
+    """What a job would cost (``POST /v1/jobs?dry_run=true``): nothing was stored or sent."""
+
+    documents: int
+    acceptance: float = Field(description="Share of items expected to be accepted.")
+    items: int = Field(description="Work items expected to run (at most the job's item cap).")
+    calls: int = Field(description="LLM calls expected, the judge's included.")
+    judge_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    worst_case_cost_usd: float = Field(
+        description="Every item the job may plan, each writing max_tokens: what it can spend."
+    )
+    assumptions: list[str]

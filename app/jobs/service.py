@@ -17,6 +17,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from app.billing import estimate as billing
+from app.billing.estimate import Estimate
 from app.core.db import after_commit, session_scope
 from app.core.errors import IdempotencyKeyReused, InvalidRequest, NotFound
 from app.core.settings import Settings
@@ -27,6 +29,7 @@ from app.jobs.dispatch import Dispatcher, chunk_ranges
 from app.jobs.repository import JobRecord
 from app.jobs.spec import JobSpec
 from app.jobs.tally import JudgeReport, Progress, Tally, Usage
+from app.llm.client import estimate_tokens
 from app.llm.provider import resolve_provider
 from app.models import Document, Job, WorkItem
 from app.models.base import utcnow
@@ -85,6 +88,38 @@ def submit_job(
         count = min(spec.documents, settings.plan_ahead_items, settings.chunk_size)
         _plan_more(session, job, context, count, dispatcher, settings)
     return stored, created
+
+
+ESTIMATE_SAMPLE = 32
+
+
+def estimate_job(
+    session: Session, principal: Principal, spec: JobSpec, settings: Settings
+) -> Estimate:
+    """What ``spec`` would cost, before anything runs: nothing is stored or sent."""
+    from app.prompting.service import preview
+
+    provider = resolve_provider(settings, spec.provider)
+    judge = resolve_provider(settings, spec.judge.provider) if spec.judge.enabled else None
+    rendered = preview(session, principal, spec, min(ESTIMATE_SAMPLE, spec.max_items))
+    per_call = sum(estimate_tokens(p.prompt.messages, 0) for p in rendered) / max(1, len(rendered))
+    items, accepted, calls, completion = repository.generation_history(
+        session, principal.team_id, spec.provider, spec.model
+    )
+    return billing.estimate(
+        documents=spec.documents,
+        max_items=spec.max_items,
+        max_tokens=spec.sampling.max_tokens,
+        prompt_tokens_per_call=per_call,
+        length_words=(spec.length_words.min, spec.length_words.max),
+        history=billing.History(items, accepted, calls, completion),
+        prices=billing.Prices(provider.price_prompt_per_mtok, provider.price_completion_per_mtok),
+        judge_prices=(
+            billing.Prices(judge.price_prompt_per_mtok, judge.price_completion_per_mtok)
+            if judge
+            else None
+        ),
+    )
 
 
 def replay(
