@@ -62,6 +62,16 @@ def open_store() -> Any:
         raise fail(exc.detail) from None
 
 
+def check_providers() -> None:
+    """Refuse to start on a providers file that does not load (naming the fix)."""
+    from app.llm.provider import providers
+
+    try:
+        providers(get_settings())
+    except PriorForgeError as exc:
+        raise fail(exc.detail) from None
+
+
 def check_store_binding() -> None:
     """Refuse to run against a store the database does not publish to. An unreachable
     database is no reason to refuse: /readyz reports it, and the next use checks again."""

@@ -329,7 +329,7 @@ def run_in_process(
     except PriorForgeError as exc:
         raise fail(exc.detail) from None
 
-    provider = resolve_provider(settings, spec.provider)
+    provider = resolve_provider(settings, spec.provider, spec.model)
     where = provider.base_url
     if provider.local:
         where = _start_local_model(provider)

@@ -7,7 +7,13 @@ from typing import Annotated
 
 import typer
 
-from app.cli.common import check_store_binding, ensure_schema, err, require_storage_url
+from app.cli.common import (
+    check_providers,
+    check_store_binding,
+    ensure_schema,
+    err,
+    require_storage_url,
+)
 from app.core.settings import get_settings
 
 
@@ -45,6 +51,7 @@ def serve(
     require_storage_url()
     ensure_schema()
     check_store_binding()
+    check_providers()
     settings = get_settings()
     worker_process = None
     if settings.embedded_broker:
@@ -86,6 +93,7 @@ def worker(
         err.print(f"no PRIORFORGE_BROKER_URL: taking work from {settings.broker_dir}")
     ensure_schema()
     check_store_binding()
+    check_providers()
     from workers.celery_app import celery_app
 
     pool = "solo" if concurrency == 1 else "prefork"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -107,6 +108,11 @@ class Settings(BaseSettings):
         "take json_schema; llama-cpp-python takes json_object with a schema.",
     )
 
+    providers_file: Path | None = Field(
+        default=None,
+        description="A TOML file of named LLM providers with their limits and per-model prices "
+        "(app/llm/providers_file.py); jobs name them with 'provider'.",
+    )
     eval_endpoints: dict[str, EvalEndpoint] = Field(
         default_factory=dict,
         description='Models an evaluation may name, as JSON: {"name": {"base_url": "http://…/v1", '
@@ -184,3 +190,9 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def environment_variable(name: str) -> str | None:
+    """A variable the settings cannot name in advance (a providers file's ``api_key_env``):
+    this module stays the one place that reads the environment."""
+    return os.environ.get(name)

@@ -77,7 +77,7 @@ class JobContext:
         )
 
     def provider(self, settings: Settings) -> ProviderConfig:
-        return resolve_provider(settings, self.spec.provider)
+        return resolve_provider(settings, self.spec.provider, self.spec.model)
 
     def model(self, settings: Settings) -> str:
         return self.spec.model or self.provider(settings).model

@@ -38,7 +38,7 @@ def run_items(
     settings: Settings,
     report: ChunkReport,
 ) -> None:
-    provider = resolve_provider(settings, job.spec.provider)
+    provider = resolve_provider(settings, job.spec.provider, job.spec.model)
     event_loop().run(_extract(job, provider, indices, worker_id, settings, report))
 
 

@@ -528,7 +528,7 @@ class _JudgeSlots:
     def open(cls, context: JobContext, settings: Settings) -> _JudgeSlots | None:
         if not context.spec.judge.enabled:
             return None
-        provider = resolve_provider(settings, context.spec.judge.provider)
+        provider = resolve_provider(settings, context.spec.judge.provider, context.spec.judge.model)
         return cls(client_for(provider), provider, asyncio.Semaphore(provider.concurrency))
 
     async def ask(self, context: JobContext, item: PlannedItem, text: str) -> dict[str, Any]:

@@ -64,9 +64,9 @@ def submit_job(
     replayed = replay(session, principal, idempotency_key, spec.request_sha256())
     if replayed is not None:
         return replayed, False
-    resolve_provider(settings, spec.provider)  # fail now, with the fix, not in a worker later
+    resolve_provider(settings, spec.provider, spec.model)  # fail now, not in a worker later
     if spec.judge.enabled:
-        resolve_provider(settings, spec.judge.provider)
+        resolve_provider(settings, spec.judge.provider, spec.judge.model)
     dataset = datasets.ensure_dataset(session, principal.team_id, spec.dataset)
     job = new_job(
         principal,
@@ -99,8 +99,12 @@ def estimate_job(
     """What ``spec`` would cost, before anything runs: nothing is stored or sent."""
     from app.prompting.service import preview
 
-    provider = resolve_provider(settings, spec.provider)
-    judge = resolve_provider(settings, spec.judge.provider) if spec.judge.enabled else None
+    provider = resolve_provider(settings, spec.provider, spec.model)
+    judge = (
+        resolve_provider(settings, spec.judge.provider, spec.judge.model)
+        if spec.judge.enabled
+        else None
+    )
     rendered = preview(session, principal, spec, min(ESTIMATE_SAMPLE, spec.max_items))
     per_call = sum(estimate_tokens(p.prompt.messages, 0) for p in rendered) / max(1, len(rendered))
     items, accepted, calls, completion = repository.generation_history(

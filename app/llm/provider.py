@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from app.core.errors import ConfigurationError, UnknownReference
-from app.core.settings import Settings
+from app.core.settings import Settings, environment_variable
 from app.llm import local
+from app.llm.providers_file import ProvidersFile, load_providers
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,7 @@ class ProviderConfig:
     # How to ask for JSON output: "json_schema" (OpenAI, vLLM), "json_object" with a schema
     # (llama-cpp-python), or "none".
     structured_output: str = "json_schema"
+    prices_version: str = "settings"
     # The bundled model: base_url is empty and the executing process starts the server.
     local: bool = False
     local_log_dir: str = ""
@@ -50,12 +56,18 @@ NO_PROVIDER = (
 )
 
 
-def resolve_provider(settings: Settings, name: str = "default") -> ProviderConfig:
+def resolve_provider(
+    settings: Settings, name: str = "default", model: str | None = None
+) -> ProviderConfig:
+    """The provider a job names, for the model it names (default: the provider's), priced.
+
+    'default' is the PRIORFORGE_LLM_* provider (or the bundled model); other names come from
+    the providers file, where a model without a price is refused."""
     if name != "default":
-        raise UnknownReference(f"unknown provider {name!r}; this server offers: 'default'")
+        return _named_provider(settings, name, model)
     if not settings.llm_base_url:
         return _local_provider(settings, name)
-    return ProviderConfig(
+    config = ProviderConfig(
         name=name,
         base_url=settings.llm_base_url,
         api_key=settings.llm_api_key.get_secret_value(),
@@ -73,6 +85,81 @@ def resolve_provider(settings: Settings, name: str = "default") -> ProviderConfi
         price_prompt_per_mtok=settings.llm_price_prompt_per_mtok,
         price_completion_per_mtok=settings.llm_price_completion_per_mtok,
         structured_output=settings.llm_structured_output,
+    )
+    return dataclasses.replace(config, model=model) if model else config
+
+
+def providers(settings: Settings) -> ProvidersFile | None:
+    """The providers file, checked (None without one); read again when it changes."""
+    path = settings.providers_file
+    if path is None:
+        return None
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        stamp = 0
+    return _load(path, stamp)
+
+
+@functools.lru_cache(maxsize=4)
+def _load(path: Path, _stamp: int) -> ProvidersFile:
+    return load_providers(path, _Environment())
+
+
+class _Environment(Mapping[str, str]):
+    """The environment, read through the settings module (the one place that reads it)."""
+
+    def __getitem__(self, key: str) -> str:
+        value = environment_variable(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def offered(settings: Settings) -> list[str]:
+    file = providers(settings)
+    return ["default", *(sorted(file.providers) if file else [])]
+
+
+def _named_provider(settings: Settings, name: str, model: str | None) -> ProviderConfig:
+    file = providers(settings)
+    if file is None or name not in file.providers:
+        listed = ", ".join(repr(n) for n in offered(settings))
+        raise UnknownReference(f"unknown provider {name!r}; this server offers: {listed}")
+    named = file.providers[name]
+    chosen = model or named.default_model
+    price = named.models.get(chosen)
+    if price is None:
+        raise UnknownReference(
+            f"provider {name!r} has no price for model {chosen!r} (it prices "
+            f"{', '.join(sorted(named.models))}): add it to the providers file"
+        )
+    api_key = environment_variable(named.api_key_env) if named.api_key_env else None
+    return ProviderConfig(
+        name=name,
+        base_url=named.base_url,
+        api_key=api_key or "not-needed",
+        model=chosen,
+        timeout_seconds=named.timeout_seconds,
+        max_retries=settings.llm_max_retries,
+        backoff_base_seconds=settings.llm_backoff_base_seconds,
+        backoff_max_seconds=settings.llm_backoff_max_seconds,
+        concurrency=named.concurrency,
+        rpm=named.rpm,
+        tpm=named.tpm,
+        max_wait_seconds=settings.llm_max_wait_seconds,
+        shared_concurrency=settings.llm_shared_concurrency,
+        limiter_url=_redis_url(settings),
+        price_prompt_per_mtok=price.prompt_per_mtok,
+        price_completion_per_mtok=price.completion_per_mtok,
+        structured_output=named.structured_output,
+        prices_version=file.prices_version,
     )
 
 

@@ -26,7 +26,7 @@ def submit_extraction(
     replayed = jobs.replay(session, principal, idempotency_key, spec.request_sha256())
     if replayed is not None:
         return replayed, False
-    resolve_provider(settings, spec.provider)
+    resolve_provider(settings, spec.provider, spec.model)
     job = jobs.new_job(
         principal,
         jobs.EXTRACT_SCENARIOS,
