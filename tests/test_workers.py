@@ -116,6 +116,52 @@ def test_kill_9_worker_mid_job_loses_and_duplicates_nothing(
     assert shard_records == 200
 
 
+def test_a_killed_workers_items_resume_within_30_seconds(
+    client: Any, llm: LLMTestServer, team: Team, start_worker: Any
+) -> None:
+    """With the default lease and reconcile interval (not the tests' shorter ones), the items
+    a kill -9 leaves leased are taken up again by another worker within 30 s."""
+    import time
+
+    defaults = {"PRIORFORGE_LEASE_SECONDS": "20", "PRIORFORGE_RECONCILE_INTERVAL_SECONDS": "5"}
+    llm.reset(FaultConfig(latency=0.5))
+    first = start_worker(PRIORFORGE_LLM_CONCURRENCY="4", **defaults)
+    job_id = client.post("/v1/jobs", json=spec(documents=400), headers=team.headers()).json()["id"]
+    wait_for(lambda: job_state(client, team, job_id)["progress"]["accepted"] >= 8, timeout=90)
+
+    def leased() -> dict[int, str | None]:
+        with session_scope() as session:
+            rows = session.execute(
+                select(WorkItem.item_index, WorkItem.lease_owner).where(
+                    WorkItem.job_id == job_id, WorkItem.state == "leased"
+                )
+            ).all()
+        return {index: owner for index, owner in rows}
+
+    first.kill()
+    killed_at = time.monotonic()
+    orphans = leased()
+    assert orphans, "the worker held no items when it was killed"
+    start_worker(PRIORFORGE_LLM_CONCURRENCY="8", **defaults)
+
+    def taken_up() -> bool:
+        """Every orphan is finished, or being worked on by the new worker (not just pending)."""
+        with session_scope() as session:
+            rows = session.execute(
+                select(WorkItem.item_index, WorkItem.state, WorkItem.lease_owner).where(
+                    WorkItem.job_id == job_id, WorkItem.item_index.in_(list(orphans))
+                )
+            ).all()
+        return all(
+            state in ("done", "failed") or (state == "leased" and owner != orphans[index])
+            for index, state, owner in rows
+        )
+
+    wait_for(taken_up, timeout=60, interval=0.5)
+    assert time.monotonic() - killed_at < 30
+    client.post(f"/v1/jobs/{job_id}/cancel", headers=team.headers("submit"))
+
+
 def test_two_workers_on_two_jobs_never_both_keep_a_near_copy(
     client: Any, llm: LLMTestServer, team: Team, start_worker: Any
 ) -> None:

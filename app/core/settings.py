@@ -123,9 +123,11 @@ class Settings(BaseSettings):
     # Items a job keeps planned and unfinished: it plans this many up front and tops the
     # window up as chunks finish, so a job of any size costs bounded time and rows to submit.
     plan_ahead_items: int = Field(default=2048, ge=1)
-    lease_seconds: float = Field(default=120.0, gt=0)
+    # A worker renews its leases every second while it runs, so a short lease costs nothing
+    # but a killed worker's items come back soon: lease + reconcile interval, under 30 s.
+    lease_seconds: float = Field(default=20.0, gt=0)
     max_item_attempts: int = Field(default=3, ge=1)
-    reconcile_interval_seconds: float = Field(default=15.0, gt=0)
+    reconcile_interval_seconds: float = Field(default=5.0, gt=0)
     # A job with pending items and no lease taken for this long has lost its messages
     # (e.g. a worker died between receiving a chunk and leasing it): re-dispatch them.
     stall_seconds: float = Field(default=300.0, gt=0)

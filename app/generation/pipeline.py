@@ -106,14 +106,11 @@ def run_chunk(
         ):
             # The submission planned one chunk; the job's first worker plans its window.
             jobs.advance_job(session, job_id, dispatcher=dispatcher, settings=settings, store=store)
-        leased = repository.lease_items(
-            session,
-            job_id,
-            start,
-            end,
-            worker_id,
-            now,
-            now + timedelta(seconds=settings.lease_seconds),
+        expires = now + timedelta(seconds=settings.lease_seconds)
+        leased = repository.lease_items(session, job_id, start, end, worker_id, now, expires)
+        # And up to a chunk of a killed worker's items, as soon as their lease has run out.
+        leased += repository.lease_orphans(
+            session, job_id, worker_id, now, expires, settings.chunk_size
         )
         if leased:
             repository.touch_job(session, job_id, now)

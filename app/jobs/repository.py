@@ -286,6 +286,44 @@ def lease_items(
     return sorted(leased, key=lambda item: item.index)
 
 
+def lease_orphans(
+    session: Session,
+    job_id: uuid.UUID,
+    owner: str,
+    now: datetime,
+    expires: datetime,
+    limit: int,
+) -> list[LeasedItem]:
+    """Lease up to ``limit`` items of the job whose lease ran out (a killed worker's, or a
+    deferral's that is over), wherever they are: a worker starting a chunk takes them up
+    without waiting for the reconciler to send them again."""
+    if limit <= 0:
+        return []
+    lapsed = (
+        select(WorkItem.item_index)
+        .where(WorkItem.job_id == job_id, WorkItem.state == "leased")
+        .where(WorkItem.lease_expires_at < now)
+        .order_by(WorkItem.item_index)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    result = session.execute(
+        update(WorkItem)
+        .where(WorkItem.job_id == job_id, WorkItem.item_index.in_(lapsed))
+        .where(WorkItem.state == "leased", WorkItem.lease_expires_at < now)
+        .values(
+            lease_owner=owner,
+            lease_expires_at=expires,
+            attempts=WorkItem.attempts + 1,
+            updated_at=now,
+        )
+        .returning(WorkItem.item_index, WorkItem.plan, WorkItem.attempts)
+    )
+    leased = [LeasedItem(row.item_index, row.plan, row.attempts) for row in result]
+    return sorted(leased, key=lambda item: item.index)
+
+
 def extend_leases(
     session: Session, job_id: uuid.UUID, indices: Sequence[int], owner: str, expires: datetime
 ) -> None:
