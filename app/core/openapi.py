@@ -79,10 +79,11 @@ def guarded_routes(app: FastAPI) -> list[tuple[str, GuardedRoute]]:
 
 
 def error_statuses(route: GuardedRoute, operation: dict[str, Any]) -> set[int]:
-    """What the guard and the problem handlers can answer for this operation."""
+    """What the guard and the problem handlers can answer for this operation. An
+    authenticated one reads its key from the database, which may be unreachable (503)."""
     statuses = {500}
     if route.required_role is not None:
-        statuses |= {401, 403}
+        statuses |= {401, 403, 503}
     if route.takes_body:
         statuses |= {413, 415, 422}
     if operation.get("parameters"):

@@ -93,7 +93,21 @@ class RequestContext:
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:
+        except Exception as exc:
+            down = unreachable_dependency(exc)
+            if down is not None and not started:
+                log.warning("request %s: %s is unreachable: %s", rid, down, exc)
+                response = problem(
+                    503,
+                    "Service unavailable",
+                    f"{down} is unreachable; nothing was changed by this request unless it "
+                    "says so. Try again shortly (an Idempotency-Key makes a retried POST safe)",
+                    "https://priorforge.dev/problems/unavailable",
+                    scope=scope,
+                )
+                response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+                await response(scope, receive, send_with_id)
+                return
             log.exception("request %s: %s %s failed", rid, scope.get("method"), scope.get("path"))
             if started:
                 raise  # the response is under way; the server closes the connection
@@ -106,6 +120,31 @@ class RequestContext:
                 scope=scope,
             )
             await response(scope, receive, send_with_id)
+
+
+RETRY_AFTER_SECONDS = 5
+
+
+def unreachable_dependency(exc: BaseException) -> str | None:
+    """'the database' or 'the broker' when ``exc`` (or what caused it) says that service
+    cannot be reached; None for any other failure, which stays a 500."""
+    import sqlalchemy.exc
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+            return "the database"
+        if isinstance(current, sqlalchemy.exc.TimeoutError):  # no pooled connection came free
+            return "the database"
+        module = type(current).__module__
+        if module.startswith(("redis", "kombu")) and "Connection" in type(current).__name__:
+            return "the broker"
+        if module.startswith("kombu") and type(current).__name__ == "OperationalError":
+            return "the broker"
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _describe(error: dict[str, Any]) -> dict[str, Any]:
