@@ -49,6 +49,10 @@ def evaluate(
     topics: Annotated[
         list[str] | None, typer.Option("--topic", help="Only these topics; repeatable.")
     ] = None,
+    ids: Annotated[
+        list[str] | None,
+        typer.Option("--id", help="Only these scenarios (the bank's or the team's); repeatable."),
+    ] = None,
     questions: Annotated[
         Path | None,
         typer.Option(
@@ -90,7 +94,9 @@ def evaluate(
             model="cli",
             name=name,
             methods=methods or ["letter", "cloze"],
-            scenarios=None if no_scenarios else {"split": split, "topics": topics or []},
+            scenarios=None
+            if no_scenarios
+            else {"split": split, "topics": topics or [], "ids": ids or []},
             questions=imported,
             training_scenarios=sorted(set(trained)),
             seed=seed,

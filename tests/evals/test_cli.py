@@ -63,6 +63,18 @@ def test_eval_refuses_scenarios_from_its_training_manifest(
     assert result.returncode != 0
     assert QUESTIONS[0].item_id in result.stderr
     assert "were in the model's training data" in result.stderr
+    # Chosen by id, the same scenario is refused the same way.
+    by_id = priorforge(
+        "eval",
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--id",
+        QUESTIONS[0].item_id,
+        "--training-manifest",
+        str(manifest),
+        env=embedded_env,
+    )
+    assert "1 evaluated scenario(s) were in the model's training data" in by_id.stderr
     empty = tmp_path / "empty.json"
     empty.write_text("{}")
     result = priorforge(
