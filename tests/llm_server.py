@@ -74,6 +74,9 @@ class FaultConfig:
     # takes, shuffled into its sentences (never a verbatim run, so the quote gate passes), as
     # a model narrating that choice would: a stance signal for the closed-loop recipe.
     tell_taken: bool = False
+    # A provider's own limit: past this many chat requests in the last 60 s, answer 429 with
+    # Retry-After until the oldest leaves the window (0: none).
+    rpm_limit: int = 0
 
 
 @dataclass
@@ -86,6 +89,26 @@ class ServerState:
     # Every document written, by its words: the option its prompt told the AI to take.
     taken: dict[str, str] = field(default_factory=dict)
     judged: int = 0
+    # When each chat request arrived (monotonic seconds), and how many got a 429.
+    arrivals: list[float] = field(default_factory=list)
+    rate_limited: int = 0
+    _window: deque[float] = field(default_factory=deque)
+
+    def over_limit(self) -> float | None:
+        """Seconds to wait if this request is over the provider's own limit, else None."""
+        now = time.monotonic()
+        with self.lock:
+            self.arrivals.append(now)
+            limit = self.faults.rpm_limit
+            if not limit:
+                return None
+            while self._window and self._window[0] <= now - 60:
+                self._window.popleft()
+            if len(self._window) >= limit:
+                self.rate_limited += 1
+                return self._window[0] + 60 - now
+            self._window.append(now)
+            return None
 
     def next_fault(self) -> tuple[int, str]:
         with self.lock:
@@ -218,6 +241,15 @@ class LLMTestApp:
 
     async def _chat(self, request: dict[str, Any], send: Send) -> None:
         state = self.state
+        wait = state.over_limit()
+        if wait is not None:
+            await _json(
+                send,
+                429,
+                {"error": {"message": "requests per minute exceeded", "type": "rate_limit"}},
+                {"retry-after": f"{max(wait, 0.01):.2f}"},
+            )
+            return
         number, fault = state.next_fault()
         with state.lock:
             state.recent.append(request)
@@ -435,6 +467,9 @@ class LLMTestServer:
         with self.state.lock:
             self.state.faults = faults or FaultConfig()
             self.state.recent.clear()
+            self.state.arrivals.clear()
+            self.state._window.clear()
+            self.state.rate_limited = 0
 
     def _run(self) -> None:
         self._server.run(sockets=[self._socket])
