@@ -38,6 +38,10 @@ def make_celery() -> Celery:
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
+        # A worker that loses the broker cancels what it runs (its messages go back on the
+        # queue; the chunks' leases lapse and are taken up again) instead of finishing work
+        # whose acknowledgement can no longer arrive.
+        worker_cancel_long_running_tasks_on_connection_loss=True,
         broker_transport_options=transport_options,
         worker_send_task_events=False,
         task_send_sent_event=False,

@@ -78,6 +78,18 @@ class IdempotencyKeyReused(InvalidRequest):
     slug = "idempotency-key-reused"
 
 
+class OverQuota(PriorForgeError):
+    """A team is past one of its limits for now: retry after ``retry_after`` seconds."""
+
+    status = 429
+    title = "Over quota"
+    slug = "over-quota"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class RangeNotSatisfiable(PriorForgeError):
     status = 416
     title = "Range not satisfiable"

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.errors import PriorForgeError, RangeNotSatisfiable
+from app.core.errors import OverQuota, PriorForgeError, RangeNotSatisfiable
 
 PROBLEM_JSON = "application/problem+json"
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -176,6 +176,8 @@ def install(app: FastAPI) -> None:
         )
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
+        if isinstance(exc, OverQuota):
+            response.headers["Retry-After"] = str(exc.retry_after)
         if isinstance(exc, RangeNotSatisfiable):
             response.headers["Content-Range"] = f"bytes */{exc.extensions.get('size', '*')}"
         return response

@@ -127,6 +127,15 @@ class Settings(BaseSettings):
     # but a killed worker's items come back soon: lease + reconcile interval, under 30 s.
     lease_seconds: float = Field(default=20.0, gt=0)
     max_item_attempts: int = Field(default=3, ge=1)
+    team_max_active_jobs: int = Field(
+        default=50,
+        ge=1,
+        description="Queued or running jobs a team may have at once; one more "
+        "is a 429 with Retry-After.",
+    )
+    team_max_documents_per_job: int = Field(
+        default=50_000_000, ge=1, description="Documents one job of a team may ask for (409 above)."
+    )
     reconcile_interval_seconds: float = Field(default=5.0, gt=0)
     # A job with pending items and no lease taken for this long has lost its messages
     # (e.g. a worker died between receiving a chunk and leasing it): re-dispatch them.

@@ -140,6 +140,13 @@ def active_job_ids(session: Session) -> Sequence[uuid.UUID]:
     return session.scalars(select(Job.id).where(Job.status.in_(ACTIVE))).all()
 
 
+def count_active_jobs(session: Session, team_id: uuid.UUID) -> int:
+    return int(
+        session.scalar(select(func.count()).where(Job.team_id == team_id, Job.status.in_(ACTIVE)))
+        or 0
+    )
+
+
 def active_job_specs(
     session: Session, team_id: uuid.UUID
 ) -> list[tuple[uuid.UUID, dict[str, Any]]]:

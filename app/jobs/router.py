@@ -54,7 +54,7 @@ IndexCursor = Annotated[
     responses={
         202: {"model": JobRead, "description": "The job, queued"},
         200: {"model": JobEstimate, "description": "dry_run: what the job would cost"},
-        **documented(409, 503),
+        **documented(409, 429, 503),
     },
 )
 def create_job(

@@ -20,7 +20,13 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app.billing import estimate as billing
 from app.billing.estimate import Estimate
 from app.core.db import after_commit, session_scope
-from app.core.errors import IdempotencyKeyReused, InvalidRequest, NotFound
+from app.core.errors import (
+    Conflict,
+    IdempotencyKeyReused,
+    InvalidRequest,
+    NotFound,
+    OverQuota,
+)
 from app.core.settings import Settings
 from app.datasets import service as datasets
 from app.generation.context import JobContext
@@ -64,6 +70,7 @@ def submit_job(
     replayed = replay(session, principal, idempotency_key, spec.request_sha256())
     if replayed is not None:
         return replayed, False
+    check_quotas(session, principal, spec.documents, settings)
     resolve_provider(settings, spec.provider, spec.model)  # fail now, not in a worker later
     if spec.judge.enabled:
         resolve_provider(settings, spec.judge.provider, spec.judge.model)
@@ -88,6 +95,28 @@ def submit_job(
         count = min(spec.documents, settings.plan_ahead_items, settings.chunk_size)
         _plan_more(session, job, context, count, dispatcher, settings)
     return stored, created
+
+
+QUOTA_RETRY_SECONDS = 30
+
+
+def check_quotas(
+    session: Session, principal: Principal, documents: int, settings: Settings
+) -> None:
+    """A team's limits on one job's size (409: ask for less) and on jobs at once (429: wait
+    for one to end)."""
+    if documents > settings.team_max_documents_per_job:
+        raise Conflict(
+            f"documents: {documents} is over this team's quota of "
+            f"{settings.team_max_documents_per_job} per job; split it into several jobs"
+        )
+    active = repository.count_active_jobs(session, principal.team_id)
+    if active >= settings.team_max_active_jobs:
+        raise OverQuota(
+            f"this team has {active} jobs queued or running, its quota; submit again when "
+            "one has ended (or cancel one)",
+            retry_after=QUOTA_RETRY_SECONDS,
+        )
 
 
 ESTIMATE_SAMPLE = 32
