@@ -355,6 +355,9 @@ class Server:
             "PRIORFORGE_STORAGE_URL": (run_dir / "objects").as_uri(),
             "PRIORFORGE_DATA_DIR": str(run_dir / "data"),
             "PRIORFORGE_LLM_BASE_URL": DUMMY_LLM_URL,
+            # One team submits every job of the run: the bench measures the API, not the
+            # team quota on jobs at once (tests/jobs/test_quotas.py checks that).
+            "PRIORFORGE_TEAM_MAX_ACTIVE_JOBS": "1000000",
         }
         from app.core.process import die_with_parent
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from app.core.sql import dialect_insert, insert_ignoring_conflicts, json_rows
 from app.jobs.tally import ACCEPTED_BUCKET, COUNTERS, OUTCOME_PREFIX, Tally, combine
-from app.models import ContentFingerprint, Dataset, Document, Job, JobTally, WorkItem
+from app.models import ContentFingerprint, Dataset, Document, Job, JobTally, Team, WorkItem
 
 ACTIVE = ("queued", "running")
 
@@ -138,6 +138,11 @@ def _page_statement(by_status: bool, by_dataset: bool, after_cursor: bool) -> An
 
 def active_job_ids(session: Session) -> Sequence[uuid.UUID]:
     return session.scalars(select(Job.id).where(Job.status.in_(ACTIVE))).all()
+
+
+def lock_team(session: Session, team_id: uuid.UUID) -> None:
+    """Hold the team's row until the transaction ends (SQLite's one writer needs no lock)."""
+    session.execute(select(Team.id).where(Team.id == team_id).with_for_update())
 
 
 def count_active_jobs(session: Session, team_id: uuid.UUID) -> int:

@@ -110,6 +110,9 @@ def check_quotas(
             f"documents: {documents} is over this team's quota of "
             f"{settings.team_max_documents_per_job} per job; split it into several jobs"
         )
+    # Submissions of one team queue up on its row here, so concurrent ones cannot all pass
+    # a count that each of them would take past the quota.
+    repository.lock_team(session, principal.team_id)
     active = repository.count_active_jobs(session, principal.team_id)
     if active >= settings.team_max_active_jobs:
         raise OverQuota(

@@ -39,3 +39,26 @@ def test_jobs_at_once_and_documents_per_job_are_limited_per_team(
     # Once a job has ended, the team may submit again.
     client.post(f"/v1/jobs/{first.json()['id']}/cancel", headers=team.headers("submit"))
     assert submit(team).status_code == 202
+
+
+def test_a_submission_holds_its_team_until_it_commits(team: Team, settings: Any) -> None:
+    """Two submissions of one team cannot both count the same jobs: the first holds the team
+    row until its transaction ends, so the second waits (here: gives up at once)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    from app.core.db import get_sessionmaker
+    from app.jobs.service import check_quotas
+
+    first, second = get_sessionmaker()(), get_sessionmaker()()
+    try:
+        check_quotas(first, team.principal, 1, settings)
+        second.execute(text("SET LOCAL lock_timeout = '100ms'"))
+        with pytest.raises(OperationalError, match="lock"):
+            check_quotas(second, team.principal, 1, settings)
+        second.rollback()
+        first.rollback()  # the first one's transaction ends: the team is free again
+        check_quotas(second, team.principal, 1, settings)
+    finally:
+        first.close()
+        second.close()
