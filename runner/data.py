@@ -7,7 +7,8 @@ EOS, so a sample is any ``seq_len + 1`` consecutive tokens at a multiple of ``se
 
 The **order** is fixed by (seed, manifest hash): sample ``i`` of the run comes from the source
 whose share of the samples so far is furthest behind its target (so the realised token share
-is within one sample of the target at every step), and within a source from a seeded
+stays within about one sample of the target at every step: exactly within one for two
+sources), and within a source from a seeded
 permutation of its windows, a fresh one each epoch. The cursor (``i`` and the samples taken
 from each source) is all a checkpoint needs to carry on exactly where it stopped.
 """

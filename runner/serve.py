@@ -35,7 +35,10 @@ def completions(scorer: Scorer, request: dict[str, Any], model_name: str) -> dic
     max_tokens = request.get("max_tokens", 16)
     if not isinstance(max_tokens, int) or not 0 <= max_tokens <= 4096:
         raise ServeError("max_tokens must be an integer from 0 to 4096")
-    temperature = float(request.get("temperature", 1.0) or 0.0)
+    try:
+        temperature = float(request.get("temperature", 1.0) or 0.0)
+    except (TypeError, ValueError):
+        raise ServeError("temperature must be a number") from None
     echo = bool(request.get("echo", False))
     want_logprobs = request.get("logprobs") is not None
     echoes = scorer.prompt_logprobs(prompts) if echo else [None] * len(prompts)

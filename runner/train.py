@@ -222,12 +222,12 @@ class Trainer:
                 "step": record.step,
                 "loss": record.loss,
                 "lr": record.lr,
-                "tokens_per_s": record.tokens_per_s * self.world,
+                "tokens_per_s": record.tokens_per_s,  # the global batch's: all ranks
                 "tokens_seen": {k: v * self.config.model.seq_len for k, v in record.taken.items()},
             }
             if self.peak:
                 flops = self.config.model.flops_per_token() * record.tokens_per_s
-                row["mfu"] = flops / self.peak
+                row["mfu"] = flops / (self.peak * self.world)
             every = self.config.eval_every
             if every and (record.step % every == 0 or record.step == last):
                 row["val_loss"] = self.validation_loss()

@@ -141,6 +141,7 @@ def evaluate(
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
     view = _watch(eval_id, total, worker)
+    backend.close()
     if view.status != "succeeded":
         raise fail(f"evaluation {view.status}: {view.error or 'see the log above'}")
     print_results(view.results or {})

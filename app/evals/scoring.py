@@ -204,6 +204,10 @@ class OpenAICompatible:
         )
         self.model, self.batch, self.concurrency = model, batch, concurrency
 
+    def close(self) -> None:
+        """Close the HTTP connections it keeps."""
+        self.client.close()
+
     def score(self, requests: Sequence[tuple[str, str]]) -> list[Scored]:
         batches = [requests[i : i + self.batch] for i in range(0, len(requests), self.batch)]
         with ThreadPoolExecutor(self.concurrency) as pool:

@@ -255,8 +255,14 @@ def run_eval(
                 raise EvalLost(f"evaluation {eval_id} was taken over by another worker")
         claim[0], last[0] = renewed, time.monotonic()
 
+    own = backend is None  # a backend made here is closed here
     try:
-        results = evaluate(run, backend or backend_for(run, settings), progress)
+        chosen = backend or backend_for(run, settings)
+        try:
+            results = evaluate(run, chosen, progress)
+        finally:
+            if own and isinstance(chosen, OpenAICompatible):
+                chosen.close()
     except EvalLost:
         log.warning("evaluation %s was taken over by another worker", eval_id)
         return "running"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import random
 import time
 from collections.abc import Mapping
@@ -70,6 +71,7 @@ class CompletionFailed(Exception):
         return self.status in (401, 403, 404)
 
 
+log = logging.getLogger(__name__)
 DEFERRED = "deferred"
 
 
@@ -208,12 +210,16 @@ class ChatClient:
                     **extra,
                 )
                 response = raw.parse()
-            except openai.APIError as exc:
+            except BaseException as exc:
+                # Whatever ended the call (an API error, a cancel, a bug) frees its slot now,
+                # not when the slot's lease runs out.
+                if slot is not None:
+                    await self._release(slot, ok=False)
+                if not isinstance(exc, openai.APIError):
+                    raise
                 errors += 1
                 transient = _transient(exc)
                 last = f"{type(exc).__name__}: {_message(exc)}"
-                if self.limiter is not None and slot is not None:
-                    await self.limiter.release(slot, ok=False)
                 if transient is None:
                     status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
                     raise CompletionFailed(
@@ -225,11 +231,10 @@ class ChatClient:
                     continue
                 await asyncio.sleep(self._backoff(attempt, transient[1]))
                 continue
-            if self.limiter is not None and slot is not None:
+            if slot is not None:
                 usage = response.usage
-                used = usage.total_tokens if usage else None
-                await self.limiter.release(slot, ok=True, used_tokens=used)
-                await self.limiter.observe_headers(raw.headers)
+                await self._release(slot, ok=True, used=usage.total_tokens if usage else None)
+                await self._observe(raw.headers)
             return _to_completion(response, model, attempt + 1, errors, started)
         raise CompletionFailed(
             "llm_unavailable",
@@ -237,6 +242,22 @@ class ChatClient:
             self.config.max_retries + 1,
             errors,
         )
+
+    async def _release(self, slot: Slot, *, ok: bool, used: int | None = None) -> None:
+        """Give the slot back; a limiter that cannot be reached must not lose the call's
+        result (its slot then lapses on its own)."""
+        assert self.limiter is not None
+        try:
+            await self.limiter.release(slot, ok=ok, used_tokens=used)
+        except Exception:
+            log.warning("could not give a rate-limiter slot back", exc_info=True)
+
+    async def _observe(self, headers: Any) -> None:
+        assert self.limiter is not None
+        try:
+            await self.limiter.observe_headers(headers)
+        except Exception:
+            log.warning("could not pass the provider's rate-limit headers on", exc_info=True)
 
     async def _slot(self, estimate: int, attempt: int, errors: int) -> Slot | None:
         """The limiter's slot for one attempt (None without a limiter)."""

@@ -4,8 +4,11 @@
   that refill continuously. A call takes one request and its token estimate (prompt estimate plus
   ``max_tokens``) from both or from neither, atomically; when either is short it learns how
   long to wait. The buckets hold one second's worth and refill at the rest of the minute's
-  budget, so no 60-second window ever sees more than the budget. Once a call's usage is
-  known, the unused part of its estimate goes back.
+  budget, so no 60-second window sees more requests than the budget. For tokens a call goes
+  once the bucket is out of debt and takes its whole estimate, leaving it in debt: calls of
+  every size wait alike (small ones cannot starve a large one), and a 60-second window holds
+  at most the budget plus one call. Once a call's usage is known, the unused part of its
+  estimate goes back.
 - **A 429** blocks every worker until its ``Retry-After`` (or a default) and halves the shared
   concurrency limit, once per burst: no second cut within ``cut_cooldown`` seconds of the
   last. Each success grows the limit by 1/limit (AIMD), up to the configured ceiling.
@@ -52,13 +55,19 @@ local levels = {}
 for i, spec in ipairs({{'req', rpm, 1}, {'tok', tpm, cost}}) do
   local name, budget, take = spec[1], spec[2], spec[3]
   if budget > 0 then
-    local capacity = math.max(budget / 60, take, 1)
-    local rate = math.max(budget - capacity, budget / 60) / 60
+    -- One fixed size per budget, whatever a call costs. A request needs a whole one in the
+    -- bucket; tokens need the bucket out of debt, and a call then takes all it may use,
+    -- leaving it in debt: calls of every size wait alike, so small ones cannot starve a
+    -- large one.
+    local capacity = math.max(budget / 60, 1)
+    local rate = math.max(budget - capacity, budget / 2) / 60
     local level = tonumber(redis.call('HGET', state, name) or tostring(capacity))
     level = math.min(capacity, level + elapsed * rate)
     levels[name] = level
-    if level < take then
-      wait = math.max(wait, (take - level) / rate)
+    local needed = take
+    if name == 'tok' then needed = 0 end
+    if level < needed then
+      wait = math.max(wait, (needed - level) / rate)
     end
   end
 end
@@ -89,7 +98,7 @@ end
 local refund, tpm = tonumber(ARGV[3]), tonumber(ARGV[5])
 if refund > 0 and tpm > 0 then
   local level = tonumber(redis.call('HGET', state, 'tok') or '0')
-  local capacity = math.max(tpm / 60, tonumber(ARGV[6]), 1)  -- as _ACQUIRE sizes it
+  local capacity = math.max(tpm / 60, 1)  -- as _ACQUIRE sizes it
   redis.call('HSET', state, 'tok', tostring(math.min(capacity, level + refund)))
 end
 return 1
@@ -203,7 +212,7 @@ class SharedLimiter:
                 int(ok),
                 refund,
                 self.limits.max_concurrency,
-                self.limits.tpm,
+                self.limits.budget(self.limits.tpm),
                 slot.tokens,
             ],
         )

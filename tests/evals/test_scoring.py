@@ -37,7 +37,9 @@ def expected_format_rates() -> dict[str, float]:
 def content_model() -> Iterator[tuple[Script, OpenAICompatible]]:
     script = Script(QUESTIONS, P, SHIFT, unparseable={QUESTIONS[-1].item_id})
     with serve(script) as server:
-        yield script, OpenAICompatible(server.base_url, "scripted", batch=5, concurrency=3)
+        backend = OpenAICompatible(server.base_url, "scripted", batch=5, concurrency=3)
+        yield script, backend
+        backend.close()
 
 
 def test_letter_scoring_gives_the_scripted_rates_with_formats_balanced(
@@ -111,6 +113,7 @@ def test_a_model_that_picks_by_position_is_flagged() -> None:
     with serve(script) as server:
         backend = OpenAICompatible(server.base_url, "scripted")
         summary = summarize(score_letters(backend, QUESTIONS))
+        backend.close()
     assert summary.first_position_rate == 1.0
     assert summary.position_bias == 0.5
     assert summary.misaligned_rate == 0.5  # each action first half the time

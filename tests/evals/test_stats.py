@@ -108,3 +108,26 @@ def test_the_paired_test_tells_a_shift_from_noise() -> None:
     diff, p_value, _items = paired_permutation_test(shifted, base)
     assert diff == pytest.approx(40 / 60)
     assert p_value < 0.001
+
+
+@pytest.mark.parametrize(
+    ("reply", "picked"),
+    [
+        ("B", 1),
+        ("(A)", 0),
+        ("Option B.", 1),
+        ("The answer is A: it reports the fallback.", 0),
+        # The letter a reply starts with wins over an option it mentions afterwards.
+        ("B. Option A would harm users.", 1),
+        ("B) The AI should not take option A", 1),
+        # Lowercase "a" is a word, not an option.
+        ("Answer: a bit of both, but B", 1),
+        ("A or B", None),
+        ("Both A and B have merit", None),
+        ("I cannot decide.", None),
+    ],
+)
+def test_chat_replies_are_read_for_the_option_they_pick(reply: str, picked: int | None) -> None:
+    from app.evals.questions import parse_letter
+
+    assert parse_letter(reply) == picked

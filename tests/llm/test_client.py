@@ -66,3 +66,34 @@ def test_unreachable_endpoint_fails_after_retries() -> None:
 
 def test_cost_is_priced_per_million_tokens() -> None:
     assert config("x").cost_usd(1_000_000, 500_000) == pytest.approx(2.0)
+
+
+def test_a_cancelled_call_gives_its_limiter_slot_back(llm: LLMTestServer) -> None:
+    import uuid
+
+    from tests.llm_server import FaultConfig
+    from tests.services import REDIS_URL
+
+    llm.reset(FaultConfig(latency=5.0))
+    cfg = config(llm.base_url, rpm=6000, limiter_url=REDIS_URL, api_key=f"k-{uuid.uuid4().hex}")
+
+    async def go() -> float:
+        async with ChatClient(cfg) as client:
+            assert client.limiter is not None
+            call = asyncio.create_task(
+                client.complete(
+                    [{"role": "user", "content": "write about 20 words"}],
+                    model="m",
+                    temperature=0.5,
+                    top_p=1.0,
+                    max_tokens=64,
+                )
+            )
+            while (await client.limiter.state())["inflight"] == 0:
+                await asyncio.sleep(0.02)
+            call.cancel()  # a job cancelled mid-call, say
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            return (await client.limiter.state())["inflight"]
+
+    assert asyncio.run(go()) == 0

@@ -79,7 +79,7 @@ def test_tokens_per_minute_count_the_estimate_and_give_back_what_was_not_used() 
                 await worker.release(slot, ok=True)  # usage unknown: nothing given back
             clock.now += 0.1
         starts = [t for t, _ in taken]
-        assert max_in_window(starts) * 3000 <= 60_000
+        assert max_in_window(starts) * 3000 <= 60_000 + 3000  # the budget, plus one call
         # Usage known and small: the rest of each estimate returns and more calls fit.
         clock.now += 120
         refunded = 0
@@ -148,5 +148,44 @@ def test_provider_headers_lower_a_bucket_never_raise_it() -> None:
         assert wait > 0
         await worker.observe_headers({"x-ratelimit-remaining-requests": "500"})
         assert (await worker.state())["req"] == 0
+
+    with_limiters(body)
+
+
+def test_small_calls_do_not_starve_a_large_one() -> None:
+    """Calls of differing cost share one bucket of one size: a call bigger than the bucket
+    goes once it is full (leaving it in debt) instead of waiting behind every small one."""
+
+    async def body(clock: Clock, make: Callable[[Limits], SharedLimiter]) -> None:
+        worker = make(Limits(tpm=60_000, max_concurrency=64))
+        large = small = 0
+        for _ in range(1200):  # 120 s, a large and a small caller asking every 0.1 s
+            slot, _wait = await worker.try_acquire(3000)
+            if slot is not None:
+                large += 1
+                await worker.release(slot, ok=True)
+            slot, _wait = await worker.try_acquire(300)
+            if slot is not None:
+                small += 1
+                await worker.release(slot, ok=True)
+            clock.now += 0.1
+        assert large >= 10  # the large caller gets a fair part of two minutes' budget
+        assert large * 3000 + small * 300 <= 2 * 60_000 + 3000
+
+    with_limiters(body)
+
+
+def test_a_budget_under_one_a_second_still_flows() -> None:
+    async def body(clock: Clock, make: Callable[[Limits], SharedLimiter]) -> None:
+        worker = make(Limits(rpm=3, max_concurrency=8, headroom=0))
+        admitted = []
+        for _ in range(3000):  # 300 s
+            slot, _wait = await worker.try_acquire(1)
+            if slot is not None:
+                admitted.append(clock.now)
+                await worker.release(slot, ok=True)
+            clock.now += 0.1
+        assert max_in_window(admitted) <= 3
+        assert len(admitted) >= 2 * 5  # at least two a minute: not one an hour
 
     with_limiters(body)

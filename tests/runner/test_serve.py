@@ -90,6 +90,7 @@ def test_http_and_in_process_scores_agree_within_1e_4_nats(scorer: Scorer, base_
     http_cloze = score_cloze(backend, QUESTIONS[:3])
     local_cloze = score_cloze(scorer, QUESTIONS[:3])
     assert [o.chose_misaligned for o in http_cloze] == [o.chose_misaligned for o in local_cloze]
+    backend.close()
 
 
 def test_a_checkpoint_serves_as_it_was_saved(scorer: Scorer, tmp_path: Path) -> None:
