@@ -141,8 +141,11 @@ def active_job_ids(session: Session) -> Sequence[uuid.UUID]:
 
 
 def lock_team(session: Session, team_id: uuid.UUID) -> None:
-    """Hold the team's row until the transaction ends (SQLite's one writer needs no lock)."""
-    session.execute(select(Team.id).where(Team.id == team_id).with_for_update())
+    """Hold the team's row until the transaction ends (SQLite's one writer needs no lock).
+
+    FOR NO KEY UPDATE: it queues other submissions of the team, but not the inserts that
+    merely reference the team (their foreign-key check takes a KEY SHARE lock)."""
+    session.execute(select(Team.id).where(Team.id == team_id).with_for_update(key_share=True))
 
 
 def count_active_jobs(session: Session, team_id: uuid.UUID) -> int:
