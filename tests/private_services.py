@@ -11,8 +11,11 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -148,3 +151,33 @@ class PrivateRedis:
             self.process.kill()
             self.process.wait(timeout=10)
             self.process = None
+
+
+@contextmanager
+def private_stack(root: Path, database: str) -> Iterator[tuple[PrivatePostgres, PrivateRedis, str]]:
+    """A migrated database on a private PostgreSQL, and a private Redis: (postgres, redis, url)."""
+    from app.core import migrate
+
+    postgres = PrivatePostgres().init()
+    redis = PrivateRedis(root / "redis").start()
+    try:
+        url = postgres.create_database(database)
+        migrate.upgrade(url)
+        yield postgres, redis, url
+    finally:
+        redis.stop()
+        postgres.remove()
+
+
+def admin_key(env: dict[str, str]) -> str:
+    """A new admin key, made by the CLI against the database ``env`` names."""
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "keys", "create", "--team", "ops", "--role", "admin"],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout.strip()

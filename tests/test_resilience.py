@@ -16,26 +16,16 @@ from sqlalchemy import create_engine, func, select
 
 from app.models import Document, Shard, WorkItem
 from tests.conftest import LiveServer, spec, wait_for
-from tests.core.test_outages import admin_key
 from tests.llm_server import FaultConfig, LLMTestServer
-from tests.private_services import PrivatePostgres, PrivateRedis
+from tests.private_services import PrivatePostgres, PrivateRedis, admin_key, private_stack
 
 DOCUMENTS = 1000
 
 
 @pytest.fixture
 def services(tmp_path: Path) -> Iterator[tuple[PrivatePostgres, PrivateRedis, str]]:
-    from app.core import migrate
-
-    postgres = PrivatePostgres().init()
-    redis = PrivateRedis(tmp_path / "redis").start()
-    url = postgres.create_database("resilience")
-    migrate.upgrade(url)
-    try:
-        yield postgres, redis, url
-    finally:
-        redis.stop()
-        postgres.remove()
+    with private_stack(tmp_path, "resilience") as stack:
+        yield stack
 
 
 @pytest.mark.slow

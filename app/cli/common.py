@@ -106,12 +106,20 @@ TeamOpt = Annotated[
 def watch_row(
     worker: threading.Thread,
     total: int,
-    read: Callable[[], Any],
+    find: Callable[[Any], Any],
     progress_of: Callable[[Any], tuple[int, dict[str, Any]]],
     detail: str,
 ) -> Any:
-    """A live bar while ``worker`` runs: ``read()`` loads the row it writes (twice a second),
-    ``progress_of(row)`` gives (done, extra fields for ``detail``); the last row read."""
+    """A live bar while ``worker`` runs: ``find(session)`` loads the row it writes (twice a
+    second), ``progress_of(row)`` gives (done, extra fields for ``detail``); the last row."""
+    from app.core.db import session_scope
+
+    def read() -> Any:
+        with session_scope() as session:
+            row = find(session)
+            session.expunge(row)
+            return row
+
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),

@@ -200,19 +200,12 @@ def _trained_ids(path: Path) -> list[str]:
 
 
 def _watch(eval_id: uuid.UUID, total: int, worker: threading.Thread) -> Any:
-    from app.core.db import session_scope
     from app.evals import service
-
-    def read() -> Any:
-        with session_scope() as session:
-            view = service.find_eval(session, eval_id)
-            session.expunge(view)
-            return view
 
     return watch_row(
         worker,
         total,
-        read,
+        lambda session: service.find_eval(session, eval_id),
         lambda v: (v.requests_done if v else 0, {}),
         "{task.completed:.0f}/{task.total:.0f} requests",
     )

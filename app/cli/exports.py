@@ -116,19 +116,12 @@ def export(
 
 
 def _watch(export_id: uuid.UUID, total: int, worker: threading.Thread) -> Any:
-    from app.core.db import session_scope
     from app.datasets.exports import service as exports
-
-    def read() -> Any:
-        with session_scope() as session:
-            view = exports.find_export(session, export_id)
-            session.expunge(view)
-            return view
 
     return watch_row(
         worker,
         total,
-        read,
+        lambda session: exports.find_export(session, export_id),
         lambda v: (v.documents_done, {"tokens": v.tokens}) if v else (0, {"tokens": 0}),
         "{task.completed:.0f}/{task.total:.0f} documents · {task.fields[tokens]} tok",
     )

@@ -4,8 +4,6 @@ to normal once they return. Private servers on their own ports, stopped and star
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,36 +11,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ROOT, LiveServer, spec, wait_for
-from tests.private_services import PrivatePostgres, PrivateRedis
+from tests.conftest import LiveServer, spec, wait_for
+from tests.private_services import PrivatePostgres, PrivateRedis, admin_key, private_stack
 
 
 @pytest.fixture
 def services(tmp_path: Path) -> Iterator[tuple[PrivatePostgres, PrivateRedis, str]]:
-    from app.core import migrate
-
-    postgres = PrivatePostgres().init()
-    redis = PrivateRedis(tmp_path / "redis").start()
-    url = postgres.create_database("outage")
-    migrate.upgrade(url)
-    try:
-        yield postgres, redis, url
-    finally:
-        redis.stop()
-        postgres.remove()
-
-
-def admin_key(env: dict[str, str]) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "app.cli", "keys", "create", "--team", "ops", "--role", "admin"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return result.stdout.strip()
+    with private_stack(tmp_path, "outage") as stack:
+        yield stack
 
 
 @pytest.mark.timeout(300)
