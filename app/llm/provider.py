@@ -7,6 +7,7 @@ import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from app.core.errors import ConfigurationError, UnknownReference
 from app.core.settings import Settings, environment_variable
@@ -73,15 +74,10 @@ def resolve_provider(
         api_key=settings.llm_api_key.get_secret_value(),
         model=settings.llm_model,
         timeout_seconds=settings.llm_timeout_seconds,
-        max_retries=settings.llm_max_retries,
-        backoff_base_seconds=settings.llm_backoff_base_seconds,
-        backoff_max_seconds=settings.llm_backoff_max_seconds,
         concurrency=settings.llm_concurrency,
         rpm=settings.llm_rpm,
         tpm=settings.llm_tpm,
-        max_wait_seconds=settings.llm_max_wait_seconds,
-        shared_concurrency=settings.llm_shared_concurrency,
-        limiter_url=_redis_url(settings),
+        **_server_wide(settings),
         price_prompt_per_mtok=settings.llm_price_prompt_per_mtok,
         price_completion_per_mtok=settings.llm_price_completion_per_mtok,
         structured_output=settings.llm_structured_output,
@@ -147,20 +143,27 @@ def _named_provider(settings: Settings, name: str, model: str | None) -> Provide
         api_key=api_key or "not-needed",
         model=chosen,
         timeout_seconds=named.timeout_seconds,
-        max_retries=settings.llm_max_retries,
-        backoff_base_seconds=settings.llm_backoff_base_seconds,
-        backoff_max_seconds=settings.llm_backoff_max_seconds,
         concurrency=named.concurrency,
         rpm=named.rpm,
         tpm=named.tpm,
-        max_wait_seconds=settings.llm_max_wait_seconds,
-        shared_concurrency=settings.llm_shared_concurrency,
-        limiter_url=_redis_url(settings),
+        **_server_wide(settings),
         price_prompt_per_mtok=price.prompt_per_mtok,
         price_completion_per_mtok=price.completion_per_mtok,
         structured_output=named.structured_output,
         prices_version=file.prices_version,
     )
+
+
+def _server_wide(settings: Settings) -> dict[str, Any]:
+    """What every provider takes from the server's settings: retries, the shared limiter."""
+    return {
+        "max_retries": settings.llm_max_retries,
+        "backoff_base_seconds": settings.llm_backoff_base_seconds,
+        "backoff_max_seconds": settings.llm_backoff_max_seconds,
+        "max_wait_seconds": settings.llm_max_wait_seconds,
+        "shared_concurrency": settings.llm_shared_concurrency,
+        "limiter_url": _redis_url(settings),
+    }
 
 
 def _redis_url(settings: Settings) -> str:
