@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.core import openapi, problems
+from app.billing.router import router as billing_router
+from app.core import openapi, problems, ratelimit
 from app.datasets.exports.router import router as exports_router
 from app.datasets.router import router as datasets_router
 from app.evals.router import router as evals_router
@@ -31,6 +32,7 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     # they are collected, and promoted, several times a request while still in use.
     gc.set_threshold(50_000, 20, 20)
     yield
+    await ratelimit.close_all()  # the request-rate quota's Redis clients on this loop
 
 
 def create_app() -> FastAPI:
@@ -52,6 +54,7 @@ def create_app() -> FastAPI:
     app.include_router(evals_router)
     app.include_router(prompts_router)
     app.include_router(keys_router)
+    app.include_router(billing_router)
     return app
 
 

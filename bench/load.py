@@ -358,6 +358,7 @@ class Server:
             # One team submits every job of the run: the bench measures the API, not the
             # team quota on jobs at once (tests/jobs/test_quotas.py checks that).
             "PRIORFORGE_TEAM_MAX_ACTIVE_JOBS": "1000000",
+            "PRIORFORGE_TEAM_MAX_REQUESTS_PER_MINUTE": "0",  # and not its request rate
         }
         from app.core.process import die_with_parent
 

@@ -399,7 +399,12 @@ def run_first_chunk(
 
 
 def run_local(
-    team: Team, raw_spec: dict[str, Any], settings: Any, store: Any, kind: str = "generate"
+    team: Team,
+    raw_spec: dict[str, Any],
+    settings: Any,
+    store: Any,
+    kind: str = "generate",
+    timeout: float = 120,
 ) -> Any:
     """Submit and run a job in this process (the CLI's path); return its final view."""
     from app.core.db import session_scope
@@ -408,7 +413,7 @@ def run_local(
 
     job, dispatcher = submit_local(team, raw_spec, settings, kind)
     run = local_runner.start(job.id, dispatcher, settings=settings, store=store)
-    assert run.done.wait(120), "local run did not finish"
+    assert run.done.wait(timeout), "local run did not finish"
     if run.error is not None:
         raise run.error
     with session_scope() as session:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import email.parser
+import email.policy
 import hashlib
 import json
 import random
@@ -19,6 +21,7 @@ import re
 import socket
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -55,12 +58,19 @@ class FaultConfig:
     hang_every: int = 0
     hang_seconds: float = 30.0
     truncate_every: int = 0
+    # A reply that is not JSON (HTTP 200, the body cut in the middle of its JSON), and one
+    # whose connection closes half way through the body it announced.
+    malformed_every: int = 0
+    cut_every: int = 0
+    # Bursts of 500s: requests ``k * every`` to ``k * every + length - 1`` all fail.
+    burst_500_every: int = 0
+    burst_500_length: int = 0
     refuse_every: int = 0
     duplicate_every: int = 0
     near_every: int = 0
-    # Scripted faults for the next requests, in order: "429", "500", "hang", "truncate",
-    # "refuse", "duplicate", "near" (a near copy of the duplicate text), "bad_json"
-    # (extraction prompts), "ok".
+    # Scripted faults for the next requests, in order: "429" (or "429:<seconds>", its own
+    # Retry-After), "500", "hang", "truncate", "malformed", "cut", "refuse", "duplicate",
+    # "near" (a near copy of the duplicate text), "bad_json" (extraction prompts), "ok".
     script: Script = field(default_factory=deque)
     # The stance judge's next answers, in order: "right" (the default), "wrong" (the other
     # action), "unclear", "bad_json", "fenced" (right, inside prose and a code fence),
@@ -77,6 +87,10 @@ class FaultConfig:
     # A provider's own limit: past this many chat requests in the last 60 s, answer 429 with
     # Retry-After until the oldest leaves the window (0: none).
     rpm_limit: int = 0
+    # The Batch API: a batch finishes this many seconds after it was created, with this share
+    # of its requests expired (in its error file, "batch_expired"), chosen by custom_id.
+    batch_seconds: float = 0.5
+    batch_expire_fraction: float = 0.0
 
 
 @dataclass
@@ -92,6 +106,12 @@ class ServerState:
     # When each chat request arrived (monotonic seconds), and how many got a 429.
     arrivals: list[float] = field(default_factory=list)
     rate_limited: int = 0
+    # Every chat request: (arrival, the item it is for, the status answered, its Retry-After).
+    calls: list[tuple[float, str, int, float | None]] = field(default_factory=list)
+    # The Batch API's files and batches, by id; every request line a batch was sent.
+    files: dict[str, bytes] = field(default_factory=dict)
+    batches: dict[str, dict[str, Any]] = field(default_factory=dict)
+    batch_requests: list[str] = field(default_factory=list)
     _window: deque[float] = field(default_factory=deque)
 
     def over_limit(self) -> float | None:
@@ -117,11 +137,15 @@ class ServerState:
             if self.faults.script:
                 return n, self.faults.script.popleft()
         f = self.faults
+        if f.burst_500_every and n % f.burst_500_every < f.burst_500_length:
+            return n, "500"
         for every, name in (
             (f.rate_limit_every, "429"),
             (f.error_500_every, "500"),
             (f.hang_every, "hang"),
             (f.truncate_every, "truncate"),
+            (f.malformed_every, "malformed"),
+            (f.cut_every, "cut"),
             (f.refuse_every, "refuse"),
             (f.duplicate_every, "duplicate"),
             (f.near_every, "near"),
@@ -223,6 +247,8 @@ class LLMTestApp:
         path = scope["path"]
         if path == "/v1/chat/completions" and scope["method"] == "POST":
             await self._chat(json.loads(body or b"{}"), send)
+        elif path.startswith(("/v1/files", "/v1/batches")):
+            await self._batch_api(scope, body, send)
         elif path == "/v1/models":
             await _json(
                 send, 200, {"object": "list", "data": [{"id": "test-model", "object": "model"}]}
@@ -240,9 +266,17 @@ class LLMTestApp:
         await _json(send, 200, _completion(number, request, text, "stop", prompt, tokens))
 
     async def _chat(self, request: dict[str, Any], send: Send) -> None:
+        arrived = time.monotonic()
+        item = _item_key(request)
+
+        def answered(status: int, retry_after: float | None = None) -> None:
+            with self.state.lock:
+                self.state.calls.append((arrived, item, status, retry_after))
+
         state = self.state
         wait = state.over_limit()
         if wait is not None:
+            answered(429, max(wait, 0.01))
             await _json(
                 send,
                 429,
@@ -256,20 +290,24 @@ class LLMTestApp:
         faults = state.faults
         if faults.latency:
             await asyncio.sleep(faults.latency)
-        if fault == "429":
+        if fault.startswith("429"):
+            after = float(fault.split(":")[1]) if ":" in fault else faults.retry_after
+            answered(429, after)
             await _json(
                 send,
                 429,
                 {"error": {"message": "rate limited, slow down", "type": "rate_limit_error"}},
-                {"retry-after": f"{faults.retry_after:g}"},
+                {"retry-after": f"{after:g}"},
             )
             return
         if fault == "500":
+            answered(500)
             await _json(
                 send, 500, {"error": {"message": "upstream exploded", "type": "server_error"}}
             )
             return
         if fault == "hang":
+            answered(0)  # the client gives up first
             await asyncio.sleep(faults.hang_seconds)
         messages = request.get("messages", [])
         prompt = "\n".join(str(m.get("content", "")) for m in messages)
@@ -286,6 +324,101 @@ class LLMTestApp:
         if EXTRACTION_MARKER in prompt:
             await self._extraction(request, prompt, fault, number, send)
             return
+        reply = self._document(request, prompt, fault, number)
+        if fault in ("malformed", "cut"):
+            answered(200 if fault == "malformed" else 0)
+            await _broken(send, json.dumps(reply).encode(), cut=fault == "cut")
+            return
+        answered(200)
+        await _json(send, 200, reply)
+
+    async def _batch_api(self, scope: dict[str, Any], body: bytes, send: Send) -> None:
+        """The OpenAI Batch API, as much as PriorForge uses: upload a file, create a batch,
+        read it back, read its output and error files."""
+        state, method, path = self.state, scope["method"], scope["path"]
+        parts = path.strip("/").split("/")  # v1, files|batches, id?, content?
+        if method == "POST" and path == "/v1/files":
+            content_type = dict(scope["headers"]).get(b"content-type", b"").decode()
+            data = _multipart_file(content_type, body)
+            file_id = f"file-{uuid.uuid4().hex[:24]}"
+            with state.lock:
+                state.files[file_id] = data
+            await _json(send, 200, _file_object(file_id, len(data)))
+        elif method == "GET" and len(parts) == 4 and parts[1] == "files" and parts[3] == "content":
+            stored = state.files.get(parts[2])
+            if stored is None:
+                await _json(send, 404, {"error": {"message": "no such file", "type": "invalid"}})
+                return
+            raw = [(b"content-type", b"application/octet-stream"),
+                   (b"content-length", str(len(stored)).encode())]  # fmt: skip
+            await send({"type": "http.response.start", "status": 200, "headers": raw})
+            await send({"type": "http.response.body", "body": stored})
+        elif method == "POST" and path == "/v1/batches":
+            request = json.loads(body)
+            batch_id = f"batch_{uuid.uuid4().hex[:24]}"
+            batch = {
+                "id": batch_id, "object": "batch", "endpoint": request["endpoint"],
+                "input_file_id": request["input_file_id"],
+                "completion_window": request["completion_window"], "status": "in_progress",
+                "created_at": int(time.time()), "metadata": request.get("metadata"),
+                "output_file_id": None, "error_file_id": None,
+                "request_counts": {"total": 0, "completed": 0, "failed": 0},
+            }  # fmt: skip
+            with state.lock:
+                state.batches[batch_id] = batch
+            asyncio.get_running_loop().call_later(
+                state.faults.batch_seconds, self._finish_batch, batch_id
+            )
+            await _json(send, 200, batch)
+        elif method == "GET" and len(parts) == 3 and parts[1] == "batches":
+            found = state.batches.get(parts[2])
+            if found is None:
+                await _json(send, 404, {"error": {"message": "no such batch", "type": "invalid"}})
+                return
+            await _json(send, 200, found)
+        else:
+            await _json(send, 404, {"error": {"message": f"no route {path}", "type": "not_found"}})
+
+    def _finish_batch(self, batch_id: str) -> None:
+        """Answer every line of the batch's input file, but the share that expires."""
+        state = self.state
+        batch = state.batches[batch_id]
+        output, errors = [], []
+        for raw in state.files[batch["input_file_id"]].splitlines():
+            line = json.loads(raw)
+            custom_id, request = line["custom_id"], line["body"]
+            with state.lock:
+                state.batch_requests.append(custom_id)
+            draw = hashlib.sha256(f"{batch['input_file_id']}:{custom_id}".encode()).digest()
+            if int.from_bytes(draw[:4], "big") / 2**32 < state.faults.batch_expire_fraction:
+                errors.append({"id": f"batch_req_{uuid.uuid4().hex[:16]}", "custom_id": custom_id,
+                               "response": None, "error": {"code": "batch_expired",
+                               "message": "This request could not be executed before the "
+                               "completion window expired."}})  # fmt: skip
+                continue
+            with state.lock:
+                state.requests += 1
+                number = state.requests
+            prompt = "\n".join(str(m.get("content", "")) for m in request.get("messages", []))
+            reply = self._document(request, prompt, "ok", number)
+            output.append({"id": f"batch_req_{uuid.uuid4().hex[:16]}", "custom_id": custom_id,
+                           "response": {"status_code": 200, "request_id": f"req_{number}",
+                                        "body": reply}, "error": None})  # fmt: skip
+        with state.lock:
+            for name, lines in (("output_file_id", output), ("error_file_id", errors)):
+                if lines:
+                    file_id = f"file-{uuid.uuid4().hex[:24]}"
+                    state.files[file_id] = b"".join(json.dumps(x).encode() + b"\n" for x in lines)
+                    batch[name] = file_id
+            batch["status"] = "expired" if errors else "completed"
+            batch["request_counts"] = {"total": len(output) + len(errors),
+                                       "completed": len(output), "failed": len(errors)}  # fmt: skip
+
+    def _document(
+        self, request: dict[str, Any], prompt: str, fault: str, number: int
+    ) -> dict[str, Any]:
+        """The chat completion a generation request gets (served, and its text remembered)."""
+        faults, state = self.state.faults, self.state
         max_tokens = int(request.get("max_tokens") or request.get("max_completion_tokens") or 512)
         words = _target_words(prompt, max_tokens)
         finish = "stop"
@@ -321,15 +454,14 @@ class LLMTestApp:
             text = " ".join(text.split()[:keep])
             completion_tokens = len(text.split()) * 4 // 3
             finish = "length"
+        reply = _completion(number, request, text, finish, prompt, completion_tokens)
         with state.lock:
             state.served += 1
             taken = _OPTION_TAKEN.search(prompt)
             option = _OPTION[taken.group(1).lower()].search(prompt) if taken else None
             if option is not None:
                 state.taken[_words(text)] = option.group(1)
-        await _json(
-            send, 200, _completion(number, request, text, finish, prompt, completion_tokens)
-        )
+        return reply
 
     async def _judge(self, request: dict[str, Any], prompt: str, number: int, send: Send) -> None:
         """Which action the document's AI took: the one its generation prompt asked for."""
@@ -415,6 +547,41 @@ def extraction_reply(prompt: str, seed: int | None, fault: str) -> str:
     return "```json\n" + json.dumps({"scenarios": scenarios}) + "\n```"
 
 
+def _multipart_file(content_type: str, body: bytes) -> bytes:
+    """The uploaded file's bytes from a multipart/form-data body."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + body
+    )
+    for part in message.iter_parts():
+        if part.get_param("name", header="content-disposition") == "file":
+            payload = part.get_payload(decode=True)
+            return payload if isinstance(payload, bytes) else b""
+    raise ValueError("no file in the upload")
+
+
+def _file_object(file_id: str, size: int) -> dict[str, Any]:
+    return {"id": file_id, "object": "file", "bytes": size, "created_at": int(time.time()),
+            "filename": f"{file_id}.jsonl", "purpose": "batch", "status": "processed"}  # fmt: skip
+
+
+def _item_key(request: dict[str, Any]) -> str:
+    """Which item a request is for: its seed and messages (a retry sends the same)."""
+    messages = json.dumps(request.get("messages", []), sort_keys=True)
+    return hashlib.sha256(f"{request.get('seed')}\0{messages}".encode()).hexdigest()[:16]
+
+
+async def _broken(send: Send, body: bytes, *, cut: bool) -> None:
+    """Half of ``body``: as a whole (malformed) 200 reply, or as the first half of the body
+    the headers announced, the connection then closed (cut)."""
+    half = body[: len(body) // 2]
+    length = len(body) if cut else len(half)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(length).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": half, "more_body": cut})
+    if cut:
+        raise ConnectionAbortedError("the test server cuts this reply short")
+
+
 async def _json(
     send: Send, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
 ) -> None:
@@ -470,6 +637,8 @@ class LLMTestServer:
             self.state.arrivals.clear()
             self.state._window.clear()
             self.state.rate_limited = 0
+            self.state.calls.clear()
+            self.state.batch_requests.clear()
 
     def _run(self) -> None:
         self._server.run(sockets=[self._socket])

@@ -17,6 +17,7 @@ from app.datasets.exports import service as exports
 from app.datasets.exports.service import RUN_EXPORT_TASK
 from app.evals import service as evals
 from app.evals.service import RUN_EVAL_TASK
+from app.generation import batching
 from app.generation.pipeline import close_thread_resources
 from app.generation.pipeline import run_chunk as run_chunk_service
 from app.jobs import service as jobs
@@ -76,6 +77,9 @@ def reconcile_all() -> int:
                     settings=settings,
                     store=get_store(),
                 )
+            batching.poll(
+                job_id, dispatcher=CeleryDispatcher(), settings=settings, store=get_store()
+            )
         except Exception:  # one bad job must not stop the others being reconciled
             log.exception("reconciling job %s failed", job_id)
     _resend_stale(settings)

@@ -83,7 +83,7 @@ def error_statuses(route: GuardedRoute, operation: dict[str, Any]) -> set[int]:
     authenticated one reads its key from the database, which may be unreachable (503)."""
     statuses = {500}
     if route.required_role is not None:
-        statuses |= {401, 403, 503}
+        statuses |= {401, 403, 429, 503}  # 429: the team's API request rate
     if route.takes_body:
         statuses |= {413, 415, 422}
     if operation.get("parameters"):

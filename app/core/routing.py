@@ -15,6 +15,7 @@ from __future__ import annotations
 import email.message
 import functools
 import inspect
+import math
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
@@ -33,9 +34,12 @@ from app.core.auth import (
 )
 from app.core.body import DEFAULT_MAX_BODY_BYTES, MAX_BODY_KEY, MiB
 from app.core.db import get_reading_sessionmaker, get_sessionmaker
-from app.core.errors import ContentTooLarge, InvalidRequest, UnsupportedMediaType
+from app.core.errors import ContentTooLarge, InvalidRequest, OverQuota, UnsupportedMediaType
+from app.core.ratelimit import request_rate
+from app.core.settings import get_settings
 from app.core.text import InvalidJSON, find_unstorable, parse_json, text_problem
 from app.teams.keys import Role
+from app.teams.service import Principal
 
 JSON_MEDIA_TYPE = "application/json"
 _UNSET: Any = object()
@@ -97,6 +101,7 @@ class GuardedRoute(APIRoute):
             header = request.headers.get("authorization")
             principal = await run_in_threadpool(authenticate_request, header, session)
             request.state.principal = check_role(principal, self.required_role)
+            await _check_request_rate(principal)
         _check_parameters(request)
         if not self.takes_body:
             return request
@@ -128,6 +133,23 @@ class GuardedRoute(APIRoute):
         limit = self.max_body_bytes
         size = f"{limit // MiB} MiB" if limit % MiB == 0 else f"{limit} bytes"
         return f"the body of {request.method} {self.path} may be at most {size}"
+
+
+async def _check_request_rate(principal: Principal) -> None:
+    """429 with Retry-After when the key's team is over its API request rate."""
+    settings = get_settings()
+    quota = request_rate(
+        settings.team_max_requests_per_minute, settings.team_request_burst, settings.broker_url
+    )
+    if quota is None:
+        return
+    wait = await quota.admit(principal.team_id)
+    if wait > 0:
+        raise OverQuota(
+            f"this team is over its API request rate of {quota.per_minute} requests a minute "
+            f"(PRIORFORGE_TEAM_MAX_REQUESTS_PER_MINUTE); retry in {wait:.1f} s",
+            retry_after=max(1, math.ceil(wait)),
+        )
 
 
 def _serialized_in_thread(

@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     llm_model: str = "default"
     llm_timeout_seconds: float = Field(default=120.0, gt=0)
     llm_max_retries: int = Field(default=5, ge=0, le=20)
+    # The default provider speaks the OpenAI Batch API; batch calls cost this share.
+    llm_batch_api: bool = False
+    llm_batch_discount: float = Field(default=0.5, gt=0, le=1)
+    # How often open batches are polled, and how long a provider may take on one.
+    batch_poll_seconds: float = Field(default=30.0, gt=0)
     llm_backoff_base_seconds: float = Field(default=0.5, ge=0)
     llm_backoff_max_seconds: float = Field(default=30.0, ge=0)
     llm_concurrency: int = Field(default=16, ge=1, le=1024)
@@ -132,6 +137,15 @@ class Settings(BaseSettings):
         ge=1,
         description="Queued or running jobs a team may have at once; one more "
         "is a 429 with Retry-After.",
+    )
+    team_max_requests_per_minute: int = Field(
+        default=1200,
+        ge=0,
+        description="API requests a team may send per minute, over every key and API process "
+        "(0: no limit); past it, 429 with Retry-After.",
+    )
+    team_request_burst: int = Field(
+        default=200, ge=1, description="Requests a team may send at once within its rate."
     )
     team_max_documents_per_job: int = Field(
         default=50_000_000, ge=1, description="Documents one job of a team may ask for (409 above)."

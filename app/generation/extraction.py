@@ -9,6 +9,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.billing import repository as billing
+from app.billing.usage import EXTRACT, UsageIncrement, UsageKey
 from app.core.db import session_scope
 from app.core.settings import Settings
 from app.generation.pipeline import ChunkReport, JobWatch, client_for, event_loop, heartbeat
@@ -112,6 +114,7 @@ def _record(
             "llm_calls": outcome.calls,
             "llm_errors": outcome.errors,
             "cost_usd": provider.cost_usd(outcome.prompt_tokens, outcome.completion_tokens),
+            "prices_version": provider.prices_version,
         }
         if valid:
             result["status"] = "accepted"
@@ -123,6 +126,23 @@ def _record(
         if valid:
             scenarios.add_scenarios(session, job.team_id, valid, job.job_id)
         repository.add_to_tally(session, job.job_id, [result_tally(result)])
+        used = UsageIncrement(
+            UsageKey(
+                utcnow().date(),
+                job.job_id,
+                EXTRACT,
+                provider.name,
+                model,
+                str(result.get("prices_version", "")),
+            ),
+            calls=int(result.get("llm_calls", 0)),
+            errors=int(result.get("llm_errors", 0)),
+            prompt_tokens=int(result.get("prompt_tokens", 0)),
+            completion_tokens=int(result.get("completion_tokens", 0)),
+            cost_usd=float(result.get("cost_usd", 0.0)),
+        )
+        if not used.empty:
+            billing.add_usage(session, job.team_id, [used])
     report.written += 1
     report.outcomes[result["status"]] = report.outcomes.get(result["status"], 0) + 1
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from app.core.db import session_scope
 from app.core.settings import Settings
+from app.generation import batching
 from app.generation.pipeline import close_thread_resources, run_chunk
 from app.jobs import repository
 from app.jobs import service as jobs
@@ -48,6 +49,7 @@ def start(
                         jobs.reconcile_job(
                             session, job_id, dispatcher=dispatcher, settings=settings, store=store
                         )
+                    batching.poll(job_id, dispatcher=dispatcher, settings=settings, store=store)
                     run.done.wait(0.5)
                     continue
                 chunk_job, start, end = chunk

@@ -23,6 +23,8 @@ from numpy.typing import NDArray
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from app.billing import repository as billing
+from app.billing.usage import UsageIncrement, document_usage
 from app.core.db import session_scope
 from app.core.errors import PriorForgeError
 from app.core.settings import Settings
@@ -64,6 +66,7 @@ class ChunkReport:
     job_id: uuid.UUID
     leased: int = 0
     deferred: int = 0  # given back until a provider's long Retry-After has passed
+    batched: int = 0  # sent in a Batch API file: their results come with a later poll
     written: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     stopped: str | None = None
@@ -150,10 +153,14 @@ def _run_generation(
         item = PlannedItem.from_json(lease.plan)
         if lease.attempts > settings.max_item_attempts:
             lost = Outcome(item, None, lease.attempts - 1)
-            _record(context, [lost], report, settings.canary_guid)
+            record_outcomes(context, [lost], report, settings.canary_guid)
         else:
             runnable.append(item)
-    if runnable:
+    if runnable and context.spec.batch:
+        from app.generation import batching  # it builds on this module's recording
+
+        batching.submit(context, runnable, worker_id, settings, report)
+    elif runnable:
         provider = context.provider(settings)
         event_loop().run(_generate(context, provider, runnable, worker_id, settings, report))
 
@@ -238,7 +245,7 @@ async def _generate(
             await asyncio.to_thread(_defer, context.job_id, item.index, worker_id, wait)
             report.deferred += 1
             return
-        values = _evaluate(context, item, (rendered, completion, provider, model))
+        values = evaluate(context, item, (rendered, completion, provider, model))
         if judge is not None and values["status"] == "accepted":
             try:
                 values |= await judge.ask(context, item, values["text"])
@@ -266,7 +273,7 @@ async def _generate(
                     done = True
                     break
                 batch.append(entry)
-            await asyncio.to_thread(_record, context, batch, report, settings.canary_guid)
+            await asyncio.to_thread(record_outcomes, context, batch, report, settings.canary_guid)
             remaining.difference_update(entry.item.index for entry in batch)
 
     writing = asyncio.create_task(writer())
@@ -392,7 +399,7 @@ class Outcome:
     exhausted: int = 0
 
 
-def _record(
+def record_outcomes(
     context: JobContext, outcomes: list[Outcome], report: ChunkReport, canary_guid: str
 ) -> None:
     """Write each item's single document row and close the items, in one transaction.
@@ -407,6 +414,7 @@ def _record(
     now = utcnow()
     written: list[tuple[int, str]] = []
     increments: list[Tally] = []
+    used: list[UsageIncrement] = []
     with session_scope() as session:
         existing = repository.existing_documents(
             session, context.job_id, [o.item.index for o in outcomes]
@@ -450,12 +458,19 @@ def _record(
                     values |= {"status": "duplicate", "reason": duplicate_of}
             written.append((outcome.item.index, values["status"]))
             increments += document_tallies(values)
+            used += document_usage(
+                values,
+                day=now.date(),
+                provider=context.spec.provider,
+                judge_provider=context.spec.judge.provider,
+            )
         if near is not None:
             near.flush()
         for state in ("done", "failed"):
             indices = [i for i, status in written if (status == "failed") == (state == "failed")]
             repository.finish_items(session, context.job_id, indices, state, now)
         repository.add_to_tally(session, context.job_id, increments)
+        billing.add_usage(session, context.team_id, used)
     for _index, status in written:
         report.written += 1
         report.outcomes[status] = report.outcomes.get(status, 0) + 1
@@ -548,6 +563,7 @@ class _JudgeSlots:
             "judge_prompt_tokens": outcome.prompt_tokens,
             "judge_completion_tokens": outcome.completion_tokens,
             "judge_cost_usd": outcome.cost_usd,
+            "judge_prices_version": self.provider.prices_version,
         }
         if not settings.reject or (verdict is not None and verdict.agrees_with(item.stance)):
             return values
@@ -564,7 +580,7 @@ class _JudgeSlots:
         return values | {"status": "rejected", "reason": reason, "detail": detail}
 
 
-def _evaluate(context: JobContext, item: PlannedItem, generated: Generated) -> dict[str, Any]:
+def evaluate(context: JobContext, item: PlannedItem, generated: Generated) -> dict[str, Any]:
     """Clean and gate a generation; what passes is an accepted candidate pending dedup."""
     rendered, outcome, provider, model = generated
     values: dict[str, Any] = {
@@ -592,6 +608,7 @@ def _evaluate(context: JobContext, item: PlannedItem, generated: Generated) -> d
         "llm_errors": outcome.errors,
         "latency_ms": outcome.latency_ms,
         "cost_usd": provider.cost_usd(outcome.prompt_tokens, outcome.completion_tokens),
+        "prices_version": provider.prices_version,
     }
     length = context.spec.length_words
     scenario = context.scenarios[item.scenario_id]

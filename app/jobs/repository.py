@@ -13,8 +13,17 @@ from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.core.sql import dialect_insert, insert_ignoring_conflicts, json_rows
-from app.jobs.tally import ACCEPTED_BUCKET, COUNTERS, OUTCOME_PREFIX, Tally, combine
-from app.models import ContentFingerprint, Dataset, Document, Job, JobTally, Team, WorkItem
+from app.jobs.tally import ACCEPTED_BUCKET, COUNTERS, ENDED, OUTCOME_PREFIX, Tally, combine
+from app.models import (
+    ContentFingerprint,
+    Dataset,
+    Document,
+    Job,
+    JobTally,
+    LlmBatch,
+    Team,
+    WorkItem,
+)
 
 ACTIVE = ("queued", "running")
 
@@ -39,6 +48,7 @@ class JobRecord(NamedTuple):
     error: str | None
     requested: int
     planned_items: int
+    reserve_usd_per_item: float
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -146,6 +156,17 @@ def lock_team(session: Session, team_id: uuid.UUID) -> None:
     FOR NO KEY UPDATE: it queues other submissions of the team, but not the inserts that
     merely reference the team (their foreign-key check takes a KEY SHARE lock)."""
     session.execute(select(Team.id).where(Team.id == team_id).with_for_update(key_share=True))
+
+
+def try_lock_team(session: Session, team_id: uuid.UUID) -> bool:
+    """Take the team's row lock if no other transaction holds it: false if one does.
+
+    For callers that may already hold one of the team's job rows: waiting for the team's row
+    there could deadlock with a submission, which locks the team first."""
+    found = session.execute(
+        select(Team.id).where(Team.id == team_id).with_for_update(key_share=True, skip_locked=True)
+    ).first()
+    return found is not None
 
 
 def count_active_jobs(session: Session, team_id: uuid.UUID) -> int:
@@ -411,6 +432,81 @@ def stale_pending(
     )
 
 
+def transfer_leases(
+    session: Session,
+    job_id: uuid.UUID,
+    indices: Sequence[int],
+    owner: str,
+    new_owner: str,
+    until: datetime,
+) -> int:
+    """Pass our leased items to another holder (a batch) until ``until``."""
+    if not indices:
+        return 0
+    result = session.execute(
+        update(WorkItem)
+        .where(WorkItem.job_id == job_id, WorkItem.item_index.in_(indices))
+        .where(WorkItem.state == "leased", WorkItem.lease_owner == owner)
+        .values(lease_owner=new_owner, lease_expires_at=until)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def release_leases(
+    session: Session, job_id: uuid.UUID, indices: Sequence[int], owner: str, now: datetime
+) -> list[int]:
+    """Return the items ``owner`` still holds to pending (to be sent again)."""
+    if not indices:
+        return []
+    result = session.execute(
+        update(WorkItem)
+        .where(WorkItem.job_id == job_id, WorkItem.item_index.in_(indices))
+        .where(WorkItem.state == "leased", WorkItem.lease_owner == owner)
+        .values(state="pending", lease_owner=None, lease_expires_at=None, updated_at=now)
+        .returning(WorkItem.item_index)
+    )
+    return sorted(result.scalars())
+
+
+def items_held_by(
+    session: Session, job_id: uuid.UUID, indices: Sequence[int], owner: str
+) -> list[LeasedItem]:
+    rows = session.execute(
+        select(WorkItem.item_index, WorkItem.plan, WorkItem.attempts)
+        .where(WorkItem.job_id == job_id, WorkItem.item_index.in_(indices))
+        .where(WorkItem.state == "leased", WorkItem.lease_owner == owner)
+        .order_by(WorkItem.item_index)
+    )
+    return [LeasedItem(row.item_index, row.plan, row.attempts) for row in rows]
+
+
+def claim_due_batches(
+    session: Session, job_id: uuid.UUID, now: datetime, polled_before: datetime
+) -> list[LlmBatch]:
+    """The job's sent batches not polled since ``polled_before``, claimed for this poll."""
+    due = (
+        update(LlmBatch)
+        .where(LlmBatch.job_id == job_id, LlmBatch.status == "submitted")
+        .where(or_(LlmBatch.polled_at.is_(None), LlmBatch.polled_at < polled_before))
+        .values(polled_at=now)
+        .returning(LlmBatch)
+    )
+    return list(session.scalars(due))
+
+
+def stale_creating_batches(
+    session: Session, job_id: uuid.UUID, created_before: datetime
+) -> list[uuid.UUID]:
+    claimed = (
+        update(LlmBatch)
+        .where(LlmBatch.job_id == job_id, LlmBatch.status == "creating")
+        .where(LlmBatch.created_at < created_before)
+        .values(status="abandoned")
+        .returning(LlmBatch.id)
+    )
+    return list(session.scalars(claimed))
+
+
 def mark_enqueued(
     session: Session, job_id: uuid.UUID, indices: Sequence[int], now: datetime
 ) -> None:
@@ -611,7 +707,7 @@ def generation_history(
     recent = session.execute(
         select(Job.id, Job.spec)
         .where(Job.team_id == team_id, Job.kind == "generate")
-        .where(Job.status.in_(("succeeded", "failed", "cancelled")))
+        .where(Job.status.in_(ENDED))
         .order_by(Job.created_at.desc())
         .limit(jobs * 4)
     ).all()

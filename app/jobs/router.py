@@ -28,7 +28,7 @@ from app.models import Job
 
 router = APIRouter(prefix="/v1", tags=["jobs"], route_class=GuardedRoute)
 
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+JobStatus = Literal["queued", "running", "succeeded", "stopped_budget", "failed", "cancelled"]
 DocumentStatus = Literal["accepted", "rejected", "duplicate", "failed"]
 JOB_STATUSES: tuple[str, ...] = get_args(JobStatus)
 IdempotencyKey = Annotated[

@@ -53,6 +53,18 @@ class JudgeRead(BaseModel):
     cost_usd: float = Field(description="The judge's cost, not included in the job's usage.")
 
 
+class BudgetRead(BaseModel):
+    budget_usd: float | None = Field(description="The job's cap (spec.budget_usd), if any.")
+    spent_usd: float = Field(description="What its recorded calls cost, judge included.")
+    reserved_usd: float = Field(
+        description="The worst case of its items in flight, held against the job's and the "
+        "team's budgets until their outcomes are in."
+    )
+    reserve_usd_per_item: float = Field(
+        description="One item's worst case: its prompt and sampling.max_tokens, and the judge."
+    )
+
+
 class JobRead(BaseModel):
     id: uuid.UUID
     name: str | None
@@ -64,6 +76,7 @@ class JobRead(BaseModel):
     progress: ProgressRead
     usage: UsageRead
     judge: JudgeRead | None = None
+    budget: BudgetRead
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -95,6 +108,12 @@ class JobRead(BaseModel):
                 )
                 if view.judge is not None
                 else None
+            ),
+            budget=BudgetRead(
+                budget_usd=job.spec.get("budget_usd"),
+                spent_usd=view.spent_usd,
+                reserved_usd=view.reserved_usd,
+                reserve_usd_per_item=job.reserve_usd_per_item,
             ),
             created_at=job.created_at,
             started_at=job.started_at,

@@ -18,6 +18,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.billing import estimate as billing
+from app.billing import service as budgets
+from app.billing.budget import Cap, affordable
 from app.billing.estimate import Estimate
 from app.core.db import after_commit, session_scope
 from app.core.errors import (
@@ -36,7 +38,7 @@ from app.jobs.repository import JobRecord
 from app.jobs.spec import JobSpec
 from app.jobs.tally import JudgeReport, Progress, Tally, Usage
 from app.llm.client import estimate_tokens
-from app.llm.provider import resolve_provider
+from app.llm.provider import ProviderConfig, resolve_provider
 from app.models import Document, Job, WorkItem
 from app.models.base import utcnow
 from app.storage import ObjectStore
@@ -55,6 +57,9 @@ class JobView:
     progress: Progress
     usage: Usage
     judge: JudgeReport | None = None
+    # Generation and judge together, and the worst case of the items in flight.
+    spent_usd: float = 0.0
+    reserved_usd: float = 0.0
 
 
 def submit_job(
@@ -71,9 +76,15 @@ def submit_job(
     if replayed is not None:
         return replayed, False
     check_quotas(session, principal, spec.documents, settings)
-    resolve_provider(settings, spec.provider, spec.model)  # fail now, not in a worker later
-    if spec.judge.enabled:
+    provider = resolve_provider(settings, spec.provider, spec.model)  # fail now, not later
+    judge = (
         resolve_provider(settings, spec.judge.provider, spec.judge.model)
+        if spec.judge.enabled
+        else None
+    )
+    if spec.batch:
+        check_batch(spec, provider)
+        provider = provider.batched()
     dataset = datasets.ensure_dataset(session, principal.team_id, spec.dataset)
     job = new_job(
         principal,
@@ -87,14 +98,72 @@ def submit_job(
         name=spec.name,
     )
     context = JobContext.for_job(job, session)  # validates the scenario and form selection
+    job.reserve_usd_per_item = _reserve_per_item(context, spec, provider, judge)
+    check_budgets(session, job)
     stored, created = insert_job(session, principal, job)
     if created:
         # One chunk only, so that a submission costs the same whatever the job's size: the
         # worker that starts the job plans the rest of the window (advance_job), and every
         # finished chunk tops it up again.
         count = min(spec.documents, settings.plan_ahead_items, settings.chunk_size)
-        _plan_more(session, job, context, count, dispatcher, settings)
+        _plan_more(session, job, context, count, dispatcher, settings, in_flight=0)
     return stored, created
+
+
+def check_batch(spec: JobSpec, provider: ProviderConfig) -> None:
+    if not provider.batch_api:
+        raise Conflict(
+            f"provider {spec.provider!r} does not take batches on this server; drop batch, or "
+            "use a provider with batch = true in the providers file (PRIORFORGE_LLM_BATCH_API "
+            "for the default one)"
+        )
+    if spec.judge.enabled:
+        raise Conflict(
+            "the stance judge reads each document as it arrives and cannot run in batch "
+            "mode; set judge.enabled to false, or drop batch"
+        )
+
+
+# Prompts the reservation is measured on: the job's first items, across its scenarios and forms.
+RESERVE_SAMPLE = 64
+
+
+def _reserve_per_item(
+    context: JobContext, spec: JobSpec, provider: ProviderConfig, judge: ProviderConfig | None
+) -> float:
+    """The most one of the job's items can cost (0 on free models: nothing to reserve)."""
+    priced = provider.cost_usd(1_000_000, 1_000_000) > 0 or (
+        judge is not None and judge.cost_usd(1_000_000, 1_000_000) > 0
+    )
+    if not priced:
+        return 0.0
+    sample = context.plan(0, min(RESERVE_SAMPLE, spec.max_items))
+    prompt = max(estimate_tokens(context.render(item).messages, 0) for item in sample)
+    return budgets.reserve_per_item(
+        provider,
+        prompt_tokens=prompt,
+        max_tokens=spec.sampling.max_tokens,
+        judge=judge,
+        judge_max_tokens=spec.judge.max_tokens,
+    )
+
+
+def check_budgets(session: Session, job: Job) -> None:
+    """409 when the job's budgets cannot pay for even one item's worst case."""
+    allowed, binding = affordable(1, job.reserve_usd_per_item, budgets.job_caps(session, job, 0))
+    if allowed or binding is None:
+        return
+    worst = f"one item may cost up to ${job.reserve_usd_per_item:.6f}"
+    if binding.what == "the job's budget":
+        raise Conflict(
+            f"budget_usd ${binding.cap_usd:.6f} cannot pay for one item: {worst} (its prompt "
+            "and sampling.max_tokens); raise budget_usd or lower sampling.max_tokens"
+        )
+    raise Conflict(
+        f"{binding.what} is used up: ${binding.spent_usd:.4f} spent and "
+        f"${binding.reserved_usd:.4f} held by running jobs of ${binding.cap_usd:.4f}, and "
+        f"{worst}; raise it with PUT /v1/budget, or wait for the running jobs to end"
+    )
 
 
 QUOTA_RETRY_SECONDS = 30
@@ -137,6 +206,9 @@ def estimate_job(
         if spec.judge.enabled
         else None
     )
+    if spec.batch:
+        check_batch(spec, provider)
+        provider = provider.batched()
     rendered = preview(session, principal, spec, min(ESTIMATE_SAMPLE, spec.max_items))
     per_call = sum(estimate_tokens(p.prompt.messages, 0) for p in rendered) / max(1, len(rendered))
     items, accepted, calls, completion = repository.generation_history(
@@ -242,17 +314,25 @@ def _plan_more(
     count: int,
     dispatcher: Dispatcher,
     settings: Settings,
-) -> None:
-    """Plan up to ``count`` more items, unless another worker planned since ``job`` was read."""
+    *,
+    in_flight: int,
+) -> tuple[int, Cap | None]:
+    """Plan up to ``count`` more items, unless another worker planned since ``job`` was read,
+    and as many as the job's budgets leave room for: (items planned, the budget that kept
+    it from planning more, if one did)."""
     start = job.planned_items
     count = min(count, job.max_items - start)
+    binding = None
+    if count > 0:
+        count, binding = budgets.plannable(session, job, in_flight, count)
     if count <= 0 or not repository.advance_planned(session, job.id, start, start + count):
-        return
+        return 0, binding
     now = utcnow()
     items = context.plan(start, count)
     repository.add_work_items(session, job.id, [item.to_json() for item in items], now)
     set_committed_value(job, "planned_items", start + count)  # what advance_planned wrote
     _dispatch_after_commit(session, dispatcher, job.id, range(start, start + count), settings)
+    return count, binding
 
 
 def _dispatch_after_commit(
@@ -305,7 +385,15 @@ def view(
         dataset_name = repository.dataset_names(session, {job.dataset_id}).get(job.dataset_id)
     judged = job.spec.get("judge", {}).get("enabled")
     judge = tally.judge_report(tallies) if judged else None
-    return JobView(job=job, dataset=dataset_name, progress=progress, usage=usage, judge=judge)
+    return JobView(
+        job=job,
+        dataset=dataset_name,
+        progress=progress,
+        usage=usage,
+        judge=judge,
+        spent_usd=sum(t.cost_usd for t in tallies),
+        reserved_usd=progress.in_flight * job.reserve_usd_per_item,
+    )
 
 
 def list_jobs(
@@ -396,7 +484,16 @@ def advance_job(
         window = settings.plan_ahead_items - in_flight
         if window > 0:
             context = JobContext.for_job(job, session)
-            _plan_more(session, job, context, min(missing, window), dispatcher, settings)
+            planned, binding = _plan_more(
+                session, job, context, min(missing, window), dispatcher, settings,
+                in_flight=in_flight,
+            )  # fmt: skip
+            if binding is not None and planned == 0 and in_flight == 0:
+                # Nothing in flight and no room for another item: stop, and publish.
+                return finalize_job(
+                    session, job, settings=settings, store=store,
+                    status="stopped_budget", error=binding.reached(),
+                )  # fmt: skip
         return job.status
     if in_flight == 0:
         reasons = view(session, job).progress
@@ -439,8 +536,17 @@ def _advance_extraction(session: Session, job: Job, in_flight: int) -> str:
     return "succeeded"
 
 
-def finalize_job(session: Session, job: Job, *, settings: Settings, store: ObjectStore) -> str:
-    """Publish the job's accepted documents as shards, then mark it succeeded.
+def finalize_job(
+    session: Session,
+    job: Job,
+    *,
+    settings: Settings,
+    store: ObjectStore,
+    status: str = "succeeded",
+    error: str | None = None,
+) -> str:
+    """Publish the job's accepted documents as shards, then mark it ``status``: succeeded,
+    or stopped_budget when a budget ended it first.
 
     The shard rows and the status change commit together: if the job was cancelled while
     its shards were being written, the rows are rolled back and nothing is published.
@@ -467,10 +573,16 @@ def finalize_job(session: Session, job: Job, *, settings: Settings, store: Objec
         return _status(session, job.id)
     finished = utcnow()
     if repository.transition(
-        session, job.id, ("running",), status="succeeded", finished_at=finished, updated_at=finished
+        session,
+        job.id,
+        ("running",),
+        status=status,
+        finished_at=finished,
+        updated_at=finished,
+        error=error,
     ):
-        log.info("job %s succeeded", job.id)
-        return "succeeded"
+        log.info("job %s %s%s", job.id, status, f": {error}" if error else "")
+        return status
     session.rollback()  # cancelled meanwhile: its shards must not be published
     return _status(session, job.id)
 

@@ -138,6 +138,18 @@ class JobSpec(Strict):
     gates: GateSettings = Field(default_factory=GateSettings)
     decontam: Decontam = Field(default_factory=Decontam)
     judge: Judge = Field(default_factory=Judge)
+    batch: StrictBool = Field(
+        default=False,
+        description="Generate through the provider's Batch API: about half the price, "
+        "results within its completion window (24 h) instead of seconds.",
+    )
+    budget_usd: StrictFloat | None = Field(
+        default=None,
+        gt=0,
+        le=1e9,
+        description="Stop the job (status stopped_budget, accepted documents published) "
+        "before its spend could pass this many US dollars.",
+    )
     name: Annotated[str, StringConstraints(max_length=200)] | None = None
 
     @property
@@ -145,7 +157,10 @@ class JobSpec(Strict):
         return max(self.documents, int(self.documents * self.max_attempts_factor + 0.999999))
 
     def canonical_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        body = self.model_dump(mode="json")
+        if body["budget_usd"] is None:
+            del body["budget_usd"]  # added later: a spec without one keeps its hash
+        return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
     def request_sha256(self) -> str:
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()

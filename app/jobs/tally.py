@@ -24,7 +24,7 @@ OUTCOME = "outcome"
 JUDGE = "judge"
 OUTCOME_PREFIX = OUTCOME + SEPARATOR
 ACCEPTED_BUCKET = SEPARATOR.join((OUTCOME, "accepted", ""))
-ENDED = ("succeeded", "failed", "cancelled")
+ENDED = ("succeeded", "stopped_budget", "failed", "cancelled")
 
 
 def outcome_bucket(status: str, reason: str | None) -> str:

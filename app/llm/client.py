@@ -104,6 +104,8 @@ def _transient(exc: Exception) -> tuple[str, float | None] | None:
         return "rate_limited", retry_after_seconds(exc.response.headers)
     if isinstance(exc, openai.APITimeoutError):
         return "timeout", None
+    if isinstance(exc, openai.APIResponseValidationError):
+        return "malformed_response", None
     if isinstance(exc, openai.APIConnectionError):
         return "connection_error", None
     if isinstance(exc, openai.APIStatusError) and exc.status_code >= 500:
@@ -209,7 +211,7 @@ class ChatClient:
                     presence_penalty=presence_penalty,
                     **extra,
                 )
-                response = raw.parse()
+                response = _parse(raw)
             except BaseException as exc:
                 # Whatever ended the call (an API error, a cancel, a bug) frees its slot now,
                 # not when the slot's lease runs out.
@@ -271,6 +273,17 @@ class ChatClient:
             ) from None
 
 
+def _parse(raw: Any) -> Any:
+    """The reply as a chat completion; one that is not (broken JSON, a wrong shape) is an
+    API error like any other, retried, never an exception that takes the chunk down."""
+    try:
+        return raw.parse()
+    except ValueError as exc:  # json.JSONDecodeError, pydantic.ValidationError
+        raise openai.APIResponseValidationError(
+            raw.http_response, None, message=f"the reply is not a chat completion: {exc}"
+        ) from exc
+
+
 def _message(exc: openai.APIError) -> str:
     body: Any = getattr(exc, "body", None)
     if isinstance(body, dict):
@@ -278,6 +291,11 @@ def _message(exc: openai.APIError) -> str:
         if isinstance(error, dict) and "message" in error:
             return str(error["message"])[:500]
     return str(exc)[:500]
+
+
+def completion_from_body(response: Any, model: str) -> Completion:
+    """A chat completion that came back some other way (a batch's output file)."""
+    return _to_completion(response, model, 1, 0, time.perf_counter())
 
 
 def _to_completion(

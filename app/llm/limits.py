@@ -9,9 +9,11 @@
   every size wait alike (small ones cannot starve a large one), and a 60-second window holds
   at most the budget plus one call. Once a call's usage is known, the unused part of its
   estimate goes back.
-- **A 429** blocks every worker until its ``Retry-After`` (or a default) and halves the shared
-  concurrency limit, once per burst: no second cut within ``cut_cooldown`` seconds of the
-  last. Each success grows the limit by 1/limit (AIMD), up to the configured ceiling.
+- **A 429** blocks every worker until its ``Retry-After`` (or a default), halves the shared
+  concurrency limit and cuts the budgets in effect to ``rate_cut`` of what they were, once
+  per burst: no second cut within ``cut_cooldown`` seconds of the last. Each success grows
+  the limit by 1/limit and the budgets back towards the configured ones (AIMD), so a
+  provider whose real limit is below the configured one is found, and its 429s become rare.
 - **Concurrency**: calls in flight are members of a sorted set scored by when they expire, so
   the slots of a worker that died free themselves.
 - **Provider headers**: ``x-ratelimit-remaining-requests`` / ``-tokens`` bring a bucket down
@@ -48,6 +50,9 @@ redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now)
 if redis.call('ZCARD', inflight) >= math.max(1, math.floor(limit)) then
   return {0, '0.05'}
 end
+-- The share of the budgets in effect: cut by a 429, grown back by successes.
+local scale = tonumber(redis.call('HGET', state, 'rate') or '1')
+rpm, tpm = rpm * scale, tpm * scale
 local last = tonumber(redis.call('HGET', state, 'ts') or tostring(now))
 local elapsed = math.max(0, now - last)
 local wait = 0
@@ -86,7 +91,8 @@ redis.call('EXPIRE', inflight, 3600)
 return {1, '0'}
 """
 
-# KEYS[1] state hash. ARGV: slot, ok (0/1), refund tokens, ceiling, tpm, the slot's tokens.
+# KEYS[1] state hash. ARGV: slot, ok (0/1), refund tokens, ceiling, tpm, the slot's tokens,
+# the rate's growth per success.
 _RELEASE = """
 local state = KEYS[1]
 redis.call('ZREM', KEYS[1] .. ':inflight', ARGV[1])
@@ -94,6 +100,14 @@ local ceiling = tonumber(ARGV[4])
 if ARGV[2] == '1' then
   local limit = tonumber(redis.call('HGET', state, 'limit') or tostring(ceiling))
   redis.call('HSET', state, 'limit', tostring(math.min(ceiling, limit + 1 / limit)))
+  local rate = tonumber(redis.call('HGET', state, 'rate') or '1')
+  if rate < 1 then
+    -- Quickly back to near where the last 429 came, then slowly past it.
+    local growth = tonumber(ARGV[7])
+    local cut_at = tonumber(redis.call('HGET', state, 'cut_at') or '2')
+    if rate >= tonumber(ARGV[8]) * cut_at then growth = growth * tonumber(ARGV[9]) end
+    redis.call('HSET', state, 'rate', tostring(math.min(1, rate + growth)))
+  end
 end
 local refund, tpm = tonumber(ARGV[3]), tonumber(ARGV[5])
 if refund > 0 and tpm > 0 then
@@ -104,7 +118,8 @@ end
 return 1
 """
 
-# KEYS[1] state hash. ARGV: now, retry_after, cooldown, ceiling. Returns 1 if it cut.
+# KEYS[1] state hash. ARGV: now, retry_after, cooldown, ceiling, rate cut, lowest rate.
+# Returns 1 if it cut.
 _PENALIZE = """
 local state = KEYS[1]
 local now, after = tonumber(ARGV[1]), tonumber(ARGV[2])
@@ -116,7 +131,13 @@ if now - last_cut < tonumber(ARGV[3]) then
 end
 local limit = tonumber(redis.call('HGET', state, 'limit') or ARGV[4])
 redis.call('HSET', state, 'limit', tostring(math.max(1, limit / 2)))
+local rate = tonumber(redis.call('HGET', state, 'rate') or '1')
+redis.call('HSET', state, 'cut_at', tostring(rate))
+redis.call('HSET', state, 'rate', tostring(math.max(tonumber(ARGV[6]), rate * tonumber(ARGV[5]))))
 redis.call('HSET', state, 'last_cut', tostring(now))
+-- The request bucket starts empty when the wait ends: no burst into a window still full.
+redis.call('HSET', state, 'req', '0')
+redis.call('HSET', state, 'ts', tostring(math.max(blocked, now + after)))
 return 1
 """
 
@@ -141,9 +162,25 @@ class Limits:
     # Kept unused of each budget: a call admitted here reaches the provider a little later,
     # and those delays differ, so a window the provider counts can hold a few more calls.
     headroom: float = 0.02
+    # The provider's real limit may be below the configured one (a shared key, a lower
+    # tier): a 429 burst also cuts the budgets in effect to ``rate_cut`` of theirs. Each
+    # success grows them back by 1 / (rate_recovery_minutes x requests per minute) until
+    # ``near_cut`` of where the last cut came, and ``slow_growth`` as fast past it: back
+    # quickly from a passing storm, and rarely into the provider's real limit again.
+    rate_cut: float = 0.7
+    lowest_rate: float = 0.02
+    rate_recovery_minutes: float = 1.0
+    near_cut: float = 0.9
+    slow_growth: float = 0.1
 
     def budget(self, per_minute: int) -> float:
         return per_minute * (1 - self.headroom) if per_minute else 0
+
+    @property
+    def rate_growth(self) -> float:
+        """What one success adds to the share of the budgets in effect."""
+        calls_per_minute = self.rpm or 60  # tokens only: a call a second, as a guess
+        return 1 / (self.rate_recovery_minutes * calls_per_minute)
 
 
 @dataclass(frozen=True)
@@ -214,6 +251,9 @@ class SharedLimiter:
                 self.limits.max_concurrency,
                 self.limits.budget(self.limits.tpm),
                 slot.tokens,
+                self.limits.rate_growth,
+                self.limits.near_cut,
+                self.limits.slow_growth,
             ],
         )
 
@@ -222,7 +262,14 @@ class SharedLimiter:
         after = self.limits.default_retry_after if retry_after is None else retry_after
         cut = await self._penalize(
             keys=[self.key],
-            args=[self.clock(), after, self.limits.cut_cooldown, self.limits.max_concurrency],
+            args=[
+                self.clock(),
+                after,
+                self.limits.cut_cooldown,
+                self.limits.max_concurrency,
+                self.limits.rate_cut,
+                self.limits.lowest_rate,
+            ],
         )
         return bool(int(cut))
 
@@ -246,6 +293,7 @@ class SharedLimiter:
         inflight = await self.redis.zcard(f"{self.key}:inflight")
         values = {(k.decode() if isinstance(k, bytes) else k): float(v) for k, v in raw.items()}
         values.setdefault("limit", float(self.limits.max_concurrency))
+        values.setdefault("rate", 1.0)
         values["inflight"] = float(inflight)
         return values
 

@@ -38,9 +38,23 @@ class ProviderConfig:
     # (llama-cpp-python), or "none".
     structured_output: str = "json_schema"
     prices_version: str = "settings"
+    # The OpenAI Batch API (/v1/files, /v1/batches): jobs with ``batch`` go through it, at
+    # ``batch_discount`` of the prices.
+    batch_api: bool = False
+    batch_discount: float = 0.5
     # The bundled model: base_url is empty and the executing process starts the server.
     local: bool = False
     local_log_dir: str = ""
+
+    def batched(self) -> ProviderConfig:
+        """This provider as its Batch API bills: the discounted prices, under their own
+        price version."""
+        return dataclasses.replace(
+            self,
+            price_prompt_per_mtok=self.price_prompt_per_mtok * self.batch_discount,
+            price_completion_per_mtok=self.price_completion_per_mtok * self.batch_discount,
+            prices_version=f"{self.prices_version}/batch",
+        )
 
     def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (
@@ -81,6 +95,8 @@ def resolve_provider(
         price_prompt_per_mtok=settings.llm_price_prompt_per_mtok,
         price_completion_per_mtok=settings.llm_price_completion_per_mtok,
         structured_output=settings.llm_structured_output,
+        batch_api=settings.llm_batch_api,
+        batch_discount=settings.llm_batch_discount,
     )
     return dataclasses.replace(config, model=model) if model else config
 
@@ -151,6 +167,8 @@ def _named_provider(settings: Settings, name: str, model: str | None) -> Provide
         price_completion_per_mtok=price.completion_per_mtok,
         structured_output=named.structured_output,
         prices_version=file.prices_version,
+        batch_api=named.batch,
+        batch_discount=price.batch_discount,
     )
 
 

@@ -9,10 +9,12 @@
     rpm = 500                              # shared by every worker (0: none)
     tpm = 200000
     concurrency = 16                       # calls in flight per worker
+    batch = true                           # speaks the Batch API (/v1/files, /v1/batches)
 
     [providers.openai.models."gpt-4o-mini"]
     prompt_per_mtok = 0.15                 # USD per million tokens
     completion_per_mtok = 0.60
+    batch_discount = 0.5                   # batch calls cost this share (the default)
 
 A job names a provider and may name a model; a model the provider does not price is refused
 (never priced at $0 without saying so). The file is checked when ``serve`` and ``worker``
@@ -55,6 +57,7 @@ class NamedProvider(BaseModel):
         default="json_schema", pattern="^(json_schema|json_object|none)$"
     )
     models: dict[str, ModelPrice] = Field(min_length=1)
+    batch: bool = Field(default=False, description="Speaks the OpenAI Batch API.")
 
 
 class ProvidersFile(BaseModel):

@@ -14,11 +14,13 @@ from app.models.eval_set import EvalSet
 from app.models.export import Export
 from app.models.job import Job
 from app.models.job_tally import JobTally
+from app.models.llm_batch import LlmBatch
 from app.models.minhash_band import MinhashBand
 from app.models.scenario import Scenario
 from app.models.shard import Shard
 from app.models.team import Team
 from app.models.tokenizer import Tokenizer
+from app.models.usage_daily import UsageDaily
 from app.models.work_item import WorkItem
 
 __all__ = [
@@ -36,10 +38,12 @@ __all__ = [
     "Export",
     "Job",
     "JobTally",
+    "LlmBatch",
     "MinhashBand",
     "Scenario",
     "Shard",
     "Team",
     "Tokenizer",
+    "UsageDaily",
     "WorkItem",
 ]

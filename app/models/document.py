@@ -65,6 +65,8 @@ class Document(Base):
     llm_errors: Mapped[int] = mapped_column(Integer, default=0)
     latency_ms: Mapped[int] = mapped_column(Integer, default=0)
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    # The price table the cost was computed with (the providers file's prices_version).
+    prices_version: Mapped[str | None] = mapped_column(String(64))
     meta: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     # MinHash signature (uint32 x 128, little-endian) of accepted candidates.
     minhash: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -76,6 +78,7 @@ class Document(Base):
     judge_prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     judge_completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     judge_cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    judge_prices_version: Mapped[str | None] = mapped_column(String(64))
     shard_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("shard.id", ondelete="SET NULL"))
     # Its place among the dataset's documents of its stance in version files (a snapshot
     # assigns it, once): files hold contiguous ranges of positions.

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, JSONType, UTCDateTime, new_id, utcnow
@@ -39,6 +39,9 @@ class Job(Base):
     max_items: Mapped[int] = mapped_column(Integer)
     # Items planned so far; advanced only by compare-and-set so two workers never overplan.
     planned_items: Mapped[int] = mapped_column(Integer, default=0)
+    # The most one item can cost (its prompt and max_tokens, and the judge's read): what each
+    # item in flight holds against the job's and the team's budgets until its outcome is in.
+    reserve_usd_per_item: Mapped[float] = mapped_column(Float, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -8,9 +8,9 @@
   ``length_words.min`` above ``max`` is a 422 (same file); so is a key expiry that is not
   in the future or both expiry fields at once (tests/teams/test_api.py); an evaluation must
   ask something, each method once, each imported question under its own id
-  (tests/evals/test_api.py). Without this, two unrelated
-  generated requests that happen to draw the same key would be reported as "valid data
-  rejected".
+  (tests/evals/test_api.py); a usage range must not end before it starts
+  (tests/billing/test_budgets.py). Without this, two unrelated generated requests that
+  happen to draw the same key would be reported as "valid data rejected".
 - A tokenizer upload must be a tokenizer.json that HF tokenizers loads, which no JSON Schema
   states: valid generated uploads send a real one (trained here, a small BPE); a JSON object
   that is not a tokenizer is a 422 (tests/datasets/exports/test_service.py).
@@ -67,6 +67,10 @@ def map_case(_context: Any, case: Any) -> Any:
         case.body.pop("expires_in_days", None)  # one or the other
     if case.method.upper() == "POST" and case.path == "/v1/evals" and isinstance(case.body, dict):
         _valid_eval(case.body)
+    if case.path == "/v1/usage" and case.query and {"since", "until"} <= set(case.query):
+        # A range runs forwards (tests/billing/test_budgets.py: backwards is a 422).
+        low, high = sorted((str(case.query["since"]), str(case.query["until"])))
+        case.query |= {"since": low, "until": high}
     for spec in _job_specs(case.body):
         lengths = spec.get("length_words")
         if isinstance(lengths, dict):

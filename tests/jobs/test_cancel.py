@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from app.core.db import session_scope
 from app.generation.context import JobContext
-from app.generation.pipeline import ChunkReport, Outcome, _record, document_id, run_chunk
+from app.generation.pipeline import ChunkReport, Outcome, document_id, record_outcomes, run_chunk
 from app.jobs import repository
 from app.jobs import service as jobs
 from app.jobs.planner import PlannedItem
@@ -55,7 +55,7 @@ def test_cancel_marks_unrun_items_and_keeps_the_accepted_texts(
     with session_scope() as session:
         context = JobContext.for_job(jobs.get_job(session, team.principal, job.id), session)
     lost = Outcome(PlannedItem.from_json(late[0].plan), None, exhausted=3)
-    _record(context, [lost], ChunkReport(job_id=job.id), settings.canary_guid)
+    record_outcomes(context, [lost], ChunkReport(job_id=job.id), settings.canary_guid)
     after = client.get(f"/v1/jobs/{job.id}", headers=team.headers()).json()["progress"]
     assert (after["attempted"], after["failed"], after["not_run"], after["in_flight"]) == (
         11,

@@ -115,8 +115,8 @@ def test_of_two_workers_topping_up_one_window_only_the_first_plans(
         with session_scope() as other:  # another worker reads the same row and plans first
             theirs = other.get(Job, job.id)
             assert theirs is not None
-            jobs._plan_more(other, theirs, context, 10, dispatcher, window)
-        jobs._plan_more(session, mine, context, 10, dispatcher, window)
+            jobs._plan_more(other, theirs, context, 10, dispatcher, window, in_flight=0)
+        jobs._plan_more(session, mine, context, 10, dispatcher, window, in_flight=0)
     assert dispatcher.pop() == (job.id, 10, 20)
     assert dispatcher.pop() is None
     with session_scope() as session:

@@ -168,7 +168,7 @@ def test_a_second_delivery_of_a_written_item_counts_nothing(
     late = {"status": "failed", "reason": "llm_unavailable", "detail": "late delivery"}
     late |= {"model": "m", "prompt_sha256": "", "template_version": ""}
     report = pipeline.ChunkReport(job_id=view.job.id)
-    pipeline._record(context, [pipeline.Outcome(item, late)], report, settings.canary_guid)
+    pipeline.record_outcomes(context, [pipeline.Outcome(item, late)], report, settings.canary_guid)
     assert report.written == 0
     with session_scope() as session:
         again = jobs.view(session, jobs.get_job(session, team.principal, view.job.id))

@@ -97,3 +97,24 @@ def test_a_cancelled_call_gives_its_limiter_slot_back(llm: LLMTestServer) -> Non
             return (await client.limiter.state())["inflight"]
 
     assert asyncio.run(go()) == 0
+
+
+@pytest.mark.parametrize("fault", ["malformed", "cut", "hang"])
+def test_a_broken_reply_is_retried_as_an_error_of_the_call(llm: LLMTestServer, fault: str) -> None:
+    """A 200 whose body is not JSON, a body cut short, a socket that never answers: each is
+    one failed attempt, retried, never an exception that takes the whole chunk down."""
+    llm.faults.hang_seconds = 3
+    llm.faults.script.extend([fault, fault])
+    result = complete(config(llm.base_url, timeout_seconds=0.5, max_retries=2))
+    assert not isinstance(result, CompletionFailed)
+    assert (result.calls, result.errors) == (3, 2)  # type: ignore[attr-defined]
+    llm.faults.script.extend([fault] * 3)
+    with pytest.raises(CompletionFailed) as failed:
+        complete(config(llm.base_url, timeout_seconds=0.5, max_retries=2))
+    last = {
+        "malformed": "APIResponseValidationError: the reply is not a chat completion",
+        "cut": "APIConnectionError",
+        "hang": "APITimeoutError",
+    }
+    assert failed.value.reason == "llm_unavailable"
+    assert last[fault] in failed.value.detail

@@ -189,3 +189,37 @@ def test_a_budget_under_one_a_second_still_flows() -> None:
         assert len(admitted) >= 2 * 5  # at least two a minute: not one an hour
 
     with_limiters(body)
+
+
+def test_a_provider_limit_below_the_configured_one_is_found_and_429s_become_rare() -> None:
+    """The provider allows 300 a minute, the configuration says 600: after the first bursts
+    of 429s the shared budget settles under the real limit, and 429s fall under 1%."""
+
+    async def body(clock: Clock, make: Callable[[Limits], SharedLimiter]) -> None:
+        workers = [make(Limits(rpm=600, max_concurrency=64, cut_cooldown=10)) for _ in range(3)]
+        window: list[float] = []  # the provider's own sliding window of 60 s
+        outcomes: list[tuple[float, bool]] = []
+        for _ in range(20 * 60 * 10):  # 20 simulated minutes in 0.1 s steps
+            for worker in workers:
+                slot, _wait = await worker.try_acquire(10)
+                if slot is None:
+                    continue
+                while window and window[0] <= clock.now - 60:
+                    window.pop(0)
+                if len(window) >= 300:
+                    outcomes.append((clock.now, False))
+                    await worker.release(slot, ok=False)
+                    await worker.rate_limited(retry_after=window[0] + 60 - clock.now)
+                else:
+                    window.append(clock.now)
+                    outcomes.append((clock.now, True))
+                    await worker.release(slot, ok=True)
+            clock.now += 0.1
+        start = outcomes[0][0]
+        late = [ok for t, ok in outcomes if t > start + 5 * 60]
+        assert late.count(False) / len(late) < 0.01, late.count(False)
+        # And the budget the provider allows is used, not wasted: over 80% of it.
+        assert len(late) > 0.8 * 300 * 15
+        assert (await workers[0].state())["rate"] < 0.6
+
+    with_limiters(body)
