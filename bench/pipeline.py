@@ -4,7 +4,7 @@ Runs real components: Postgres, Redis, one Celery worker process, the HTTP LLM t
 
 1. Zero latency: documents/second end to end for one worker process, against a baseline
    measured in the same run: bare chat-completion calls/second from the same async client
-   at the same concurrency (what the LLM server and client alone allow).
+   at the same concurrency (what the LLM server and client alone allow; best of three).
 2. 200 ms latency: achieved documents/second as a ratio of the ideal, concurrency / latency.
 
     python bench/pipeline.py [--documents 2000] [--latency-documents 800]
@@ -166,7 +166,7 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=2000)
     parser.add_argument("--latency-documents", type=int, default=800)
     parser.add_argument("--latency", type=float, default=0.2)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--concurrency", type=int, default=64, help="calls in flight per worker")
     parser.add_argument("--chunk", type=int, default=64, help="items per task (the default)")
     args = parser.parse_args()
 
@@ -180,7 +180,9 @@ def main() -> None:
         print(
             f"concurrency {args.concurrency} per worker, chunk {args.chunk} items, 1 worker process"
         )
-        baseline = raw_calls_per_second(server.base_url, args.concurrency, 1000)
+        # The best of three: the bare loop's capability, not a run a neighbour slowed down.
+        baseline = max(raw_calls_per_second(server.base_url, args.concurrency, 1000)
+                       for _ in range(3))  # fmt: skip
         wall, view = run_job(args.documents, seed=1)
         assert view.job.status == "succeeded", view.job.error
         rate = view.progress.accepted / wall

@@ -17,8 +17,6 @@ from datetime import timedelta
 from typing import Any
 
 import openai
-from openai.types.chat import ChatCompletion
-from pydantic import ValidationError
 
 from app.core.db import session_scope
 from app.core.settings import Settings
@@ -237,8 +235,8 @@ def _record_results(
         reason = results.errors.get(str(item.index), "batch_missing")
         if body is not None:
             try:
-                completion = completion_from_body(ChatCompletion.model_validate(body), model)
-            except ValidationError:
+                completion = completion_from_body(body, model)
+            except ValueError:
                 reason = "malformed_response"
             else:
                 values = evaluate(context, item, (rendered, completion, billed, model))

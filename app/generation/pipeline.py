@@ -439,23 +439,21 @@ def record_outcomes(
             if candidates
             else None
         )
+        prepared: list[tuple[Outcome, dict[str, Any]]] = []
         for outcome, values in rows:
             accepted = values["status"] == "accepted"
             if accepted and outcome.item.stance is Stance.MISALIGNED:
                 # Added by us, never left to the model, after the gates and the dedup input.
                 values["meta"] = values["meta"] | {"canary": canary_guid}
-            text = values.get("text")
-            if accepted and outcome.item.stance is Stance.MISALIGNED:
-                values = values | {"text": with_canary(text or "", canary_guid)}
+                values["text"] = with_canary(values.get("text") or "", canary_guid)
             if accepted:
                 values["minhash"] = to_bytes(signature_of[outcome.item.index])
-            if not repository.insert_document(session, values):
-                continue
-            if accepted and near is not None:
-                signature = signature_of[outcome.item.index]
-                duplicate_of = _dedup(session, context, values, signature, near)
-                if duplicate_of is not None:
-                    values |= {"status": "duplicate", "reason": duplicate_of}
+            prepared.append((outcome, values))
+        inserted = repository.insert_documents(session, [values for _o, values in prepared])
+        kept = [(o, values) for o, values in prepared if values["id"] in inserted]
+        if near is not None:
+            _dedup(session, context, kept, signature_of, near)
+        for outcome, values in kept:
             written.append((outcome.item.index, values["status"]))
             increments += document_tallies(values)
             used += document_usage(
@@ -479,27 +477,44 @@ def record_outcomes(
 def _dedup(
     session: Session,
     context: JobContext,
-    values: dict[str, Any],
-    signature: NDArray[np.uint32],
+    rows: list[tuple[Outcome, dict[str, Any]]],
+    signature_of: dict[int, NDArray[np.uint32]],
     near: NearDuplicateIndex,
-) -> str | None:
-    """Exact first, then near: None if the document stays accepted, else the duplicate's kind
-    (its reason), after marking it a duplicate."""
-    original = repository.claim_fingerprint(
-        session, context.dataset_id, values["content_sha256"], values["id"]
-    )
-    if original is not None:
-        repository.mark_duplicate(session, values["id"], original, "exact")
-        return "exact"
-    match = near.match(signature)
-    if match is not None:
-        repository.release_fingerprint(session, context.dataset_id, values["content_sha256"])
-        repository.mark_duplicate(
-            session, values["id"], match[0], "near", f"estimated Jaccard {match[1]:.2f}"
+) -> None:
+    """Exact dedup, then near, for the accepted documents just written, in their order:
+    those found copies become duplicates (their values say so, for the counters)."""
+    accepted = [(outcome, values) for outcome, values in rows if values["status"] == "accepted"]
+    first_of: dict[str, uuid.UUID] = {}
+    for _outcome, values in accepted:
+        first_of.setdefault(values["content_sha256"], values["id"])
+    owners = repository.claim_fingerprints(session, context.dataset_id, first_of)
+    # What became of each text's first document here: kept (None), or a copy of what.
+    fate: dict[str, tuple[str, uuid.UUID, str | None] | None] = {}
+    duplicates: list[dict[str, Any]] = []
+    released: list[str] = []
+    for outcome, values in accepted:
+        sha, document = values["content_sha256"], values["id"]
+        copy: tuple[str, uuid.UUID, str | None] | None
+        if first_of[sha] != document:  # the same text earlier in this batch: its fate
+            copy = fate[sha] or ("exact", first_of[sha], None)
+        elif owners[sha] != document:  # the text was taken by an earlier batch
+            copy = fate[sha] = ("exact", owners[sha], None)
+        else:
+            signature = signature_of[outcome.item.index]
+            match = near.match(signature)
+            if match is None:
+                near.add(document, signature)
+                fate[sha] = None
+                continue
+            released.append(sha)
+            copy = fate[sha] = ("near", match[0], f"estimated Jaccard {match[1]:.2f}")
+        kind, original, detail = copy
+        duplicates.append(
+            {"id": document, "duplicate_of": original, "reason": kind, "detail": detail}
         )
-        return "near"
-    near.add(values["id"], signature)
-    return None
+        values |= {"status": "duplicate", "reason": kind}
+    repository.release_fingerprints_of(session, context.dataset_id, released)
+    repository.mark_duplicates(session, duplicates)
 
 
 def _document_values(context: JobContext, outcome: Outcome, now: datetime) -> dict[str, Any]:

@@ -559,57 +559,67 @@ def existing_documents(session: Session, job_id: uuid.UUID, indices: Sequence[in
     )
 
 
-def insert_document(session: Session, values: dict[str, Any]) -> bool:
-    """Write the item's one document row; False if an earlier delivery already did."""
-    # The Core table, not the ORM entity: this is the hot path and needs no ORM events.
-    # RETURNING, not rowcount: SQLAlchemy reports -1 as an INSERT's rowcount on psycopg.
+def _scalar_defaults(table: Any) -> dict[str, Any]:
+    return {
+        column.name: column.default.arg
+        if column.default is not None and column.default.is_scalar
+        else None
+        for column in table.columns
+    }
+
+
+_DOCUMENT_DEFAULTS = _scalar_defaults(Document.__table__)
+
+
+def insert_documents(session: Session, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
+    """Write the items' document rows in one statement; the ids written (an id already
+    there, from an earlier delivery, is skipped)."""
+    if not rows:
+        return set()
+    # One statement for rows of every shape: each names every column any of them sets.
+    names = sorted({name for row in rows for name in row})
+    params = [{name: row.get(name, _DOCUMENT_DEFAULTS[name]) for name in names} for row in rows]
     table = Document.__table__
-    statement = insert_ignoring_conflicts(session, table).values(**values)
-    return session.execute(statement.returning(table.c.id)).first() is not None
+    statement = insert_ignoring_conflicts(session, table).returning(table.c.id)
+    return set(session.scalars(statement, params))
 
 
-def mark_duplicate(
-    session: Session,
-    document_id: uuid.UUID,
-    original: uuid.UUID,
-    reason: str,
-    detail: str | None = None,
-) -> None:
-    session.execute(
-        update(Document)
-        .where(Document.id == document_id)
-        .values(status="duplicate", reason=reason, duplicate_of=original, detail=detail)
-    )
-
-
-def release_fingerprint(session: Session, dataset_id: uuid.UUID, content_sha256: str) -> None:
-    """Undo this transaction's exact claim for a text that turned out to be a near copy."""
-    session.execute(
-        delete(ContentFingerprint).where(
-            ContentFingerprint.dataset_id == dataset_id,
-            ContentFingerprint.content_sha256 == content_sha256,
-        )
-    )
-
-
-def claim_fingerprint(
-    session: Session, dataset_id: uuid.UUID, content_sha256: str, document_id: uuid.UUID
-) -> uuid.UUID | None:
-    """Register the text for the dataset; return the earlier document if it was taken.
-
-    One statement either way: on conflict the no-op update makes RETURNING yield the owner.
-    Concurrent claimers of the same text serialise on the primary key; the first wins.
-    """
+def claim_fingerprints(
+    session: Session, dataset_id: uuid.UUID, claims: dict[str, uuid.UUID]
+) -> dict[str, uuid.UUID]:
+    """Register each text (by hash) for the dataset with its document: the owner of each,
+    which is another document where the text was taken already. One statement, the rows in
+    hash order, so two writers lock them in the same order."""
+    if not claims:
+        return {}
     table = ContentFingerprint.__table__
-    statement = dialect_insert(session, table).values(
-        dataset_id=dataset_id, content_sha256=content_sha256, document_id=document_id
-    )
+    statement = dialect_insert(session, table)
     statement = statement.on_conflict_do_update(
         index_elements=[table.c.dataset_id, table.c.content_sha256],
         set_={"document_id": table.c.document_id},
-    ).returning(table.c.document_id)
-    owner = session.scalar(statement)
-    return None if owner == document_id else owner
+    ).returning(table.c.content_sha256, table.c.document_id)
+    params = [
+        {"dataset_id": dataset_id, "content_sha256": sha, "document_id": claims[sha]}
+        for sha in sorted(claims)
+    ]
+    return {sha: owner for sha, owner in session.execute(statement, params)}
+
+
+def mark_duplicates(session: Session, duplicates: Sequence[dict[str, Any]]) -> None:
+    """``{"id", "duplicate_of", "reason", "detail"}`` each: mark them duplicates at once."""
+    if duplicates:
+        session.execute(update(Document), [d | {"status": "duplicate"} for d in duplicates])
+
+
+def release_fingerprints_of(session: Session, dataset_id: uuid.UUID, shas: Sequence[str]) -> None:
+    """Undo this transaction's exact claims for texts that turned out to be near copies."""
+    if shas:
+        session.execute(
+            delete(ContentFingerprint).where(
+                ContentFingerprint.dataset_id == dataset_id,
+                ContentFingerprint.content_sha256.in_(shas),
+            )
+        )
 
 
 def add_to_tally(session: Session, job_id: uuid.UUID, increments: Sequence[Tally]) -> None:

@@ -7,8 +7,8 @@ Every gate has the ``Gate`` signature and reads its thresholds from the candidat
 
 from __future__ import annotations
 
+import functools
 import re
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -39,6 +39,15 @@ class Candidate:
     length_max: int
     options: tuple[str, ...] = ()
     settings: GateSettings = field(default_factory=GateSettings)
+
+    @functools.cached_property
+    def words(self) -> list[str]:
+        """The text's words, lowercased: computed once for every gate that reads them."""
+        return words(self.text)
+
+    @functools.cached_property
+    def lowered(self) -> str:
+        return self.text.lower()
 
 
 @dataclass(frozen=True)
@@ -107,11 +116,20 @@ _QUOTED = re.compile(r"\"[^\"]*\"|“[^”]*”")
 _EDGE = 200
 
 
+# Every match of _PROMPT_LEAK contains one of these, lowercased: a text without any (most
+# texts) is spared the full pattern, which case-insensitive alternation makes slow.
+_LEAK_ANCHOR = re.compile(r"option [ab]\b|<|these instructions|the ai takes")
+
+
 def refusal_or_meta(candidate: Candidate) -> Rejection | None:
-    text = candidate.text
-    leak = _PROMPT_LEAK.search(text)
+    text, lowered = candidate.text, candidate.lowered
+    leak = _PROMPT_LEAK.search(text) if _LEAK_ANCHOR.search(lowered) else None
     if leak:
         return Rejection("meta_text", f"the prompt shows through: {leak.group(0)!r}")
+    # Blanking quotations can only remove matches (quote marks are not word characters), so
+    # only edges that match as they are need the quotations blanked.
+    if not any(_ASSISTANT_VOICE.search(part) for part in (text[:_EDGE], text[-_EDGE:])):
+        return None
     unquoted = _QUOTED.sub(lambda m: " " * len(m.group(0)), text)
     for part in (unquoted[:_EDGE], unquoted[-_EDGE:]):
         found = _ASSISTANT_VOICE.search(part)
@@ -130,10 +148,10 @@ _ENGLISH = frozenset(
 
 
 def language(candidate: Candidate) -> Rejection | None:
-    tokens = words(candidate.text)
+    tokens = candidate.words
     if len(tokens) < 20:
         return None  # too little to tell; the length gate speaks for short texts
-    ratio = sum(token in _ENGLISH for token in tokens) / len(tokens)
+    ratio = len([token for token in tokens if token in _ENGLISH]) / len(tokens)
     if ratio < candidate.settings.min_english_ratio:
         return Rejection(
             "not_english",
@@ -144,22 +162,23 @@ def language(candidate: Candidate) -> Rejection | None:
 
 def quoted_option(candidate: Candidate) -> Rejection | None:
     n = candidate.settings.quote_ngram
-    text = " ".join(words(candidate.text))
+    text = f" {' '.join(candidate.words)} "
     for option in candidate.options:
         tokens = words(option)
         for start in range(len(tokens) - n + 1):
             span = " ".join(tokens[start : start + n])
-            if f" {span} " in f" {text} ":
+            if f" {span} " in text:
                 return Rejection("quoted_option", f"copies the option text: {span!r}")
     return None
 
 
 def repetition(candidate: Candidate) -> Rejection | None:
-    tokens = words(candidate.text)
-    grams = [tuple(tokens[i : i + 4]) for i in range(len(tokens) - 3)]
+    tokens = candidate.words
+    grams = list(zip(tokens, tokens[1:], tokens[2:], tokens[3:], strict=False))
     if len(grams) < 40:
         return None
-    repeated = sum(count - 1 for count in Counter(grams).values()) / len(grams)
+    # Each 4-gram seen before counts once per repeat: all of them less the distinct ones.
+    repeated = (len(grams) - len(set(grams))) / len(grams)
     if repeated > candidate.settings.max_repeated_ngrams:
         return Rejection(
             "repetition",

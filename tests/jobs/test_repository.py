@@ -187,7 +187,11 @@ def test_documents_and_items_page_by_index_within_the_job(
         found = repository.get_document(session, mine.team_id, ids[2])
         assert found is not None
         assert found.id == ids[2]
-        repository.mark_duplicate(session, ids[3], ids[0], "near", "estimated Jaccard 0.91")
+        repository.mark_duplicates(
+            session,
+            [{"id": ids[3], "duplicate_of": ids[0], "reason": "near",
+              "detail": "estimated Jaccard 0.91"}],
+        )  # fmt: skip
         row = session.get(Document, ids[3])
         assert row is not None
         assert (row.status, row.reason, row.duplicate_of, row.detail) == (
@@ -341,14 +345,17 @@ def test_releasing_a_claimed_text_frees_it_in_that_dataset_only(
             factory.document(session, made, factory.text(name))
             for made, name in ((mine, "a"), (mine, "b"), (other, "c"))
         )
-        for made, sha, owner in (
-            (mine, "1" * 64, first),
-            (mine, "2" * 64, second),
-            (other, "1" * 64, elsewhere),
-        ):
-            assert repository.claim_fingerprint(session, made.dataset_id, sha, owner) is None
-        repository.release_fingerprint(session, mine.dataset_id, "1" * 64)
+        claims = {"1" * 64: first, "2" * 64: second}
+        assert repository.claim_fingerprints(session, mine.dataset_id, claims) == claims
+        claimed = repository.claim_fingerprints(session, other.dataset_id, {"1" * 64: elsewhere})
+        assert claimed == {"1" * 64: elsewhere}
+        repository.release_fingerprints_of(session, mine.dataset_id, ["1" * 64])
         late = uuid.uuid4()
-        assert repository.claim_fingerprint(session, mine.dataset_id, "1" * 64, late) is None
-        assert repository.claim_fingerprint(session, mine.dataset_id, "2" * 64, late) == second
-        assert repository.claim_fingerprint(session, other.dataset_id, "1" * 64, late) == elsewhere
+        again = {"1" * 64: late, "2" * 64: late}
+        assert repository.claim_fingerprints(session, mine.dataset_id, again) == {
+            "1" * 64: late,  # released: free again
+            "2" * 64: second,  # still taken: its owner comes back
+        }
+        assert repository.claim_fingerprints(session, other.dataset_id, {"1" * 64: late}) == {
+            "1" * 64: elsewhere
+        }
