@@ -116,6 +116,34 @@ def test_kill_9_worker_mid_job_loses_and_duplicates_nothing(
     assert shard_records == 200
 
 
+def test_sigterm_lets_a_worker_finish_its_chunk_and_nothing_is_left_leased(
+    client: Any, llm: LLMTestServer, team: Team, start_worker: Any
+) -> None:
+    """A SIGTERM (a deploy, a scale-down) is a warm shutdown: the chunk in hand finishes and
+    is written, the next chunks stay queued for another worker, and no item is left leased
+    to wait out its lease."""
+    llm.reset(FaultConfig(latency=0.4))
+    first = start_worker(PRIORFORGE_LLM_CONCURRENCY="8")  # chunks of 10 (tests' setting)
+    job_id = client.post("/v1/jobs", json=spec(documents=160), headers=team.headers()).json()["id"]
+    wait_for(lambda: job_state(client, team, job_id)["progress"]["attempted"] >= 12, timeout=60)
+    first.process.terminate()  # SIGTERM, mid-chunk: up to 8 calls of 0.4 s in flight
+    assert first.process.wait(timeout=60) == 0
+    with session_scope() as session:
+        leased = session.scalar(
+            select(func.count()).where(WorkItem.job_id == job_id, WorkItem.state == "leased")
+        )
+    at_stop = job_state(client, team, job_id)
+    assert leased == 0, "the stopped worker left items leased"
+    assert at_stop["progress"]["attempted"] % 10 == 0, "its last chunk was left half done"
+    assert at_stop["progress"]["accepted"] < 160
+
+    start_worker(PRIORFORGE_LLM_CONCURRENCY="16")
+    wait_for(lambda: job_state(client, team, job_id)["status"] != "running", timeout=90)
+    final = job_state(client, team, job_id)
+    assert final["status"] == "succeeded", final
+    assert final["progress"]["accepted"] == 160
+
+
 def test_a_killed_workers_items_resume_within_30_seconds(
     client: Any, llm: LLMTestServer, team: Team, start_worker: Any
 ) -> None:

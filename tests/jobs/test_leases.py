@@ -164,3 +164,36 @@ def lease_expiry(job_id: Any, owner: str) -> datetime | None:
                 WorkItem.lease_owner == owner,
             )
         )
+
+
+def test_a_poison_item_is_failed_after_its_attempts_and_the_job_goes_on(
+    llm: LLMTestServer, team: Team, settings: Any, store: Any
+) -> None:
+    """An item whose worker dies every time (it crashes the process, say) is leased at most
+    PRIORFORGE_MAX_ITEM_ATTEMPTS times; then it is failed with its reason, never run again,
+    and the rest of the job completes."""
+    from app.jobs import repository
+
+    job, dispatcher = submit_local(team, spec(documents=4), settings)
+    # Item 2's worker died mid-call max_item_attempts times: each lease ran out.
+    for attempt in range(settings.max_item_attempts):
+        then = utcnow() - timedelta(minutes=10 - attempt)
+        with session_scope() as session:
+            leased = repository.lease_items(
+                session, job.id, 2, 3, f"dead-{attempt}", then, then + timedelta(seconds=1)
+            )
+        assert [lease.attempts for lease in leased] == [attempt + 1]
+    served = llm.state.served
+    while (chunk := dispatcher.pop()) is not None:
+        run_chunk(*chunk, worker_id="w", dispatcher=dispatcher, settings=settings, store=store)
+    with session_scope() as session:
+        poison = session.execute(
+            select(Document.status, Document.reason, Document.detail)
+            .where(Document.job_id == job.id, Document.item_index == 2)
+        ).one()  # fmt: skip
+    assert (poison.status, poison.reason) == ("failed", "attempts_exhausted")
+    assert f"lost {settings.max_item_attempts} times" in (poison.detail or "")
+    status, accepted, _attempted, planned, _calls = progress(team, job.id)
+    assert (status, accepted) == ("succeeded", 4)
+    assert llm.state.served - served == planned - 1, "the poison item was not called again"
+    assert items(job.id)[2][0] == "failed"
