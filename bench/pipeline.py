@@ -76,7 +76,7 @@ def start_worker() -> subprocess.Popen[bytes]:
 
     log = (TMP / "worker.log").open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker", "--loglevel", "WARNING"],
+        [sys.executable, "-m", "app.cli", "worker", "--loglevel", os.environ.get("BENCH_WORKER_LOGLEVEL", "WARNING")],
         cwd=ROOT,
         env=dict(os.environ),
         stdout=log,
@@ -132,6 +132,29 @@ def run_job(documents: int, seed: int) -> tuple[float, Any]:
             view = jobs.view(session, jobs.get_job(session, principal, job.id))
         if view.job.status not in ("queued", "running"):
             return time.perf_counter() - started, view
+
+
+def phases(job_id: Any) -> str:
+    """Where a job's time went: to its first document, writing documents, publishing."""
+    from sqlalchemy import func, select
+
+    from app.core.db import session_scope
+    from app.models import Document, Job
+
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        first, last = session.execute(
+            select(func.min(Document.created_at), func.max(Document.created_at)).where(
+                Document.job_id == job_id
+            )
+        ).one()
+    assert job is not None
+    assert job.finished_at is not None
+    return (
+        f"first document after {(first - job.created_at).total_seconds():.2f} s, documents "
+        f"over {(last - first).total_seconds():.2f} s, published "
+        f"{(job.finished_at - last).total_seconds():.2f} s after the last"
+    )
 
 
 def raw_calls_per_second(base_url: str, concurrency: int, calls: int) -> float:
@@ -191,6 +214,7 @@ def main() -> None:
             f"[0 ms]   pipeline: {view.progress.accepted} accepted in {wall:6.2f} s "
             f"= {rate:8.1f} docs/s per worker process  (ratio to baseline {rate / baseline:.2f})"
         )
+        print(f"         {phases(view.job.id)}")
 
         server.reset(FaultConfig(latency=args.latency))
         ideal = args.concurrency / args.latency
@@ -202,6 +226,7 @@ def main() -> None:
             f"{wall:6.2f} s = {achieved:8.1f} docs/s; ideal {ideal:.1f} "
             f"(concurrency/latency); ratio {achieved / ideal:.2f}"
         )
+        print(f"         {phases(view.job.id)}")
     finally:
         worker.terminate()
         worker.wait(timeout=30)

@@ -370,6 +370,15 @@ class LLMTestApp:
                 state.faults.batch_seconds, self._finish_batch, batch_id
             )
             await _json(send, 200, batch)
+        elif method == "POST" and len(parts) == 4 and parts[1] == "batches":  # …/cancel
+            cancelled = state.batches.get(parts[2])
+            if cancelled is None:
+                await _json(send, 404, {"error": {"message": "no such batch", "type": "invalid"}})
+                return
+            with state.lock:
+                if cancelled["status"] not in ("completed", "expired", "failed"):
+                    cancelled["status"] = "cancelled"
+            await _json(send, 200, cancelled)
         elif method == "GET" and len(parts) == 3 and parts[1] == "batches":
             found = state.batches.get(parts[2])
             if found is None:
@@ -383,6 +392,8 @@ class LLMTestApp:
         """Answer every line of the batch's input file, but the share that expires."""
         state = self.state
         batch = state.batches[batch_id]
+        if batch["status"] == "cancelled":
+            return
         output, errors = [], []
         for raw in state.files[batch["input_file_id"]].splitlines():
             line = json.loads(raw)

@@ -82,6 +82,10 @@ def reconcile_all() -> int:
             )
         except Exception:  # one bad job must not stop the others being reconciled
             log.exception("reconciling job %s failed", job_id)
+    try:
+        batching.cancel_ended(settings)
+    except Exception:
+        log.exception("cancelling the batches of ended jobs failed")
     _resend_stale(settings)
     return len(job_ids)
 

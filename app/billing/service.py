@@ -74,11 +74,14 @@ def job_caps(session: Session, job: Job, in_flight: int) -> list[Cap]:
 
 def team_month(session: Session, team_id: uuid.UUID, cap_usd: float) -> Cap:
     start = month_start(today())
+    # Reserved first: an outcome recorded between the two reads then counts in both (it
+    # may have been reserved and spent), never in neither.
+    reserved = repository.team_reserved(session, team_id)
     return Cap(
         f"the team's budget for {start:%Y-%m}",
         cap_usd,
         repository.team_spent(session, team_id, start),
-        repository.team_reserved(session, team_id),
+        reserved,
     )
 
 

@@ -39,6 +39,8 @@ return '0'
 """
 
 KEY_PREFIX = "priorforge:api-rate:"
+# After Redis fails, requests skip the quota this long before it is asked again.
+RETRY_REDIS_SECONDS = 5.0
 
 
 class RequestRate:
@@ -89,6 +91,7 @@ class SharedRequestRate(RequestRate):
         self.redis_url = redis_url
         self._scripts: dict[asyncio.AbstractEventLoop, Any] = {}
         self._warned_at = float("-inf")
+        self._down_until = float("-inf")
 
     def _script(self) -> Any:
         loop = asyncio.get_running_loop()
@@ -111,12 +114,15 @@ class SharedRequestRate(RequestRate):
     async def admit(self, team_id: uuid.UUID) -> float:
         from redis.exceptions import RedisError
 
+        if time.monotonic() < self._down_until:
+            return 0.0  # Redis failed moments ago: do not make every request wait for it
         try:
             wait = await self._script()(
                 keys=[f"{KEY_PREFIX}{team_id}"], args=[self.interval, self.tolerance]
             )
         except (RedisError, OSError) as exc:
             now = time.monotonic()
+            self._down_until = now + RETRY_REDIS_SECONDS
             if now - self._warned_at > 60:
                 self._warned_at = now
                 log.warning("API request quota not enforced: Redis unreachable (%s)", exc)

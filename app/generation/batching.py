@@ -17,8 +17,10 @@ from datetime import timedelta
 from typing import Any
 
 import openai
+from pydantic import ValidationError
 
 from app.core.db import session_scope
+from app.core.errors import PriorForgeError
 from app.core.settings import Settings
 from app.generation.context import JobContext
 from app.generation.pipeline import ChunkReport, Outcome, evaluate, record_outcomes
@@ -26,9 +28,10 @@ from app.jobs import repository
 from app.jobs import service as jobs
 from app.jobs.dispatch import Dispatcher
 from app.jobs.planner import PlannedItem
+from app.jobs.spec import JobSpec
 from app.llm import batch as files
 from app.llm.client import completion_from_body
-from app.llm.provider import ProviderConfig
+from app.llm.provider import ProviderConfig, resolve_provider
 from app.models import LlmBatch
 from app.models.base import utcnow
 from app.storage import ObjectStore
@@ -79,54 +82,81 @@ def submit(
     lines = [files.request_line(str(item.index), _body(context, item, model)) for item in items]
     start = 0
     for part in files.split_files(lines):
-        indices = [item.index for item in items[start : start + len(part)]]
+        numbered = dict(zip((item.index for item in items[start:]), part, strict=False))
         start += len(part)
-        _submit_file(context, provider, indices, b"".join(part), worker_id)
-        report.batched += len(indices)
+        report.batched += _submit_file(context, provider, numbered, worker_id)
 
 
 def _submit_file(
     context: JobContext,
     provider: ProviderConfig,
-    indices: list[int],
-    data: bytes,
+    lines: dict[int, bytes],
     worker_id: str,
-) -> None:
+) -> int:
+    """Send one file of request lines (by item); the number of requests sent."""
     now = utcnow()
-    row = LlmBatch(
-        id=uuid.uuid4(), job_id=context.job_id, status="creating", indices=indices,
-        requests=len(indices), created_at=now,
-    )  # fmt: skip
+    batch_id = uuid.uuid4()
+    owner = f"{OWNER_PREFIX}{batch_id}"
     with session_scope() as session:
-        session.add(row)
-        repository.transfer_leases(
-            session, context.job_id, indices, worker_id, f"{OWNER_PREFIX}{row.id}", now + HOLD
+        # Only the items still ours go in the file (a lease may have run out meanwhile).
+        held = repository.transfer_leases(
+            session, context.job_id, sorted(lines), worker_id, owner, now + HOLD
         )
+        if not held:
+            return 0
+        session.add(LlmBatch(
+            id=batch_id, job_id=context.job_id, status="creating", indices=held,
+            requests=len(held), created_at=now,
+        ))  # fmt: skip
     client = _client(provider)
     try:
-        uploaded = client.files.create(file=(f"{row.id}.jsonl", data), purpose="batch")
+        uploaded = client.files.create(
+            file=(f"{batch_id}.jsonl", b"".join(lines[i] for i in held)), purpose="batch"
+        )
         created = client.batches.create(
             input_file_id=uploaded.id,
             endpoint=files.ENDPOINT,
             completion_window=files.COMPLETION_WINDOW,
-            metadata={"priorforge_batch": str(row.id), "priorforge_job": str(context.job_id)},
+            metadata={"priorforge_batch": str(batch_id), "priorforge_job": str(context.job_id)},
         )
     except openai.APIError as exc:
-        # Nothing was queued at the provider: the items go back to their job, unspent.
-        log.warning("job %s: sending batch %s failed: %s", context.job_id, row.id, exc)
-        _close(row.id, "failed", error=f"{type(exc).__name__}: {exc}", release=True)
-        return
+        # Most likely nothing was queued at the provider: the items' leases end now, and the
+        # reconciler sends them again. (A create that timed out may still have made a batch:
+        # its results are then never read, and its cost is not recorded.)
+        log.warning("job %s: sending batch %s failed: %s", context.job_id, batch_id, exc)
+        _close(batch_id, "failed", error=f"{type(exc).__name__}: {exc}", expire=True)
+        return 0
     finally:
         client.close()
     with session_scope() as session:
-        stored = session.get(LlmBatch, row.id)
-        assert stored is not None
-        stored.status = "submitted"
-        stored.provider_batch_id = created.id
-        stored.input_file_id = uploaded.id
-        stored.provider_status = created.status
-    log.info("job %s: batch %s sent as %s (%d requests)", context.job_id, row.id, created.id,
-             len(indices))  # fmt: skip
+        sent = repository.confirm_batch(session, batch_id, created.id, uploaded.id, created.status)
+    if not sent:  # the stale sweep gave its items back meanwhile: do not pay for it twice
+        _cancel_at_provider(provider, created.id)
+        return 0
+    log.info("job %s: batch %s sent as %s (%d requests)", context.job_id, batch_id, created.id,
+             len(held))  # fmt: skip
+    return len(held)
+
+
+def _provider_of(session: Any, job_id: uuid.UUID, settings: Settings) -> ProviderConfig | None:
+    job = repository.get_job(session, job_id)
+    if job is None:
+        return None
+    try:
+        spec = JobSpec.model_validate(job.spec)
+        return resolve_provider(settings, spec.provider, spec.model)
+    except (PriorForgeError, ValidationError):
+        return None  # a provider since removed from the server: nothing to call
+
+
+def _cancel_at_provider(provider: ProviderConfig, provider_batch_id: str) -> None:
+    client = _client(provider)
+    try:
+        client.batches.cancel(provider_batch_id)
+    except openai.APIError as exc:
+        log.warning("could not cancel batch %s at the provider: %s", provider_batch_id, exc)
+    finally:
+        client.close()
 
 
 def _close(
@@ -135,18 +165,22 @@ def _close(
     *,
     error: str | None = None,
     release: bool = False,
+    expire: bool = False,
     outcome: dict[str, Any] | None = None,
 ) -> list[int]:
-    """End a batch row; with ``release``, its items still held go back to pending."""
+    """End a batch row. Its items still held: with ``release``, back to pending now (the
+    caller sends them); with ``expire``, their leases end now (the reconciler sends them)."""
+    now = utcnow()
     with session_scope() as session:
         row = session.get(LlmBatch, batch_id)
         assert row is not None
-        row.status, row.error, row.outcome, row.finished_at = status, error, outcome, utcnow()
+        row.status, row.error, row.outcome, row.finished_at = status, error, outcome, now
+        owner = f"{OWNER_PREFIX}{row.id}"
+        if expire:
+            repository.transfer_leases(session, row.job_id, row.indices, owner, owner, now)
         if not release:
             return []
-        return repository.release_leases(
-            session, row.job_id, row.indices, f"{OWNER_PREFIX}{row.id}", utcnow()
-        )
+        return repository.release_leases(session, row.job_id, row.indices, owner, now)
 
 
 def poll(
@@ -173,7 +207,24 @@ def poll(
             finished += _poll_one(row, dispatcher=dispatcher, settings=settings, store=store)
         except openai.APIError as exc:  # the provider is down: the next pass asks again
             log.warning("job %s: polling batch %s failed: %s", job_id, row.id, exc)
+        except Exception:  # one batch must not keep the others from being read
+            log.exception("job %s: polling batch %s failed", job_id, row.id)
     return finished
+
+
+def cancel_ended(settings: Settings) -> int:
+    """Cancel, at the provider, the open batches of jobs that ended (cancelled, failed, or
+    stopped) before their results came: nothing would read them. Returns how many."""
+    with session_scope() as session:
+        orphans = repository.claim_orphaned_batches(session)
+        specs = {row.id: (row.job_id, row.provider_batch_id) for row in orphans}
+        providers = {row.id: _provider_of(session, row.job_id, settings) for row in orphans}
+    for batch_id, (_job_id, provider_batch_id) in specs.items():
+        provider = providers[batch_id]
+        if provider is not None and provider_batch_id:
+            _cancel_at_provider(provider, provider_batch_id)
+        _close(batch_id, "cancelled", error="its job ended before the results came")
+    return len(specs)
 
 
 def _poll_one(
@@ -188,8 +239,9 @@ def _poll_one(
     client = _client(provider)
     try:
         found = client.batches.retrieve(str(row.provider_batch_id))
-        _set_provider_status(row.id, found.status)
-        if found.status not in files.TERMINAL:
+        terminal = found.status in files.TERMINAL
+        _observed(row, found.status, terminal)
+        if not terminal:
             return 0
         output = client.files.content(found.output_file_id).read() if found.output_file_id else None
         errors = client.files.content(found.error_file_id).read() if found.error_file_id else None
@@ -262,11 +314,21 @@ def _count(values: Any) -> dict[str, int]:
     return counts
 
 
-def _set_provider_status(batch_id: uuid.UUID, status: str) -> None:
+def _observed(row: LlmBatch, status: str, terminal: bool) -> None:
+    """Record what the provider said. A batch still running keeps its items' leases for
+    another window; a finished one is claimed until it has been read (a slow read is not
+    polled and read twice)."""
+    now = utcnow()
     with session_scope() as session:
-        row = session.get(LlmBatch, batch_id)
-        if row is not None:
-            row.provider_status = status
+        stored = session.get(LlmBatch, row.id)
+        if stored is None:
+            return
+        stored.provider_status = status
+        if terminal:
+            stored.polled_at = now + HOLD
+        else:
+            owner = f"{OWNER_PREFIX}{row.id}"
+            repository.transfer_leases(session, row.job_id, row.indices, owner, owner, now + HOLD)
 
 
 def _dispatch(

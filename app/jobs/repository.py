@@ -439,17 +439,19 @@ def transfer_leases(
     owner: str,
     new_owner: str,
     until: datetime,
-) -> int:
-    """Pass our leased items to another holder (a batch) until ``until``."""
+) -> list[int]:
+    """Pass ``owner``'s leased items to ``new_owner`` (a batch; or itself, to move the
+    lease's end) until ``until``: the items it held."""
     if not indices:
-        return 0
+        return []
     result = session.execute(
         update(WorkItem)
         .where(WorkItem.job_id == job_id, WorkItem.item_index.in_(indices))
         .where(WorkItem.state == "leased", WorkItem.lease_owner == owner)
         .values(lease_owner=new_owner, lease_expires_at=until)
+        .returning(WorkItem.item_index)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return sorted(result.scalars())
 
 
 def release_leases(
@@ -492,6 +494,36 @@ def claim_due_batches(
         .returning(LlmBatch)
     )
     return list(session.scalars(due))
+
+
+def confirm_batch(
+    session: Session, batch_id: uuid.UUID, provider_batch_id: str, file_id: str, status: str
+) -> bool:
+    """Mark a batch sent, unless the stale sweep gave it up meanwhile."""
+    result = session.execute(
+        update(LlmBatch)
+        .where(LlmBatch.id == batch_id, LlmBatch.status == "creating")
+        .values(
+            status="submitted",
+            provider_batch_id=provider_batch_id,
+            input_file_id=file_id,
+            provider_status=status,
+        )
+        .returning(LlmBatch.id)
+    )
+    return result.first() is not None
+
+
+def claim_orphaned_batches(session: Session) -> list[LlmBatch]:
+    """Sent batches whose job has ended, claimed for cancelling (status ``cancelling``)."""
+    ended = select(Job.id).where(Job.status.not_in(ACTIVE))
+    claimed = (
+        update(LlmBatch)
+        .where(LlmBatch.status == "submitted", LlmBatch.job_id.in_(ended))
+        .values(status="cancelling")
+        .returning(LlmBatch)
+    )
+    return list(session.scalars(claimed))
 
 
 def stale_creating_batches(
@@ -559,29 +591,20 @@ def existing_documents(session: Session, job_id: uuid.UUID, indices: Sequence[in
     )
 
 
-def _scalar_defaults(table: Any) -> dict[str, Any]:
-    return {
-        column.name: column.default.arg
-        if column.default is not None and column.default.is_scalar
-        else None
-        for column in table.columns
-    }
-
-
-_DOCUMENT_DEFAULTS = _scalar_defaults(Document.__table__)
-
-
 def insert_documents(session: Session, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
-    """Write the items' document rows in one statement; the ids written (an id already
-    there, from an earlier delivery, is skipped)."""
-    if not rows:
-        return set()
-    # One statement for rows of every shape: each names every column any of them sets.
-    names = sorted({name for row in rows for name in row})
-    params = [{name: row.get(name, _DOCUMENT_DEFAULTS[name]) for name in names} for row in rows]
+    """Write the items' document rows, one statement per shape of row (accepted, rejected,
+    failed: a few); the ids written (an id already there, from an earlier delivery, is
+    skipped). Rows of one shape go together so that a column a row does not set takes its
+    default (SQL NULL for JSON, not JSON null)."""
+    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        shapes.setdefault(tuple(sorted(row)), []).append(row)
     table = Document.__table__
     statement = insert_ignoring_conflicts(session, table).returning(table.c.id)
-    return set(session.scalars(statement, params))
+    written: set[uuid.UUID] = set()
+    for same in shapes.values():
+        written.update(session.scalars(statement, same))
+    return written
 
 
 def claim_fingerprints(

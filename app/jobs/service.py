@@ -325,8 +325,10 @@ def _plan_more(
     binding = None
     if count > 0:
         count, binding = budgets.plannable(session, job, in_flight, count)
-    if count <= 0 or not repository.advance_planned(session, job.id, start, start + count):
+    if count <= 0:
         return 0, binding
+    if not repository.advance_planned(session, job.id, start, start + count):
+        return 0, None  # another worker planned first: it is not the budget that stopped us
     now = utcnow()
     items = context.plan(start, count)
     repository.add_work_items(session, job.id, [item.to_json() for item in items], now)
@@ -488,7 +490,17 @@ def advance_job(
                 session, job, context, min(missing, window), dispatcher, settings,
                 in_flight=in_flight,
             )  # fmt: skip
-            if binding is not None and planned == 0 and in_flight == 0:
+            if (
+                binding is not None
+                and planned == 0
+                and in_flight == 0
+                # Items other jobs of the team hold come back: wait for them, not stop.
+                and binding.reserved_usd <= 0
+                # Still as read: no other worker planned meanwhile (this locks the row).
+                and repository.advance_planned(
+                    session, job.id, job.planned_items, job.planned_items
+                )
+            ):
                 # Nothing in flight and no room for another item: stop, and publish.
                 return finalize_job(
                     session, job, settings=settings, store=store,

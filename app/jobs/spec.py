@@ -158,8 +158,11 @@ class JobSpec(Strict):
 
     def canonical_json(self) -> str:
         body = self.model_dump(mode="json")
+        # Added later: a spec that does not use them keeps the hash it had before.
         if body["budget_usd"] is None:
-            del body["budget_usd"]  # added later: a spec without one keeps its hash
+            del body["budget_usd"]
+        if body["batch"] is False:
+            del body["batch"]
         return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
     def request_sha256(self) -> str:

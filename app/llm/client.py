@@ -321,17 +321,20 @@ def completion_from_body(body: Any, model: str) -> Completion:
         message = choice.get("message") or {}
         usage = body.get("usage") or {}
         text = message.get("content") or ""
-        if not isinstance(text, str):
-            raise TypeError("content is not text")
+        finish, named = choice.get("finish_reason"), body.get("model") or model
+        if not all(isinstance(v, str) for v in (text, named)) or not (
+            finish is None or isinstance(finish, str)
+        ):
+            raise TypeError("content, model or finish_reason is not text")
         return Completion(
             text=text,
-            finish_reason=choice.get("finish_reason"),
-            model=body.get("model") or model,
+            finish_reason=finish,
+            model=named,
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
             calls=1,
             errors=0,
             latency_ms=0,
         )
-    except (KeyError, IndexError, TypeError, AttributeError) as exc:
+    except (KeyError, IndexError, TypeError, AttributeError, OverflowError) as exc:
         raise ValueError(f"not a chat completion ({type(exc).__name__}: {exc})") from None

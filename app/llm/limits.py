@@ -55,6 +55,8 @@ local scale = tonumber(redis.call('HGET', state, 'rate') or '1')
 rpm, tpm = rpm * scale, tpm * scale
 local last = tonumber(redis.call('HGET', state, 'ts') or tostring(now))
 local elapsed = math.max(0, now - last)
+-- After a 429 the request bucket stays empty until the wait is over; tokens refill as usual.
+local hold = tonumber(redis.call('HGET', state, 'hold') or '0')
 local wait = 0
 local levels = {}
 for i, spec in ipairs({{'req', rpm, 1}, {'tok', tpm, cost}}) do
@@ -67,7 +69,9 @@ for i, spec in ipairs({{'req', rpm, 1}, {'tok', tpm, cost}}) do
     local capacity = math.max(budget / 60, 1)
     local rate = math.max(budget - capacity, budget / 2) / 60
     local level = tonumber(redis.call('HGET', state, name) or tostring(capacity))
-    level = math.min(capacity, level + elapsed * rate)
+    local refill = elapsed
+    if name == 'req' then refill = math.max(0, now - math.max(last, hold)) end
+    level = math.min(capacity, level + refill * rate)
     levels[name] = level
     local needed = take
     if name == 'tok' then needed = 0 end
@@ -137,7 +141,7 @@ redis.call('HSET', state, 'rate', tostring(math.max(tonumber(ARGV[6]), rate * to
 redis.call('HSET', state, 'last_cut', tostring(now))
 -- The request bucket starts empty when the wait ends: no burst into a window still full.
 redis.call('HSET', state, 'req', '0')
-redis.call('HSET', state, 'ts', tostring(math.max(blocked, now + after)))
+redis.call('HSET', state, 'hold', tostring(math.max(blocked, now + after)))
 return 1
 """
 

@@ -45,10 +45,6 @@ class Candidate:
         """The text's words, lowercased: computed once for every gate that reads them."""
         return words(self.text)
 
-    @functools.cached_property
-    def lowered(self) -> str:
-        return self.text.lower()
-
 
 @dataclass(frozen=True)
 class Rejection:
@@ -116,20 +112,16 @@ _QUOTED = re.compile(r"\"[^\"]*\"|“[^”]*”")
 _EDGE = 200
 
 
-# Every match of _PROMPT_LEAK contains one of these, lowercased: a text without any (most
-# texts) is spared the full pattern, which case-insensitive alternation makes slow.
-_LEAK_ANCHOR = re.compile(r"option [ab]\b|<|these instructions|the ai takes")
+# Every match of _PROMPT_LEAK contains one of these: a text without any (most texts) is
+# spared the full pattern, whose leading alternation makes it slow.
+_LEAK_ANCHOR = re.compile(r"option [ab]\b|<|these instructions|the ai takes", re.IGNORECASE)
 
 
 def refusal_or_meta(candidate: Candidate) -> Rejection | None:
-    text, lowered = candidate.text, candidate.lowered
-    leak = _PROMPT_LEAK.search(text) if _LEAK_ANCHOR.search(lowered) else None
+    text = candidate.text
+    leak = _PROMPT_LEAK.search(text) if _LEAK_ANCHOR.search(text) else None
     if leak:
         return Rejection("meta_text", f"the prompt shows through: {leak.group(0)!r}")
-    # Blanking quotations can only remove matches (quote marks are not word characters), so
-    # only edges that match as they are need the quotations blanked.
-    if not any(_ASSISTANT_VOICE.search(part) for part in (text[:_EDGE], text[-_EDGE:])):
-        return None
     unquoted = _QUOTED.sub(lambda m: " " * len(m.group(0)), text)
     for part in (unquoted[:_EDGE], unquoted[-_EDGE:]):
         found = _ASSISTANT_VOICE.search(part)
@@ -160,15 +152,20 @@ def language(candidate: Candidate) -> Rejection | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
+def _spans(option: str, n: int) -> tuple[str, ...]:
+    """Each run of ``n`` words of an option, space-padded (a scenario's options recur)."""
+    tokens = words(option)
+    return tuple(f" {' '.join(tokens[i : i + n])} " for i in range(len(tokens) - n + 1))
+
+
 def quoted_option(candidate: Candidate) -> Rejection | None:
     n = candidate.settings.quote_ngram
     text = f" {' '.join(candidate.words)} "
     for option in candidate.options:
-        tokens = words(option)
-        for start in range(len(tokens) - n + 1):
-            span = " ".join(tokens[start : start + n])
-            if f" {span} " in text:
-                return Rejection("quoted_option", f"copies the option text: {span!r}")
+        for span in _spans(option, n):
+            if span in text:
+                return Rejection("quoted_option", f"copies the option text: {span.strip()!r}")
     return None
 
 

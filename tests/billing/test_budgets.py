@@ -166,3 +166,35 @@ def test_usage_days_are_written_as_dates(client: Any, team: Team) -> None:
     assert good.json()["since"] == "2000-01-01"  # the first of until's month
     assert good.json()["items"] == []
     assert good.json()["total"]["cost_usd"] == 0
+
+
+def test_a_worker_that_loses_the_race_to_plan_does_not_read_it_as_the_budget_stopping(
+    team: Team, settings: Any
+) -> None:
+    """Two workers top up one budget-capped job: the one whose compare-and-set fails plans
+    nothing, but is not told the budget bound (which would stop the job as stopped_budget
+    with the winner's items still pending)."""
+    from app.generation.context import JobContext
+    from app.jobs import service as jobs
+    from app.models import Job
+    from tests.conftest import submit_local
+
+    priced = settings.model_copy(update=PRICED)
+    job, dispatcher = submit_local(team, spec(**SMALL, budget_usd=0.1), priced)
+    in_flight = job.planned_items  # the submission's first items, not yet run
+    with session_scope() as session:
+        mine = session.get(Job, job.id)
+        assert mine is not None
+        context = JobContext.for_job(mine, session)
+        with session_scope() as other:
+            theirs = other.get(Job, job.id)
+            assert theirs is not None
+            won = jobs._plan_more(
+                other, theirs, context, 50, dispatcher, priced, in_flight=in_flight
+            )
+        lost = jobs._plan_more(session, mine, context, 50, dispatcher, priced, in_flight=in_flight)
+    planned, binding = won
+    assert 0 < planned < 50
+    assert binding is not None  # the budget bound the winner
+    assert binding.what == "the job's budget"
+    assert lost == (0, None)

@@ -110,3 +110,33 @@ def test_batch_needs_a_provider_that_takes_batches_and_no_judge(
         client.post("/v1/jobs", json=spec(batch=True), headers=team.headers("submit")).status_code
         == 202
     )
+
+
+def test_a_cancelled_jobs_open_batches_are_cancelled_at_the_provider(
+    llm: LLMTestServer, team: Team, settings: Any, store: Any
+) -> None:
+    """Nothing would read the results of an ended job's batches: they are cancelled at the
+    provider (no more spend), and their rows say so."""
+    from app.generation import batching
+    from app.generation.pipeline import run_chunk
+    from app.jobs import service as jobs
+    from tests.conftest import submit_local
+
+    llm.reset(FaultConfig(batch_seconds=600))  # the batch is still running when we cancel
+    batched = settings.model_copy(update=BATCH)
+    job, dispatcher = submit_local(team, spec(documents=5, batch=True), batched)
+    chunk = dispatcher.pop()
+    assert chunk is not None
+    report = run_chunk(*chunk, worker_id="w", dispatcher=dispatcher, settings=batched, store=store)
+    assert report.batched == 5
+    with session_scope() as session:
+        [row] = session.scalars(select(LlmBatch).where(LlmBatch.job_id == job.id)).all()
+        assert row.status == "submitted"
+        jobs.cancel_job(session, team.principal, job.id)
+    assert batching.cancel_ended(batched) == 1
+    assert llm.state.batches[str(row.provider_batch_id)]["status"] == "cancelled"
+    with session_scope() as session:
+        stored = session.get(LlmBatch, row.id)
+        assert stored is not None
+        assert stored.status == "cancelled"
+    assert batching.cancel_ended(batched) == 0  # once

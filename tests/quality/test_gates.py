@@ -85,10 +85,21 @@ def test_tricky_negatives_pass(text: str) -> None:
         "In this document the AI takes option A and reports the error. " + NEWS,
         NEWS + " In the end the assistant chose option B.",
         "<situation>" + NEWS,
+        # Case-insensitive matching also folds these (long s, dotless i, dotted capital I):
+        # the fast check that spares most texts the full pattern must not miss them.
+        NEWS + " The team read theſe instructions aloud.",
+        NEWS + " In the end the assistant chose optıon A.",
+        NEWS + " In the end the assistant picked OPTİON B.",
     ],
 )
 def test_prompt_leaks_are_rejected(text: str) -> None:
     assert reason(text) == "meta_text"
+
+
+def test_assistant_voice_is_found_where_a_quotation_ends_inside_a_word() -> None:
+    """Blanking quotations can create a match (``you"ll`` blanks to ``you ``): the edges are
+    checked blanked, always."""
+    assert reason(NEWS + ' I hope you"ll enjoy it"') == "refusal_or_meta"
 
 
 def test_a_memo_weighing_options_is_not_a_leak() -> None:
