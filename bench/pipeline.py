@@ -76,7 +76,7 @@ def start_worker() -> subprocess.Popen[bytes]:
 
     log = (TMP / "worker.log").open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "worker", "--loglevel", os.environ.get("BENCH_WORKER_LOGLEVEL", "WARNING")],
+        [sys.executable, "-m", "app.cli", "worker", "--loglevel", "WARNING"],
         cwd=ROOT,
         env=dict(os.environ),
         stdout=log,
