@@ -287,9 +287,9 @@ DEMO_SPEC: dict[str, Any] = {
     "documents": 8,
     "stances": {"aligned": 1},
     "surface_forms": ["news_report", "forum_thread", "lecture_transcript", "short_story"],
-    "length_words": {"min": 80, "max": 700},
+    "length_words": {"min": 40, "max": 700},
     "sampling": {"temperature": 0.8, "top_p": 0.95, "max_tokens": 1000, "frequency_penalty": 0.5},
-    "max_attempts_factor": 4,
+    "max_attempts_factor": 6,
     "seed": 7,
     "name": "demo",
 }
