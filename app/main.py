@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.billing.router import router as billing_router
-from app.core import openapi, problems, ratelimit
+from app.core import openapi, problems
 from app.datasets.exports.router import router as exports_router
 from app.datasets.router import router as datasets_router
 from app.evals.router import router as evals_router
@@ -32,7 +32,6 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     # they are collected, and promoted, several times a request while still in use.
     gc.set_threshold(50_000, 20, 20)
     yield
-    await ratelimit.close_all()  # the request-rate quota's Redis clients on this loop
 
 
 def create_app() -> FastAPI:

@@ -421,6 +421,21 @@ def run_local(
 
 
 @pytest.fixture(autouse=True)
+def _fresh_rate_limiters() -> None:
+    """The shared LLM limiter keeps what it learned (a cut rate, a wait) in Redis for an
+    hour, by provider, model and key, which the tests share: each test starts from none."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        stale = list(client.scan_iter("priorforge:limits:*", count=1000))
+        if stale:
+            client.delete(*stale)
+    finally:
+        client.close()
+
+
+@pytest.fixture(autouse=True)
 def _close_llm_clients() -> Iterator[None]:
     """Tests that call run_chunk on the main thread leave a client open; close it."""
     yield

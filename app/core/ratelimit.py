@@ -7,13 +7,15 @@ long to wait. One key per team, one round trip per request: with a Redis broker,
 script on Redis's own clock (API processes on several machines see one quota); embedded,
 the same arithmetic in this process.
 
-A Redis that cannot be reached admits the request: the quota protects the service, and an
-outage of the broker must not also take every read down (writes then answer 503 anyway).
+Blocking calls (the guard runs them in its thread pool, with the key check): a thread-safe
+client tied to no event loop, so nothing is left open when a loop ends. A Redis that cannot
+be reached admits the request, and is not asked again for a few seconds: the quota protects
+the service, and an outage of the broker must not also take every read down (writes then
+answer 503 anyway).
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import threading
@@ -51,7 +53,7 @@ class RequestRate:
         self.interval = 60.0 / per_minute
         self.tolerance = self.interval * (max(1, burst) - 1)
 
-    async def admit(self, team_id: uuid.UUID) -> float:
+    def admit(self, team_id: uuid.UUID) -> float:
         """0 if the request may go on, else the seconds until one would be admitted."""
         raise NotImplementedError
 
@@ -67,10 +69,7 @@ class LocalRequestRate(RequestRate):
         self._arrivals: dict[uuid.UUID, float] = {}
         self._lock = threading.Lock()
 
-    async def admit(self, team_id: uuid.UUID) -> float:
-        return self.admit_now(team_id)
-
-    def admit_now(self, team_id: uuid.UUID) -> float:
+    def admit(self, team_id: uuid.UUID) -> float:
         with self._lock:
             now = self.clock()
             arrival = max(self._arrivals.get(team_id, now), now)
@@ -84,40 +83,26 @@ class LocalRequestRate(RequestRate):
 
 
 class SharedRequestRate(RequestRate):
-    """The quota in Redis, shared by every API process; one client per event loop."""
+    """The quota in Redis, shared by every API process."""
 
     def __init__(self, per_minute: int, burst: int, redis_url: str) -> None:
+        import redis
+
         super().__init__(per_minute, burst)
-        self.redis_url = redis_url
-        self._scripts: dict[asyncio.AbstractEventLoop, Any] = {}
+        self._client = redis.Redis.from_url(
+            redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
+        )
+        self._script: Any = self._client.register_script(_GCRA)
         self._warned_at = float("-inf")
         self._down_until = float("-inf")
 
-    def _script(self) -> Any:
-        loop = asyncio.get_running_loop()
-        script = self._scripts.get(loop)
-        if script is None:
-            import redis.asyncio as redis
-
-            client = redis.Redis.from_url(
-                self.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5
-            )
-            script = self._scripts[loop] = client.register_script(_GCRA)
-        return script
-
-    async def close(self) -> None:
-        """Close this event loop's client (the app's shutdown)."""
-        script = self._scripts.pop(asyncio.get_running_loop(), None)
-        if script is not None:
-            await script.registered_client.aclose()
-
-    async def admit(self, team_id: uuid.UUID) -> float:
+    def admit(self, team_id: uuid.UUID) -> float:
         from redis.exceptions import RedisError
 
         if time.monotonic() < self._down_until:
             return 0.0  # Redis failed moments ago: do not make every request wait for it
         try:
-            wait = await self._script()(
+            wait = self._script(
                 keys=[f"{KEY_PREFIX}{team_id}"], args=[self.interval, self.tolerance]
             )
         except (RedisError, OSError) as exc:
@@ -129,15 +114,8 @@ class SharedRequestRate(RequestRate):
             return 0.0
         return float(wait)
 
-
-async def close_all() -> None:
-    """Close the clients the quotas opened on this event loop."""
-    for quota in list(_made):
-        if isinstance(quota, SharedRequestRate):
-            await quota.close()
-
-
-_made: list[RequestRate] = []
+    def close(self) -> None:
+        self._client.close()
 
 
 @functools.lru_cache(maxsize=8)
@@ -145,10 +123,6 @@ def request_rate(per_minute: int, burst: int, broker_url: str | None) -> Request
     """The quota for these settings (one per process): None when it is off."""
     if per_minute <= 0:
         return None
-    quota: RequestRate
     if broker_url and broker_url.startswith(("redis://", "rediss://")):
-        quota = SharedRequestRate(per_minute, burst, broker_url)
-    else:
-        quota = LocalRequestRate(per_minute, burst)
-    _made.append(quota)
-    return quota
+        return SharedRequestRate(per_minute, burst, broker_url)
+    return LocalRequestRate(per_minute, burst)

@@ -99,9 +99,9 @@ class GuardedRoute(APIRoute):
             session = (get_reading_sessionmaker() if reading else get_sessionmaker())()
             setattr(request.state, SESSION_STATE, session)
             header = request.headers.get("authorization")
-            principal = await run_in_threadpool(authenticate_request, header, session)
+            principal, wait = await run_in_threadpool(_authenticate, header, session)
             request.state.principal = check_role(principal, self.required_role)
-            await _check_request_rate(principal)
+            _check_request_rate(wait)
         _check_parameters(request)
         if not self.takes_body:
             return request
@@ -135,18 +135,23 @@ class GuardedRoute(APIRoute):
         return f"the body of {request.method} {self.path} may be at most {size}"
 
 
-async def _check_request_rate(principal: Principal) -> None:
-    """429 with Retry-After when the key's team is over its API request rate."""
+def _authenticate(header: str | None, session: Any) -> tuple[Principal, float]:
+    """The request's key (blocking: run off the loop), and how long its team must wait
+    before its API request rate admits the request (0: now)."""
+    principal = authenticate_request(header, session)
     settings = get_settings()
     quota = request_rate(
         settings.team_max_requests_per_minute, settings.team_request_burst, settings.broker_url
     )
-    if quota is None:
-        return
-    wait = await quota.admit(principal.team_id)
+    return principal, (quota.admit(principal.team_id) if quota is not None else 0.0)
+
+
+def _check_request_rate(wait: float) -> None:
+    """429 with Retry-After when the key's team is over its API request rate."""
     if wait > 0:
+        per_minute = get_settings().team_max_requests_per_minute
         raise OverQuota(
-            f"this team is over its API request rate of {quota.per_minute} requests a minute "
+            f"this team is over its API request rate of {per_minute} requests a minute "
             f"(PRIORFORGE_TEAM_MAX_REQUESTS_PER_MINUTE); retry in {wait:.1f} s",
             retry_after=max(1, math.ceil(wait)),
         )

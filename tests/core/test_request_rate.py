@@ -3,7 +3,7 @@ shared by every API process through Redis."""
 
 from __future__ import annotations
 
-import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -18,43 +18,41 @@ def test_gcra_admits_a_burst_then_one_request_per_interval() -> None:
     now = [100.0]
     quota = LocalRequestRate(per_minute=60, burst=5, clock=lambda: now[0])
     team, other = uuid.uuid4(), uuid.uuid4()
-    assert [quota.admit_now(team) for _ in range(5)] == [0.0] * 5
-    assert quota.admit_now(team) == pytest.approx(1.0)  # the 6th waits one interval
-    assert quota.admit_now(other) == 0.0  # teams do not share a quota
+    assert [quota.admit(team) for _ in range(5)] == [0.0] * 5
+    assert quota.admit(team) == pytest.approx(1.0)  # the 6th waits one interval
+    assert quota.admit(other) == 0.0  # teams do not share a quota
     now[0] += 1.0
-    assert quota.admit_now(team) == 0.0
-    assert quota.admit_now(team) == pytest.approx(1.0)
+    assert quota.admit(team) == 0.0
+    assert quota.admit(team) == pytest.approx(1.0)
     now[0] += 60.0  # idle: the whole burst again, never more
-    assert sum(quota.admit_now(team) == 0.0 for _ in range(10)) == 5
+    assert sum(quota.admit(team) == 0.0 for _ in range(10)) == 5
 
 
 def test_the_shared_quota_is_one_across_processes(settings: Any) -> None:
     """Two limiters (two API processes) on one Redis admit one burst between them."""
-    broker = settings.broker_url
-    first = SharedRequestRate(6, 4, broker)
-    second = SharedRequestRate(6, 4, broker)
+    first = SharedRequestRate(6, 4, settings.broker_url)
+    second = SharedRequestRate(6, 4, settings.broker_url)
     team = uuid.uuid4()
-
-    async def run() -> list[float]:
-        waits = []
-        for i in range(8):
-            waits.append(await (first if i % 2 else second).admit(team))
-        await first.close()
-        await second.close()
-        return waits
-
-    waits = asyncio.run(run())
+    try:
+        waits = [(first if i % 2 else second).admit(team) for i in range(8)]
+    finally:
+        first.close()
+        second.close()
     assert waits[:4] == [0.0] * 4
     assert all(9.0 < wait <= 10.0 for wait in waits[4:]), waits  # 60/6 s per request
+
+
+def test_an_unreachable_redis_admits_and_is_not_asked_again_at_once() -> None:
     unreachable = SharedRequestRate(6, 1, "redis://127.0.0.1:9/0")
-
-    async def refused() -> float:
-        try:
-            return await unreachable.admit(team)
-        finally:
-            await unreachable.close()
-
-    assert asyncio.run(refused()) == 0.0  # fails open: reads keep working
+    try:
+        started = time.monotonic()
+        assert unreachable.admit(uuid.uuid4()) == 0.0  # fails open: reads keep working
+        first = time.monotonic() - started
+        started = time.monotonic()
+        assert [unreachable.admit(uuid.uuid4()) for _ in range(50)] == [0.0] * 50
+        assert time.monotonic() - started < max(first, 0.05), "each request waited on Redis"
+    finally:
+        unreachable.close()
 
 
 def test_a_team_past_its_rate_gets_429_with_retry_after(
