@@ -12,11 +12,11 @@ from sqlalchemy.orm import Session
 
 from app.billing.usage import UsageIncrement, combine
 from app.core.sql import dialect_insert
+from app.jobs.repository import ACTIVE
 from app.jobs.tally import OUTCOME_PREFIX
 from app.models import Job, JobTally, Team, UsageDaily
 
 _COUNTERS = ("calls", "errors", "prompt_tokens", "completion_tokens", "cost_usd")
-ACTIVE = ("queued", "running")
 
 
 def add_usage(session: Session, team_id: uuid.UUID, increments: Sequence[UsageIncrement]) -> None:

@@ -31,11 +31,6 @@ def _iso_day(value: object) -> object:
 Day = Annotated[date, BeforeValidator(_iso_day)]
 Group = Literal["day", "job", "model"]
 MAX_ROWS = 1000
-_FIELDS = {
-    "day": ("day",),
-    "job": ("job_id",),
-    "model": ("purpose", "provider", "model", "prices_version"),
-}
 _COUNTERS = ("calls", "errors", "prompt_tokens", "completion_tokens", "cost_usd")
 
 
@@ -76,7 +71,7 @@ def get_usage(
     if until < since:
         raise InvalidRequest(f"until ({until}) is before since ({since})")
     groups = list(dict.fromkeys(group_by or ["day"]))
-    fields = [name for group in groups for name in _FIELDS[group]]
+    fields = [column.key for group in groups for column in repository.GROUPS[group]]
 
     def summed(grouping: list[str]) -> Sequence[Any]:
         return repository.usage(

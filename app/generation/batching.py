@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -172,9 +173,9 @@ def _close(
     caller sends them); with ``expire``, their leases end now (the reconciler sends them)."""
     now = utcnow()
     with session_scope() as session:
-        row = session.get(LlmBatch, batch_id)
-        assert row is not None
-        row.status, row.error, row.outcome, row.finished_at = status, error, outcome, now
+        row = repository.update_batch(
+            session, batch_id, status=status, error=error, outcome=outcome, finished_at=now
+        )
         owner = f"{OWNER_PREFIX}{row.id}"
         if expire:
             repository.transfer_leases(session, row.job_id, row.indices, owner, owner, now)
@@ -253,7 +254,7 @@ def _poll_one(
     outcome = {
         "provider_status": found.status,
         "completed": len(results.completions),
-        "errors": dict(_count(results.errors.values())),
+        "errors": dict(Counter(results.errors.values())),
         "resent": len(retry),
         "written": report.written,
     }
@@ -307,26 +308,15 @@ def _record_results(
     return retry
 
 
-def _count(values: Any) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for value in values:
-        counts[value] = counts.get(value, 0) + 1
-    return counts
-
-
 def _observed(row: LlmBatch, status: str, terminal: bool) -> None:
     """Record what the provider said. A batch still running keeps its items' leases for
     another window; a finished one is claimed until it has been read (a slow read is not
     polled and read twice)."""
     now = utcnow()
     with session_scope() as session:
-        stored = session.get(LlmBatch, row.id)
-        if stored is None:
-            return
-        stored.provider_status = status
-        if terminal:
-            stored.polled_at = now + HOLD
-        else:
+        claim = {"polled_at": now + HOLD} if terminal else {}
+        repository.update_batch(session, row.id, provider_status=status, **claim)
+        if not terminal:
             owner = f"{OWNER_PREFIX}{row.id}"
             repository.transfer_leases(session, row.job_id, row.indices, owner, owner, now + HOLD)
 
@@ -334,11 +324,6 @@ def _observed(row: LlmBatch, status: str, terminal: bool) -> None:
 def _dispatch(
     job_id: uuid.UUID, indices: list[int], dispatcher: Dispatcher, settings: Settings
 ) -> None:
-    if not indices:
-        return
-    with session_scope() as session:
-        repository.mark_enqueued(session, job_id, indices, utcnow())
-    from app.jobs.dispatch import chunk_ranges
-
-    for start, end in chunk_ranges(indices, settings.chunk_size):
-        dispatcher.dispatch(job_id, start, end)
+    if indices:
+        with session_scope() as session:
+            jobs.redispatch(session, dispatcher, job_id, indices, settings)

@@ -442,29 +442,32 @@ def transfer_leases(
 ) -> list[int]:
     """Pass ``owner``'s leased items to ``new_owner`` (a batch; or itself, to move the
     lease's end) until ``until``: the items it held."""
-    if not indices:
-        return []
-    result = session.execute(
-        update(WorkItem)
-        .where(WorkItem.job_id == job_id, WorkItem.item_index.in_(indices))
-        .where(WorkItem.state == "leased", WorkItem.lease_owner == owner)
-        .values(lease_owner=new_owner, lease_expires_at=until)
-        .returning(WorkItem.item_index)
+    return _update_held(
+        session, job_id, indices, owner, lease_owner=new_owner, lease_expires_at=until
     )
-    return sorted(result.scalars())
 
 
 def release_leases(
     session: Session, job_id: uuid.UUID, indices: Sequence[int], owner: str, now: datetime
 ) -> list[int]:
     """Return the items ``owner`` still holds to pending (to be sent again)."""
+    return _update_held(
+        session, job_id, indices, owner,
+        state="pending", lease_owner=None, lease_expires_at=None, updated_at=now,
+    )  # fmt: skip
+
+
+def _update_held(
+    session: Session, job_id: uuid.UUID, indices: Sequence[int], owner: str, **values: Any
+) -> list[int]:
+    """Set ``values`` on those of the items that ``owner`` holds leased: their indices."""
     if not indices:
         return []
     result = session.execute(
         update(WorkItem)
         .where(WorkItem.job_id == job_id, WorkItem.item_index.in_(indices))
         .where(WorkItem.state == "leased", WorkItem.lease_owner == owner)
-        .values(state="pending", lease_owner=None, lease_expires_at=None, updated_at=now)
+        .values(**values)
         .returning(WorkItem.item_index)
     )
     return sorted(result.scalars())
@@ -512,6 +515,14 @@ def confirm_batch(
         .returning(LlmBatch.id)
     )
     return result.first() is not None
+
+
+def update_batch(session: Session, batch_id: uuid.UUID, **values: Any) -> LlmBatch:
+    row = session.get(LlmBatch, batch_id)
+    assert row is not None, batch_id
+    for name, value in values.items():
+        setattr(row, name, value)
+    return row
 
 
 def claim_orphaned_batches(session: Session) -> list[LlmBatch]:

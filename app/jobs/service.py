@@ -337,6 +337,18 @@ def _plan_more(
     return count, binding
 
 
+def redispatch(
+    session: Session,
+    dispatcher: Dispatcher,
+    job_id: uuid.UUID,
+    indices: list[int],
+    settings: Settings,
+) -> None:
+    """Send planned items again (their messages, or their batch, were lost), once committed."""
+    repository.mark_enqueued(session, job_id, indices, utcnow())
+    _dispatch_after_commit(session, dispatcher, job_id, indices, settings)
+
+
 def _dispatch_after_commit(
     session: Session,
     dispatcher: Dispatcher,
@@ -664,8 +676,7 @@ def reconcile_job(
         log.warning(
             "job %s: re-dispatching %d items (expired leases: %d)", job_id, len(redo), len(expired)
         )
-        repository.mark_enqueued(session, job_id, redo, now)
-        _dispatch_after_commit(session, dispatcher, job_id, redo, settings)
+        redispatch(session, dispatcher, job_id, redo, settings)
     if job.status == "running":
         advance_job(session, job_id, dispatcher=dispatcher, settings=settings, store=store)
 
