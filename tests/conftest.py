@@ -388,13 +388,15 @@ def submit_local(
 def run_first_chunk(
     team: Team, raw_spec: dict[str, Any], settings: Any, store: Any
 ) -> tuple[Any, Any]:
-    """Submit a job to a LocalDispatcher and run its first chunk here: (job, dispatcher)."""
+    """Submit a job to a LocalDispatcher and run its first chunk here, its own items only
+    (not the job's next ones, as a worker's chunk takes while it has time): (job, dispatcher)."""
     from app.generation.pipeline import run_chunk
 
     job, dispatcher = submit_local(team, raw_spec, settings)
     chunk = dispatcher.pop()
     assert chunk is not None
-    run_chunk(*chunk, worker_id="w", dispatcher=dispatcher, settings=settings, store=store)
+    own_items = settings.model_copy(update={"chunk_seconds": 0})
+    run_chunk(*chunk, worker_id="w", dispatcher=dispatcher, settings=own_items, store=store)
     return job, dispatcher
 
 

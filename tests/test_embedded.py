@@ -119,6 +119,8 @@ def test_the_bundled_local_model_writes_documents(team: Team, settings: Any, sto
         ),
         local_only,
         store,
+        # Up to ten attempts, one at a time, of up to 900 tokens at about 70 a second here.
+        timeout=300,
     )
     assert view.job.status == "succeeded", view.job.error
     assert view.progress.accepted == 2

@@ -9,7 +9,12 @@ import threading
 import uuid
 from typing import Any
 
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import (
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+    worker_shutting_down,
+)
 
 from app.core.db import get_engine, session_scope
 from app.core.settings import get_settings
@@ -18,7 +23,7 @@ from app.datasets.exports.service import RUN_EXPORT_TASK
 from app.evals import service as evals
 from app.evals.service import RUN_EVAL_TASK
 from app.generation import batching
-from app.generation.pipeline import close_thread_resources
+from app.generation.pipeline import close_thread_resources, wind_down
 from app.generation.pipeline import run_chunk as run_chunk_service
 from app.jobs import service as jobs
 from app.jobs.dispatch import RECONCILE_TASK, RUN_CHUNK_TASK, CeleryDispatcher
@@ -131,6 +136,11 @@ def _quiet_http_client(**_: Any) -> None:
 def _start_reconciler(**_: Any) -> None:
     # Every worker runs one; per-job claims in the database keep them from doubling up.
     threading.Thread(target=_reconcile_forever, name="priorforge-reconciler", daemon=True).start()
+
+
+@worker_shutting_down.connect  # the warm shutdown's signal handler, in the main process
+def _take_no_more_items(**_: Any) -> None:
+    wind_down()
 
 
 @worker_shutdown.connect

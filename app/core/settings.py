@@ -128,6 +128,13 @@ class Settings(BaseSettings):
     # Items a job keeps planned and unfinished: it plans this many up front and tops the
     # window up as chunks finish, so a job of any size costs bounded time and rows to submit.
     plan_ahead_items: int = Field(default=2048, ge=1)
+    chunk_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long one task keeps leasing more of its job's pending items while "
+        "it has free call slots, before its worker goes back to the queue (other jobs' turn); "
+        "0: a task runs its own chunk's items only.",
+    )
     # A worker renews its leases every second while it runs, so a short lease costs nothing
     # but a killed worker's items come back soon: lease + reconcile interval, under 30 s.
     lease_seconds: float = Field(default=20.0, gt=0)

@@ -79,6 +79,7 @@ async def _extract(
         results = await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         watchdog.cancel()
+        watch.close()
     for result in results:
         if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
             raise result

@@ -91,17 +91,6 @@ def run_chunk(
             report.stopped = "job not active"
             report.job_status = job.status if job else "missing"
             return report
-        try:
-            if job.kind == jobs.EXTRACT_SCENARIOS:
-                extraction = ExtractionSpec.model_validate(job.spec)
-            else:
-                context = JobContext.for_job(job, session, decontaminate=True)
-        except (PriorForgeError, ValidationError) as exc:
-            # E.g. a scenario it names was removed: retrying cannot help, so say why it ended.
-            detail = exc.detail if isinstance(exc, PriorForgeError) else str(exc)
-            jobs.end_job(session, job_id, "failed", error=f"cannot run this job: {detail}")
-            report.job_status = "failed"
-            return report
         team_id = job.team_id
         kind = job.kind
         if job.status == "queued" and repository.transition(
@@ -117,22 +106,37 @@ def run_chunk(
         )
         if leased:
             repository.touch_job(session, job_id, now)
+            # Only now: a chunk whose items a busier chunk already took costs no more.
+            try:
+                if kind == jobs.EXTRACT_SCENARIOS:
+                    extraction = ExtractionSpec.model_validate(job.spec)
+                else:
+                    context = JobContext.for_job(job, session, decontaminate=True)
+            except (PriorForgeError, ValidationError) as exc:
+                # E.g. a scenario it names was removed: retrying cannot help, so say why.
+                detail = exc.detail if isinstance(exc, PriorForgeError) else str(exc)
+                jobs.end_job(session, job_id, "failed", error=f"cannot run this job: {detail}")
+                report.job_status = "failed"
+                return report
     report.leased = len(leased)
 
-    if kind == jobs.EXTRACT_SCENARIOS:
+    if not leased:
+        pass
+    elif kind == jobs.EXTRACT_SCENARIOS:
         # Imported here: the extraction runner builds on this module's loop and heartbeat.
         from app.generation import extraction as extracting
 
-        if leased:
-            extracting.run_items(
-                extracting.ExtractionJob(job_id, team_id, extraction),
-                [lease.index for lease in leased],
-                worker_id=worker_id,
-                settings=settings,
-                report=report,
-            )
+        extracting.run_items(
+            extracting.ExtractionJob(job_id, team_id, extraction),
+            [lease.index for lease in leased],
+            worker_id=worker_id,
+            settings=settings,
+            report=report,
+        )
     else:
-        _run_generation(context, leased, worker_id, settings, report)
+        more = _MoreWork(context, worker_id, dispatcher, settings, store, report)
+        _run_generation(context, _runnable(context, leased, settings, report), more, settings,
+                        report)  # fmt: skip
 
     with session_scope() as session:
         report.job_status = jobs.advance_job(
@@ -141,28 +145,109 @@ def run_chunk(
     return report
 
 
-def _run_generation(
+def _runnable(
     context: JobContext,
     leased: list[repository.LeasedItem],
-    worker_id: str,
     settings: Settings,
     report: ChunkReport,
-) -> None:
+) -> list[PlannedItem]:
+    """The leased items to call the LLM for; those leased too often fail here (poison)."""
     runnable: list[PlannedItem] = []
+    lost: list[Outcome] = []
     for lease in leased:
         item = PlannedItem.from_json(lease.plan)
         if lease.attempts > settings.max_item_attempts:
-            lost = Outcome(item, None, lease.attempts - 1)
-            record_outcomes(context, [lost], report, settings.canary_guid)
+            lost.append(Outcome(item, None, lease.attempts - 1))
         else:
             runnable.append(item)
+    if lost:
+        record_outcomes(context, lost, report, settings.canary_guid)
+    return runnable
+
+
+def _run_generation(
+    context: JobContext,
+    runnable: list[PlannedItem],
+    more: _MoreWork,
+    settings: Settings,
+    report: ChunkReport,
+) -> None:
     if runnable and context.spec.batch:
         from app.generation import batching  # it builds on this module's recording
 
-        batching.submit(context, runnable, worker_id, settings, report)
+        batching.submit(context, runnable, more.worker_id, settings, report)
     elif runnable:
         provider = context.provider(settings)
-        event_loop().run(_generate(context, provider, runnable, worker_id, settings, report))
+        event_loop().run(_generate(context, provider, runnable, more, settings, report))
+
+
+_winding_down = threading.Event()
+
+
+def wind_down() -> None:
+    """This process is shutting down: chunks finish the items they hold and take no more."""
+    _winding_down.set()
+
+
+@dataclass
+class _MoreWork:
+    """Leases more of a chunk's job while its call slots would otherwise go idle.
+
+    A chunk's own items end in a tail of slow calls; instead of waiting on them and then on
+    the next message, a running chunk takes the job's next pending items (planning more as
+    the job's window allows) for up to ``chunk_seconds``, then lets its worker return to the
+    queue so other jobs get their turn. Chunks whose items were taken this way lease nothing
+    and end at once.
+    """
+
+    context: JobContext
+    worker_id: str
+    dispatcher: Dispatcher
+    settings: Settings
+    store: ObjectStore
+    report: ChunkReport
+    until: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.until = time.monotonic() + self.settings.chunk_seconds
+
+    @property
+    def over(self) -> bool:
+        """The chunk's time is up, or its process is shutting down: take no more."""
+        return time.monotonic() >= self.until or _winding_down.is_set()
+
+    def __call__(self, limit: int) -> list[PlannedItem]:
+        """Up to ``limit`` more items to run (in a worker thread); none for now: []."""
+        job_id = self.context.job_id
+        planned = False
+        while not self.over:
+            now = utcnow()
+            expires = now + timedelta(seconds=self.settings.lease_seconds)
+            with session_scope() as session:
+                leased = repository.lease_next(session, job_id, self.worker_id, now, expires, limit)
+                if leased:
+                    repository.touch_job(session, job_id, now)
+            if leased:
+                self.report.leased += len(leased)
+                runnable = _runnable(self.context, leased, self.settings, self.report)
+                if runnable:
+                    return runnable
+                continue  # every one of them poison: look again
+            if planned or self.top_up() != "running":
+                return []  # the job needs no more than what is in flight
+            planned = True
+        return []
+
+    def top_up(self) -> str:
+        """Plan more of the job as its window allows (as a chunk's end does); its status."""
+        with session_scope() as session:
+            return jobs.advance_job(
+                session,
+                self.context.job_id,
+                dispatcher=self.dispatcher,
+                settings=self.settings,
+                store=self.store,
+            )
 
 
 _local = threading.local()
@@ -201,43 +286,59 @@ def client_for(provider: ProviderConfig) -> ChatClient:
     return clients[provider]
 
 
-WRITE_BATCH = 64
-WRITE_LINGER_SECONDS = 0.05
+WRITE_BATCH = 256
+WRITE_LINGER_SECONDS = 0.2
 
 
 async def _generate(
     context: JobContext,
     provider: ProviderConfig,
     items: list[PlannedItem],
-    worker_id: str,
+    more: _MoreWork,
     settings: Settings,
     report: ChunkReport,
 ) -> None:
     """Call the LLM for every item under the provider's concurrency limit.
 
-    Finished calls queue up for a single writer that stores them in small batches, one
-    transaction each: the call slots never wait on the database, and the database sees a
-    commit per batch instead of per document.
+    While fewer items wait than there are call slots, a feeder leases more of the job's
+    items (``more``), so the slots stay busy until the job has no more work or the chunk's
+    time is up. Finished calls queue up for a single writer that stores them in small
+    batches, one transaction each: the call slots never wait on the database, and the
+    database sees a commit per batch instead of per document.
     """
     semaphore = asyncio.Semaphore(provider.concurrency)
-    remaining = {item.index for item in items}
+    remaining: set[int] = set()  # leased and not yet written: the heartbeat renews them
     model = context.spec.model or provider.model
     sampling = context.spec.sampling
+    worker_id = more.worker_id
     finished: asyncio.Queue[Outcome | None] = asyncio.Queue()
 
     client = client_for(provider)  # outlives the chunk: the next one reuses its connections
     watch = JobWatch(context.job_id)
 
     judge = _JudgeSlots.open(context, settings)
+    tasks: list[asyncio.Task[None]] = []
+    waiting = 0  # tasks not yet holding a call slot
+    slot_taken = asyncio.Event()
+    wrote = asyncio.Event()  # set after each write
+    writing_now = False  # outcomes taken from the queue and not yet written
 
     async def one(item: PlannedItem) -> None:
-        async with semaphore:
+        nonlocal waiting
+        try:
+            await semaphore.acquire()
+        finally:  # taken, or cancelled while waiting: either way it waits no more
+            waiting -= 1
+            slot_taken.set()
+        try:
             if not await watch.active():
                 return
             rendered = context.render(item)
             completion = await client.complete_sampled(
                 rendered.messages, model=model, sampling=sampling, seed=item.sampling_seed
             )
+        finally:
+            semaphore.release()
         if isinstance(completion, CompletionFailed) and completion.deferred:
             # The provider asked for a long wait: the item goes back to the job until then.
             remaining.discard(item.index)
@@ -255,40 +356,93 @@ async def _generate(
                 return
         await finished.put(Outcome(item, values))
 
+    def add(batch: list[PlannedItem]) -> None:
+        nonlocal waiting
+        waiting += len(batch)
+        remaining.update(item.index for item in batch)
+        tasks.extend(asyncio.create_task(one(item)) for item in batch)
+
+    async def feeder() -> None:
+        """Lease more while fewer items wait than there are slots; end when none come.
+
+        Twice the slots at a time, so that a slow lease does not leave slots idle. As
+        documents are written it also tops up the job's window of planned items, a little
+        at a time, so that there is always more to lease."""
+        size = max(settings.chunk_size, 2 * provider.concurrency)
+        topped_up_at = 0
+        while True:
+            while waiting >= provider.concurrency:
+                slot_taken.clear()
+                await slot_taken.wait()
+            if writing.done() or report.stopped or not await watch.active():
+                return
+            try:
+                batch = await asyncio.to_thread(more, size)
+                if not batch:
+                    running = [task for task in tasks if not task.done()]
+                    if more.over or not (running or writing_now or not finished.empty()):
+                        return
+                    # The job's window is full of items still running, ours among them:
+                    # once some are written it has room to plan more.
+                    await _first_of(wrote, running)
+                    await asyncio.to_thread(more.top_up)
+                    continue
+                add(batch)
+                if report.written - topped_up_at >= size:
+                    topped_up_at = report.written
+                    await asyncio.to_thread(more.top_up)  # while the calls just added run
+            except Exception:  # the items in hand still run; the job's chunks do the rest
+                log.exception("job %s: leasing more items failed", context.job_id)
+                return
+
     async def writer() -> None:
+        nonlocal writing_now
         loop = asyncio.get_running_loop()
         done = False
         while not done:
             first = await finished.get()
             if first is None:
                 return
+            writing_now = True
             batch = [first]
             deadline = loop.time() + WRITE_LINGER_SECONDS
             while len(batch) < WRITE_BATCH:
+                # What is there already, then what comes while we linger: fewer, larger writes.
                 try:
-                    entry = await asyncio.wait_for(finished.get(), deadline - loop.time())
-                except TimeoutError:
-                    break
+                    entry = finished.get_nowait()
+                except asyncio.QueueEmpty:
+                    try:
+                        entry = await asyncio.wait_for(finished.get(), deadline - loop.time())
+                    except TimeoutError:
+                        break
                 if entry is None:
                     done = True
                     break
                 batch.append(entry)
             await asyncio.to_thread(record_outcomes, context, batch, report, settings.canary_guid)
             remaining.difference_update(entry.item.index for entry in batch)
+            writing_now = False
+            wrote.set()
+
+    async def all_calls() -> list[Any]:
+        await asyncio.wait([feeding])  # no task is added after it ends
+        return await asyncio.gather(*tasks, return_exceptions=True)
 
     writing = asyncio.create_task(writer())
-    tasks = [asyncio.create_task(one(item)) for item in items]
+    add(items)
+    feeding = asyncio.create_task(feeder())
     watchdog = asyncio.create_task(
         heartbeat(context.job_id, remaining, worker_id, settings, tasks, report)
     )
-    calls = asyncio.gather(*tasks, return_exceptions=True)
+    calls = asyncio.create_task(all_calls())
+
     try:
-        pending: list[asyncio.Future[Any]] = [calls, writing]
-        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([calls, writing], return_when=asyncio.FIRST_COMPLETED)
         if writing.done():  # the writer failed: results could not be stored, stop calling
+            feeding.cancel()
             for task in tasks:
                 task.cancel()
-            await calls
+            await asyncio.gather(calls, return_exceptions=True)
             writing.result()
         results = await calls
         await finished.put(None)
@@ -296,9 +450,24 @@ async def _generate(
     finally:
         watchdog.cancel()
         writing.cancel()
+        feeding.cancel()
+        watch.close()
     for result in results:
         if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
             raise result
+
+
+async def _first_of(event: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
+    """Wait until ``event`` is set anew, or until every one of ``tasks`` has ended."""
+    event.clear()
+    waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(event.wait())]
+    if tasks:
+        waits.append(asyncio.ensure_future(asyncio.wait(tasks)))  # its cancel leaves them be
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 def _defer(job_id: uuid.UUID, index: int, worker_id: str, wait: float) -> None:
@@ -350,29 +519,45 @@ def _extend(job_id: uuid.UUID, indices: list[int], worker_id: str, settings: Set
 
 
 class JobWatch:
-    """The job's status, read at most every ``max_age`` seconds, checked before each call."""
+    """The job's status, checked before each call without waiting on the database.
+
+    A read older than ``max_age`` seconds starts one refresh in a thread; calls go on with
+    the last status read meanwhile. (Waiting on a lock for it, every call in turn, used to
+    cost a turn of the event loop per call: at a few hundred calls a second the calls queued
+    behind the lock, not behind the LLM.)
+    """
 
     def __init__(self, job_id: uuid.UUID, max_age: float = 0.25) -> None:
         self.job_id = job_id
         self.max_age = max_age
-        self._status = "running"
-        self._read_at = float("-inf")
-        self._lock = asyncio.Lock()
+        self._status = "running"  # as its chunk read it a moment ago
+        self._read_at = time.monotonic()
+        self._refresh: asyncio.Task[None] | None = None
 
     async def active(self) -> bool:
-        async with self._lock:
-            now = time.monotonic()
-            if now - self._read_at > self.max_age:
-                self._status = await asyncio.to_thread(_read_status, self.job_id)
-                self._read_at = now
+        if self._refresh is None and time.monotonic() - self._read_at > self.max_age:
+            self._refresh = asyncio.create_task(self._read())
         return self._status in repository.ACTIVE
+
+    async def _read(self) -> None:
+        try:
+            status = await asyncio.to_thread(_read_status, self.job_id)
+        except Exception:  # the database is away: go on with the last status read
+            log.warning("job %s: reading its status failed", self.job_id, exc_info=True)
+            status = self._status
+        finally:
+            self._refresh = None
+        if self._read_at != float("inf"):  # not ended by fail() meanwhile
+            self._status, self._read_at = status, time.monotonic()
 
     async def fail(self, error: str) -> None:
         """End the job as failed; calls not started yet see it at once."""
-        async with self._lock:
-            self._status = "failed"
-            self._read_at = float("inf")
+        self._status, self._read_at = "failed", float("inf")
         await asyncio.to_thread(_fail_job, self.job_id, error)
+
+    def close(self) -> None:
+        if self._refresh is not None:
+            self._refresh.cancel()
 
 
 def _fail_job(job_id: uuid.UUID, error: str) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.core.sql import dialect_insert, insert_ignoring_conflicts, json_rows
@@ -333,22 +333,56 @@ def lease_orphans(
     """Lease up to ``limit`` items of the job whose lease ran out (a killed worker's, or a
     deferral's that is over), wherever they are: a worker starting a chunk takes them up
     without waiting for the reconciler to send them again."""
+    lapsed = and_(WorkItem.state == "leased", WorkItem.lease_expires_at < now)
+    return _lease_first(session, job_id, lapsed, owner, now, expires, limit)
+
+
+def lease_next(
+    session: Session,
+    job_id: uuid.UUID,
+    owner: str,
+    now: datetime,
+    expires: datetime,
+    limit: int,
+) -> list[LeasedItem]:
+    """Lease up to ``limit`` of the job's items wherever their chunk is: lapsed leases first,
+    then the lowest pending items. A worker with free call slots takes more of its job's
+    work without waiting for that chunk's message. Rows another transaction holds are
+    skipped, not waited on."""
+    leased = lease_orphans(session, job_id, owner, now, expires, limit)
+    pending = WorkItem.state == "pending"
+    return leased + _lease_first(session, job_id, pending, owner, now, expires, limit - len(leased))
+
+
+def _lease_first(
+    session: Session,
+    job_id: uuid.UUID,
+    free: ColumnElement[bool],
+    owner: str,
+    now: datetime,
+    expires: datetime,
+    limit: int,
+) -> list[LeasedItem]:
+    """Lease the ``limit`` lowest-numbered items of the job that are ``free``: one state and
+    a filter, so the (job, state, index) index yields them in order."""
     if limit <= 0:
         return []
-    lapsed = (
+    # Materialised: as an IN (subquery), Postgres may run the LIMIT again for each row it
+    # updates, and then leases far more than ``limit`` items.
+    first = (
         select(WorkItem.item_index)
-        .where(WorkItem.job_id == job_id, WorkItem.state == "leased")
-        .where(WorkItem.lease_expires_at < now)
+        .where(WorkItem.job_id == job_id, free)
         .order_by(WorkItem.item_index)
         .limit(limit)
         .with_for_update(skip_locked=True)
-        .scalar_subquery()
+        .cte("first_free")
+        .prefix_with("MATERIALIZED")
     )
     result = session.execute(
         update(WorkItem)
-        .where(WorkItem.job_id == job_id, WorkItem.item_index.in_(lapsed))
-        .where(WorkItem.state == "leased", WorkItem.lease_expires_at < now)
+        .where(WorkItem.job_id == job_id, WorkItem.item_index == first.c.item_index, free)
         .values(
+            state="leased",
             lease_owner=owner,
             lease_expires_at=expires,
             attempts=WorkItem.attempts + 1,

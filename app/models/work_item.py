@@ -19,7 +19,9 @@ class WorkItem(Base):
     """
 
     __tablename__ = "work_item"
-    __table_args__ = (Index("ix_work_item_job_state", "job_id", "state"),)
+    # By state, in index order: a worker leases a job's lowest pending items without
+    # stepping over the (many) done ones.
+    __table_args__ = (Index("ix_work_item_job_state_index", "job_id", "state", "item_index"),)
 
     job_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("job.id", ondelete="CASCADE"), primary_key=True

@@ -29,7 +29,7 @@ def only_document(job_id: Any, index: int) -> Document:
 def test_cancel_marks_unrun_items_and_keeps_the_accepted_texts(
     client: Any, llm: LLMTestServer, team: Team, settings: Any, store: Any
 ) -> None:
-    serial = settings.model_copy(update={"llm_concurrency": 1})
+    serial = settings.model_copy(update={"llm_concurrency": 1, "chunk_seconds": 0})
     job, dispatcher = submit_local(team, spec(documents=14, dataset="kept"), serial)
     llm.faults.script.extend(["duplicate"])  # item 0's text: a later job will write it again
     first = dispatcher.pop()

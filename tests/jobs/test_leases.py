@@ -7,6 +7,7 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from app.core.db import session_scope
@@ -59,6 +60,7 @@ def test_a_chunk_redelivered_while_its_job_runs_does_not_rerun_its_done_items(
     # The chunk's message comes back while the job still runs (its worker wrote the items,
     # then died before the late ack): run_chunk does not return early for a running job, so
     # only lease_items' state filter keeps done items from being called and leased again.
+    settings = settings.model_copy(update={"chunk_seconds": 0})  # each chunk its own items
     job, dispatcher = submit_local(team, spec(documents=25), settings)
     first = dispatcher.pop()
     assert first == (job.id, 0, 10)
@@ -92,6 +94,46 @@ def test_a_chunk_redelivered_while_its_job_runs_does_not_rerun_its_done_items(
     assert accepted == 25
     assert attempted == planned == calls == len(document_indices(job.id))
     assert {attempts for _state, attempts, _owner in items(job.id).values()} == {1}
+
+
+@pytest.mark.usefixtures("llm")
+def test_a_chunk_with_time_left_runs_its_jobs_next_items_and_plans_more_as_it_goes(
+    team: Team, settings: Any, store: Any
+) -> None:
+    """Free call slots take the job's next pending items instead of idling until the
+    chunk's last call returns: one chunk runs a job three windows long, planning as it
+    writes, and the chunks it planned find their items done and lease nothing."""
+    window = settings.model_copy(update={"plan_ahead_items": 20, "llm_concurrency": 4})
+    job, dispatcher = submit_local(team, spec(documents=60), window)
+    first = dispatcher.pop()
+    assert first == (job.id, 0, 10)
+    report = run_chunk(*first, worker_id="busy", dispatcher=dispatcher, settings=window,
+                       store=store)  # fmt: skip
+    assert report.leased == report.written == 60
+    assert report.job_status == "succeeded"
+    sent = 0
+    while (chunk := dispatcher.pop()) is not None:
+        sent += 1
+        late = run_chunk(*chunk, worker_id="late", dispatcher=dispatcher, settings=window,
+                         store=store)  # fmt: skip
+        assert (late.leased, late.written) == (0, 0)
+    assert sent >= 4, "the chunk did not plan the job's later windows"
+    status, accepted, attempted, planned, calls = progress(team, job.id)
+    assert (status, accepted, attempted, planned, calls) == ("succeeded", 60, 60, 60, 60)
+    assert {attempts for _state, attempts, _owner in items(job.id).values()} == {1}
+
+
+@pytest.mark.usefixtures("llm")
+def test_a_chunk_out_of_time_runs_only_what_it_holds(team: Team, settings: Any, store: Any) -> None:
+    no_time = settings.model_copy(update={"chunk_seconds": 0, "llm_concurrency": 4})
+    job, dispatcher = submit_local(team, spec(documents=30), no_time)
+    first = dispatcher.pop()
+    assert first is not None
+    report = run_chunk(*first, worker_id="w", dispatcher=dispatcher, settings=no_time,
+                       store=store)  # fmt: skip
+    assert (report.leased, report.written) == (10, 10)
+    states = {index: state for index, (state, _a, _o) in items(job.id).items()}
+    assert states == dict.fromkeys(range(10), "done") | dict.fromkeys(range(10, 30), "pending")
 
 
 def test_a_call_that_outlives_its_lease_keeps_the_item_leased_by_its_worker(

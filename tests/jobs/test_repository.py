@@ -102,6 +102,44 @@ def test_only_the_jobs_leases_expired_before_now_return_to_pending(
         assert items(session, other.job_id) == before
 
 
+def test_lease_next_takes_lapsed_leases_then_the_lowest_pending_items_up_to_its_limit(
+    jobs: tuple[factory.Seeded, factory.Seeded],
+) -> None:
+    """Exactly ``limit`` of them, never the whole job: as an IN (subquery) the LIMIT was run
+    again for every row updated, and one call leased every pending item."""
+    mine, other = jobs
+    with session_scope() as session:
+        repository.lease_items(session, mine.job_id, 0, 1, "w1", T0, at(60))  # live lease
+        repository.lease_items(session, mine.job_id, 2, 3, "w1", T0, at(10))  # runs out
+        set_items(session, mine, [4], state="done")
+        before = items(session, other.job_id)
+        leased = repository.lease_next(session, mine.job_id, "w2", at(30), at(90), 2)
+        assert [(item.index, item.attempts) for item in leased] == [(2, 2), (1, 1)]
+        leased = repository.lease_next(session, mine.job_id, "w3", at(30), at(90), 5)
+        assert [item.index for item in leased] == [3, 5]
+        assert repository.lease_next(session, mine.job_id, "w3", at(30), at(90), 5) == []
+        owners = [row[2] for row in items(session, mine.job_id)]
+        assert owners == ["w1", "w2", "w2", "w3", None, "w3"]
+        assert items(session, other.job_id) == before
+
+
+def test_lease_orphans_takes_only_lapsed_leases_up_to_its_limit(
+    jobs: tuple[factory.Seeded, factory.Seeded],
+) -> None:
+    mine, other = jobs
+    with session_scope() as session:
+        lease_all(session, mine, "w1", at(10))
+        lease_all(session, other, "w1", at(10))
+        set_items(session, mine, [1], lease_expires_at=at(60))  # still live
+        set_items(session, mine, [5], state="pending", lease_owner=None)
+        before = items(session, other.job_id)
+        leased = repository.lease_orphans(session, mine.job_id, "w2", at(30), at(90), 2)
+        assert [item.index for item in leased] == [0, 2]
+        leased = repository.lease_orphans(session, mine.job_id, "w2", at(30), at(90), 10)
+        assert [item.index for item in leased] == [3, 4]  # not the live lease, not pending
+        assert items(session, other.job_id) == before
+
+
 def test_stale_pending_items_are_the_jobs_pending_ones_sent_before_the_cutoff(
     jobs: tuple[factory.Seeded, factory.Seeded],
 ) -> None:
