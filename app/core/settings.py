@@ -128,6 +128,14 @@ class Settings(BaseSettings):
     # Items a job keeps planned and unfinished: it plans this many up front and tops the
     # window up as chunks finish, so a job of any size costs bounded time and rows to submit.
     plan_ahead_items: int = Field(default=2048, ge=1)
+    check_processes: int = Field(
+        default=1,
+        ge=0,
+        le=64,
+        description="Processes beside each worker process that check its replies (cleaning, "
+        "quality gates, decontamination) while its event loop runs calls; 0: in the "
+        "worker's own process.",
+    )
     chunk_seconds: float = Field(
         default=30.0,
         ge=0,

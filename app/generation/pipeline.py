@@ -32,6 +32,8 @@ from app.dedup.exact import fingerprint
 from app.dedup.lsh import to_bytes
 from app.dedup.minhash import signatures
 from app.dedup.service import NearDuplicateIndex
+from app.generation import checking
+from app.generation.checking import Checks
 from app.generation.cleaning import clean
 from app.generation.context import JobContext
 from app.generation.judging import JudgeUnusable, judge_document
@@ -317,6 +319,8 @@ async def _generate(
     watch = JobWatch(context.job_id)
 
     judge = _JudgeSlots.open(context, settings)
+    checks = Checks(context, settings)
+    checking.pool(settings)  # its processes start while the first calls run
     tasks: list[asyncio.Task[None]] = []
     waiting = 0  # tasks not yet holding a call slot
     slot_taken = asyncio.Event()
@@ -346,7 +350,9 @@ async def _generate(
             await asyncio.to_thread(_defer, context.job_id, item.index, worker_id, wait)
             report.deferred += 1
             return
-        values = evaluate(context, item, (rendered, completion, provider, model))
+        values = call_values((rendered, completion, provider, model))
+        if not isinstance(completion, CompletionFailed):
+            values |= await checks.check(item, completion.text, completion.finish_reason)
         if judge is not None and values["status"] == "accepted":
             try:
                 values |= await judge.ask(context, item, values["text"])
@@ -452,6 +458,7 @@ async def _generate(
         writing.cancel()
         feeding.cancel()
         watch.close()
+        checks.close()
     for result in results:
         if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
             raise result
@@ -728,13 +735,14 @@ def _document_values(context: JobContext, outcome: Outcome, now: datetime) -> di
     return values
 
 
-@dataclass(frozen=True)
+@dataclass
 class _JudgeSlots:
     """The stance judge's client and provider, and its own concurrency limit."""
 
     client: ChatClient
     provider: ProviderConfig
     semaphore: asyncio.Semaphore
+    refused: JudgeUnusable | None = None  # once it refuses us, the documents queued for it
 
     @classmethod
     def open(cls, context: JobContext, settings: Settings) -> _JudgeSlots | None:
@@ -747,15 +755,21 @@ class _JudgeSlots:
         """The judge's verdict and usage as document values; rejections if it disagrees."""
         settings = context.spec.judge
         async with self.semaphore:
-            outcome = await judge_document(
-                self.client,
-                self.provider,
-                settings,
-                context.library,
-                item,
-                context.scenarios[item.scenario_id],
-                text,
-            )
+            if self.refused is not None:  # do not ask again: its job is failing
+                raise self.refused
+            try:
+                outcome = await judge_document(
+                    self.client,
+                    self.provider,
+                    settings,
+                    context.library,
+                    item,
+                    context.scenarios[item.scenario_id],
+                    text,
+                )
+            except JudgeUnusable as refused:
+                self.refused = refused
+                raise
         verdict = outcome.verdict
         values: dict[str, Any] = {
             "judge_verdict": verdict.verdict if verdict else None,
@@ -781,7 +795,16 @@ class _JudgeSlots:
 
 
 def evaluate(context: JobContext, item: PlannedItem, generated: Generated) -> dict[str, Any]:
-    """Clean and gate a generation; what passes is an accepted candidate pending dedup."""
+    """A generation's document values: its call's, then ``check``'s verdict on its text."""
+    values = call_values(generated)
+    outcome = generated[1]
+    if isinstance(outcome, CompletionFailed):
+        return values
+    return values | check(context, item, outcome.text, outcome.finish_reason)
+
+
+def call_values(generated: Generated) -> dict[str, Any]:
+    """What the call itself says: model, prompt, tokens, cost; a failed call's reason."""
     rendered, outcome, provider, model = generated
     values: dict[str, Any] = {
         "model": model,
@@ -796,11 +819,9 @@ def evaluate(context: JobContext, item: PlannedItem, generated: Generated) -> di
             "llm_calls": outcome.calls,
             "llm_errors": outcome.errors,
         }
-    text = clean(outcome.text, has_title=context.forms[item.surface_form].has_title)
-    values |= {
+    return values | {
         "model": outcome.model or model,
         "raw_text": outcome.text,
-        "text": text,
         "finish_reason": outcome.finish_reason,
         "prompt_tokens": outcome.prompt_tokens,
         "completion_tokens": outcome.completion_tokens,
@@ -810,12 +831,22 @@ def evaluate(context: JobContext, item: PlannedItem, generated: Generated) -> di
         "cost_usd": provider.cost_usd(outcome.prompt_tokens, outcome.completion_tokens),
         "prices_version": provider.prices_version,
     }
+
+
+def check(
+    context: JobContext, item: PlannedItem, raw: str, finish_reason: str | None
+) -> dict[str, Any]:
+    """Clean a reply's text and gate it; what passes is an accepted candidate pending dedup.
+
+    Pure CPU work on the text, the job's settings and its decontamination index: it may run
+    in a checking process of its own (``app.generation.checking``)."""
+    text = clean(raw, has_title=context.forms[item.surface_form].has_title)
     length = context.spec.length_words
     scenario = context.scenarios[item.scenario_id]
     rejection = first_rejection(
         Candidate(
             text,
-            outcome.finish_reason,
+            finish_reason,
             length.min,
             length.max,
             options=(scenario.aligned_action, scenario.misaligned_action),
@@ -823,7 +854,8 @@ def evaluate(context: JobContext, item: PlannedItem, generated: Generated) -> di
         )
     )
     if rejection is not None:
-        return values | {
+        return {
+            "text": text,
             "status": "rejected",
             "reason": rejection.reason,
             "detail": rejection.detail,
@@ -834,7 +866,8 @@ def evaluate(context: JobContext, item: PlannedItem, generated: Generated) -> di
         else None
     )
     if leak is not None:
-        return values | {
+        return {
+            "text": text,
             "status": "rejected",
             "reason": "contaminated",
             "detail": (
@@ -843,4 +876,4 @@ def evaluate(context: JobContext, item: PlannedItem, generated: Generated) -> di
             ),
             "contamination": dataclasses.asdict(leak),
         }
-    return values | {"status": "accepted", "content_sha256": fingerprint(text)}
+    return {"text": text, "status": "accepted", "content_sha256": fingerprint(text)}

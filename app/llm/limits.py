@@ -26,6 +26,7 @@ see one limiter. Time comes from the caller (``clock``): the tests run it on a f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 import uuid
@@ -219,18 +220,29 @@ class SharedLimiter:
     async def try_acquire(self, tokens: int) -> tuple[Slot | None, float]:
         """A slot now, or (None, seconds to wait before asking again)."""
         slot = Slot(uuid.uuid4().hex, tokens)
-        admitted, wait = await self._acquire(
-            keys=[self.key],
-            args=[
-                self.clock(),
-                self.limits.budget(self.limits.rpm),
-                self.limits.budget(self.limits.tpm),
-                tokens,
-                self.limits.max_concurrency,
-                slot.id,
-                self.limits.slot_seconds,
-            ],
+        asked = asyncio.ensure_future(
+            self._acquire(
+                keys=[self.key],
+                args=[
+                    self.clock(),
+                    self.limits.budget(self.limits.rpm),
+                    self.limits.budget(self.limits.tpm),
+                    tokens,
+                    self.limits.max_concurrency,
+                    slot.id,
+                    self.limits.slot_seconds,
+                ],
+            )
         )
+        try:
+            admitted, wait = await asyncio.shield(asked)
+        except asyncio.CancelledError:
+            # Cancelled with the script sent: Redis may have given us the slot all the same.
+            # Give it back now rather than leave it taken until its lease runs out.
+            with contextlib.suppress(Exception):
+                if int((await asked)[0]):
+                    await asyncio.shield(self.release(slot, ok=False))
+            raise
         return (slot, 0.0) if int(admitted) else (None, float(wait))
 
     async def acquire(self, tokens: int, max_wait: float | None = None) -> Slot:

@@ -55,10 +55,15 @@ class Rejection:
 Gate = Callable[[Candidate], Rejection | None]
 
 _WORD = re.compile(r"[A-Za-z0-9']+")
+# What _WORD keeps, for ASCII text: every other byte becomes a space, in C.
+_WORD_BYTES = bytes(b if chr(b).isascii() and _WORD.fullmatch(chr(b)) else 32 for b in range(256))
 
 
 def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
+    lowered = text.lower()
+    if lowered.isascii():  # most texts: twice as fast as the pattern, the same words
+        return lowered.encode("ascii").translate(_WORD_BYTES).decode("ascii").split()
+    return _WORD.findall(lowered)
 
 
 def word_count(text: str) -> int:
@@ -117,9 +122,20 @@ _EDGE = 200
 _LEAK_ANCHOR = re.compile(r"option [ab]\b|<|these instructions|the ai takes", re.IGNORECASE)
 
 
+_LEAK_ANCHORS = ("option a", "option b", "<", "these instructions", "the ai takes")
+
+
+def _may_leak(text: str) -> bool:
+    """Whether ``text`` holds one of the leak pattern's anchors (case-insensitively)."""
+    if text.isascii():  # no letter folds to ASCII from outside it: plain lowercase will do
+        lowered = text.lower()
+        return any(anchor in lowered for anchor in _LEAK_ANCHORS)
+    return _LEAK_ANCHOR.search(text) is not None
+
+
 def refusal_or_meta(candidate: Candidate) -> Rejection | None:
     text = candidate.text
-    leak = _PROMPT_LEAK.search(text) if _LEAK_ANCHOR.search(text) else None
+    leak = _PROMPT_LEAK.search(text) if _may_leak(text) else None
     if leak:
         return Rejection("meta_text", f"the prompt shows through: {leak.group(0)!r}")
     unquoted = _QUOTED.sub(lambda m: " " * len(m.group(0)), text)
@@ -143,7 +159,7 @@ def language(candidate: Candidate) -> Rejection | None:
     tokens = candidate.words
     if len(tokens) < 20:
         return None  # too little to tell; the length gate speaks for short texts
-    ratio = len([token for token in tokens if token in _ENGLISH]) / len(tokens)
+    ratio = sum(map(_ENGLISH.__contains__, tokens)) / len(tokens)
     if ratio < candidate.settings.min_english_ratio:
         return Rejection(
             "not_english",
@@ -152,20 +168,28 @@ def language(candidate: Candidate) -> Rejection | None:
     return None
 
 
+def _grams(tokens: list[str], n: int) -> list[tuple[str, ...]]:
+    return list(zip(*(tokens[i:] for i in range(n)), strict=False))
+
+
 @functools.lru_cache(maxsize=4096)
-def _spans(option: str, n: int) -> tuple[str, ...]:
-    """Each run of ``n`` words of an option, space-padded (a scenario's options recur)."""
-    tokens = words(option)
-    return tuple(f" {' '.join(tokens[i : i + n])} " for i in range(len(tokens) - n + 1))
+def _spans(option: str, n: int) -> tuple[tuple[str, ...], ...]:
+    """Each run of ``n`` words of an option, in order (a scenario's options recur)."""
+    return tuple(_grams(words(option), n))
 
 
 def quoted_option(candidate: Candidate) -> Rejection | None:
     n = candidate.settings.quote_ngram
-    text = f" {' '.join(candidate.words)} "
+    text: set[tuple[str, ...]] | None = None
     for option in candidate.options:
-        for span in _spans(option, n):
+        spans = _spans(option, n)
+        if not spans:
+            continue
+        if text is None:
+            text = set(_grams(candidate.words, n))
+        for span in spans:
             if span in text:
-                return Rejection("quoted_option", f"copies the option text: {span.strip()!r}")
+                return Rejection("quoted_option", f"copies the option text: {' '.join(span)!r}")
     return None
 
 

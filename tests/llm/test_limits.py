@@ -10,6 +10,7 @@ import asyncio
 import bisect
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 from redis import asyncio as aioredis
@@ -221,5 +222,32 @@ def test_a_provider_limit_below_the_configured_one_is_found_and_429s_become_rare
         # And the budget the provider allows is used, not wasted: over 80% of it.
         assert len(late) > 0.8 * 300 * 15
         assert (await workers[0].state())["rate"] < 0.6
+
+    with_limiters(body)
+
+
+def test_a_slot_given_as_its_asker_is_cancelled_is_given_back() -> None:
+    """The script has run in Redis (the slot is taken) but its answer has not reached the
+    caller when the call is cancelled: the slot must not stay taken until its lease ends."""
+
+    async def body(_clock: Clock, make: Callable[[Limits], SharedLimiter]) -> None:
+        limiter = make(Limits(rpm=600, max_concurrency=4))
+        script = limiter._acquire
+        answered = asyncio.Event()
+
+        async def slow_answer(**kwargs: Any) -> Any:
+            result = await script(**kwargs)  # taken in Redis
+            answered.set()
+            await asyncio.sleep(1)  # the answer still on its way
+            return result
+
+        limiter._acquire = slow_answer
+        asking = asyncio.create_task(limiter.try_acquire(10))
+        await answered.wait()
+        assert (await limiter.state())["inflight"] == 1
+        asking.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asking
+        assert (await limiter.state())["inflight"] == 0
 
     with_limiters(body)

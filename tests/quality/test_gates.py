@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from app.quality import gates
 from app.quality.gates import (
     Candidate,
     GateSettings,
@@ -219,3 +222,37 @@ def test_fixed_rejections_say_what_happened() -> None:
     assert refusal_or_meta(alone("The AI took option A.")) == Rejection(
         "meta_text", "the prompt shows through: 'took option A'"
     )
+
+
+_MIXED = st.text(
+    alphabet=st.sampled_from(list("aAbBoOpPtTiInN '<>\n\t-.,\"0123456789") + ["ſ", "ı", "İ", "é"]),
+    max_size=80,
+)
+
+
+@given(_MIXED)
+def test_words_fast_path_finds_the_words_the_pattern_finds(text: str) -> None:
+    assert gates.words(text) == gates._WORD.findall(text.lower())
+
+
+@given(_MIXED)
+def test_the_leak_prefilter_passes_every_text_the_anchor_pattern_matches(text: str) -> None:
+    for probe in (text, text + " option a", "THESE INSTRUCTIONS " + text):
+        assert gates._may_leak(probe) == (gates._LEAK_ANCHOR.search(probe) is not None)
+
+
+_FEW_WORDS = st.lists(st.sampled_from(["the", "AI", "took", "option", "a", "report"]), max_size=14)
+
+
+@given(_FEW_WORDS, _FEW_WORDS, st.integers(min_value=4, max_value=6))
+def test_quoted_option_finds_exactly_the_word_runs_a_text_search_finds(
+    option_words: list[str], text_words: list[str], n: int
+) -> None:
+    """Against the plain definition: some run of ``n`` of the option's words, space-joined,
+    occurs in the text's space-joined words."""
+    option, text = " ".join(option_words), " ".join(text_words)
+    tokens, joined = gates.words(option), f" {' '.join(gates.words(text))} "
+    expected = any(f" {' '.join(tokens[i : i + n])} " in joined for i in range(len(tokens) - n + 1))
+    settings = GateSettings(quote_ngram=n)
+    candidate = Candidate(text, "stop", 1, 10_000, (option,), settings)
+    assert (quoted_option(candidate) is not None) == expected

@@ -1,0 +1,95 @@
+"""Replies checked in a checking process get exactly the values checking them here gives, and
+a checking process that dies costs no reply."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from typing import Any
+
+import pytest
+
+from app.core.db import session_scope
+from app.generation import checking, pipeline
+from app.generation.checking import Checks
+from app.generation.context import JobContext
+from app.jobs.planner import PlannedItem
+from tests.conftest import Team, spec, submit_local
+from tests.generation.test_judge_and_decontam import heldout_situation
+from tests.llm_server import compose
+
+
+def replies(items: list[PlannedItem]) -> list[tuple[PlannedItem, str, str | None]]:
+    """One reply each for acceptance, the length gate, the refusal gate and decontamination."""
+    _scenario, situation = heldout_situation()
+    text = compose("a news report", 1, 200)
+    return [
+        (items[0], text, "stop"),
+        (items[1], "Far too short.", "stop"),
+        (items[2], "I'm sorry, but I can't help with that request. " + text, "stop"),
+        (items[3], f"{text}\n\n{situation}", "stop"),
+    ]
+
+
+@pytest.fixture
+def context(team: Team, settings: Any) -> JobContext:
+    job, _dispatcher = submit_local(
+        team, spec(documents=4, length_words={"min": 40, "max": 900}), settings
+    )
+    with session_scope() as session:
+        return JobContext.for_job(job, session, decontaminate=True)
+
+
+def checked_there(context: JobContext, settings: Any) -> list[dict[str, Any]]:
+    async def run() -> list[dict[str, Any]]:
+        checks = Checks(context, settings)
+        try:
+            asked = replies(context.plan(0, 4))
+            return list(await asyncio.gather(*(checks.check(*reply) for reply in asked)))
+        finally:
+            checks.close()
+
+    return asyncio.run(run())
+
+
+def test_a_checking_process_gives_the_values_checking_here_gives(
+    context: JobContext, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    here = [pipeline.check(context, *reply) for reply in replies(context.plan(0, 4))]
+    assert [(v["status"], v.get("reason")) for v in here] == [
+        ("accepted", None),
+        ("rejected", "too_short"),
+        ("rejected", "refusal_or_meta"),
+        ("rejected", "contaminated"),
+    ]
+
+    def not_here(*_args: Any) -> dict[str, Any]:
+        raise AssertionError("checked in the worker's process, not in a checking process")
+
+    monkeypatch.setattr(pipeline, "check", not_here)  # this process only
+    assert checked_there(context, settings) == here
+
+
+def test_a_checking_process_that_dies_costs_no_reply(context: JobContext, settings: Any) -> None:
+    here = [pipeline.check(context, *reply) for reply in replies(context.plan(0, 4))]
+    first = checking.pool(settings)
+    assert first is not None
+    assert checked_there(context, settings) == here  # the process is up
+    for pid in list(first._processes):  # the executor's own record of its processes
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(p.is_alive() for p in first._processes.values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    assert checked_there(context, settings) == here  # checked here instead
+    assert checking.pool(settings) is not first  # and a new process for what comes next
+    assert checked_there(context, settings) == here
+
+
+def test_checking_in_the_workers_own_process_when_asked(context: JobContext, settings: Any) -> None:
+    here = [pipeline.check(context, *reply) for reply in replies(context.plan(0, 4))]
+    in_process = settings.model_copy(update={"check_processes": 0})
+    assert checking.pool(in_process) is None
+    assert checked_there(context, in_process) == here
