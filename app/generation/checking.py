@@ -13,7 +13,7 @@ parent sends a token with each batch), so a job's decontamination index never cr
 it is cached per process like the worker's. Nothing is written there: results come back to
 the chunk, which records them. If the process cannot answer (it died, the database is away),
 that batch is checked in the worker's own process instead, and a new process starts for the
-next one. A checking process ends with its worker, killed or not.
+next one. A checking process ends within a second of its worker, killed or not.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import signal
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor
@@ -111,6 +113,7 @@ class Checks:
     async def _send(self) -> None:
         """Send what waits, a batch at a time, until nothing does."""
         loop = asyncio.get_running_loop()
+        batch: list[tuple[PlannedItem, str, str | None, asyncio.Future[dict[str, Any]]]] = []
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting[:BATCH], self._waiting[BATCH:]
@@ -127,6 +130,8 @@ class Checks:
                         result.set_result(values)
         finally:
             self._sender = None
+            for *_reply, result in batch + self._waiting:  # ended early: nobody waits forever
+                result.cancel()
 
     async def _remote(
         self,
@@ -162,11 +167,18 @@ _CONTEXTS = 8
 
 
 def _start_checker() -> None:
-    from app.core.process import die_with_parent
-
-    die_with_parent()
     # A Ctrl-C in a terminal reaches the whole process group: the worker decides, not us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # End with the worker, however it ends. (Not PR_SET_PDEATHSIG: that fires when the
+    # *thread* that started us ends, and an embedded run starts us from a thread of its own.)
+    parent = os.getppid()
+
+    def orphaned() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=orphaned, name="priorforge-checker-parent", daemon=True).start()
 
 
 def check_batch(

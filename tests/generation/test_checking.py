@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 import time
 from typing import Any
 
@@ -93,3 +94,26 @@ def test_checking_in_the_workers_own_process_when_asked(context: JobContext, set
     in_process = settings.model_copy(update={"check_processes": 0})
     assert checking.pool(in_process) is None
     assert checked_there(context, in_process) == here
+
+
+def test_checking_processes_started_from_a_thread_outlive_it(
+    context: JobContext, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An embedded run starts them from its own thread, which ends with the run: the next
+    run's replies must still be checked there (a parent-death signal would fire with the
+    thread and kill them)."""
+    checking.shutdown()
+    starter = threading.Thread(target=lambda: checked_there(context, settings))
+    starter.start()
+    starter.join()
+    started = checking.pool(settings)
+    assert started is not None
+    time.sleep(1.5)  # a killed process would be noticed by now
+
+    def not_here(*_args: Any) -> dict[str, Any]:
+        raise AssertionError("checked in the worker's process, not in a checking process")
+
+    monkeypatch.setattr(pipeline, "check", not_here)
+    here_values = [v["status"] for v in checked_there(context, settings)]
+    assert here_values == ["accepted", "rejected", "rejected", "rejected"]
+    assert checking.pool(settings) is started
