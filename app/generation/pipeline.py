@@ -371,10 +371,11 @@ async def _generate(
     async def feeder() -> None:
         """Lease more while fewer items wait than there are slots; end when none come.
 
-        Twice the slots at a time, so that a slow lease does not leave slots idle. As
-        documents are written it also tops up the job's window of planned items, a little
-        at a time, so that there is always more to lease."""
-        size = max(settings.chunk_size, 2 * provider.concurrency)
+        Twice the slots at a time, so that a slow lease does not leave slots idle, and no
+        more: a worker with few slots (a local model's one) does not sit on items other
+        workers could run. As documents are written it also tops up the job's window of
+        planned items, a little at a time, so that there is always more to lease."""
+        size = 2 * provider.concurrency
         topped_up_at = 0
         while True:
             while waiting >= provider.concurrency:
