@@ -7,10 +7,10 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import Uuid, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session, defer
 
-from app.core.sql import insert_ignoring_conflicts
+from app.core.sql import among, insert_ignoring_conflicts
 from app.models import Dataset, DatasetShare, DatasetVersion, Document, Job, Shard, Team
 from app.models.base import utcnow
 
@@ -121,14 +121,17 @@ def add_shard(session: Session, values: dict[str, Any]) -> None:
 
 
 def assign_shard(
-    session: Session, shard_id: uuid.UUID, document_ids: Sequence[uuid.UUID], batch: int = 500
+    session: Session, shard_id: uuid.UUID, document_ids: Sequence[uuid.UUID], batch: int = 5000
 ) -> None:
-    """Name the documents a shard holds, by id: a document written meanwhile stays unsharded."""
+    """Name the documents a shard holds, by id: a document written meanwhile stays unsharded.
+
+    The session's loaded documents are not updated (the caller's commit expires them)."""
     for start in range(0, len(document_ids), batch):
         session.execute(
             update(Document)
-            .where(Document.id.in_(document_ids[start : start + batch]))
+            .where(among(session, Document.id, document_ids[start : start + batch], Uuid()))
             .values(shard_id=shard_id)
+            .execution_options(synchronize_session=False)
         )
 
 

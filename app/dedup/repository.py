@@ -18,6 +18,7 @@ from sqlalchemy import (
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
+from app.core.sql import array_literal
 from app.models import Dataset, Document, MinhashBand
 
 ACCEPTED = "accepted"
@@ -76,15 +77,6 @@ def set_algorithm(session: Session, dataset_id: uuid.UUID, algorithm: str) -> No
     )
 
 
-def _array_literal(values: Sequence[object]) -> str:
-    """A Postgres array literal: thousands of values as one text parameter, cast in SQL.
-
-    (Passing a list makes the driver adapt every element in Python, which costs more than
-    the statement.)
-    """
-    return "{" + ",".join(map(str, values)) + "}"
-
-
 def candidates(
     session: Session, dataset_id: uuid.UUID, keys: Sequence[int]
 ) -> list[tuple[uuid.UUID, bytes]]:
@@ -98,7 +90,7 @@ def candidates(
             " AND band_key = ANY(CAST(:keys AS bigint[])))"
             " ORDER BY id"
         ),
-        {"dataset_id": dataset_id, "keys": _array_literal(keys)},
+        {"dataset_id": dataset_id, "keys": array_literal(keys)},
     )
     return [(document_id, minhash) for document_id, minhash in rows]
 
@@ -143,8 +135,8 @@ def add_bands(
         ),
         {
             "dataset_id": dataset_id,
-            "documents": _array_literal(document_ids),
-            "keys": _array_literal(keys),
+            "documents": array_literal(document_ids),
+            "keys": array_literal(keys),
             "per_document": len(keys) // len(document_ids),
         },
     )

@@ -9,10 +9,30 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, and_, bindparam, case, delete, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
-from app.core.sql import dialect_insert, insert_ignoring_conflicts, json_rows
+from app.core.sql import (
+    among,
+    array_literal,
+    copy_rows,
+    dialect_insert,
+    insert_ignoring_conflicts,
+    is_postgres,
+    json_rows,
+)
 from app.jobs.tally import ACCEPTED_BUCKET, COUNTERS, ENDED, OUTCOME_PREFIX, Tally, combine
 from app.models import (
     ContentFingerprint,
@@ -280,6 +300,8 @@ def add_work_items(
         }
         for plan in plans
     ]
+    if is_postgres(session) and copy_rows(session, WorkItem.__table__, rows):  # type: ignore[arg-type]
+        return
     session.execute(insert_ignoring_conflicts(session, WorkItem), rows)
 
 
@@ -601,8 +623,12 @@ def finish_items(
     if indices:
         session.execute(
             update(WorkItem)
-            .where(WorkItem.job_id == job_id, WorkItem.item_index.in_(indices))
+            .where(
+                WorkItem.job_id == job_id,
+                among(session, WorkItem.item_index, indices, Integer()),
+            )
             .values(state=state, lease_owner=None, lease_expires_at=None, updated_at=now)
+            .execution_options(synchronize_session=False)
         )
 
 
@@ -630,7 +656,8 @@ def existing_documents(session: Session, job_id: uuid.UUID, indices: Sequence[in
     return set(
         session.scalars(
             select(Document.item_index).where(
-                Document.job_id == job_id, Document.item_index.in_(indices)
+                Document.job_id == job_id,
+                among(session, Document.item_index, indices, Integer()),
             )
         )
     )
@@ -640,11 +667,16 @@ def insert_documents(session: Session, rows: Sequence[dict[str, Any]]) -> set[uu
     """Write the items' document rows, one statement per shape of row (accepted, rejected,
     failed: a few); the ids written (an id already there, from an earlier delivery, is
     skipped). Rows of one shape go together so that a column a row does not set takes its
-    default (SQL NULL for JSON, not JSON null)."""
+    default (SQL NULL for JSON, not JSON null).
+
+    On Postgres the rows go in with ``COPY`` (``copy_rows``) unless one is already there,
+    which only an earlier delivery of the same items makes happen: then as above."""
+    table = Document.__table__
+    if is_postgres(session) and copy_rows(session, table, rows):  # type: ignore[arg-type]
+        return {row["id"] for row in rows}
     shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
         shapes.setdefault(tuple(sorted(row)), []).append(row)
-    table = Document.__table__
     statement = insert_ignoring_conflicts(session, table).returning(table.c.id)
     written: set[uuid.UUID] = set()
     for same in shapes.values():
@@ -660,6 +692,25 @@ def claim_fingerprints(
     hash order, so two writers lock them in the same order."""
     if not claims:
         return {}
+    if is_postgres(session):  # two array parameters: the statement's text is always the same
+        shas = sorted(claims)
+        rows = session.execute(
+            text(
+                "INSERT INTO content_fingerprint (dataset_id, content_sha256, document_id)"
+                " SELECT :dataset_id, claim.sha, claim.document"
+                " FROM unnest(CAST(:shas AS text[]), CAST(:documents AS uuid[]))"
+                " WITH ORDINALITY AS claim (sha, document, n) ORDER BY claim.n"
+                " ON CONFLICT (dataset_id, content_sha256)"
+                " DO UPDATE SET document_id = content_fingerprint.document_id"
+                " RETURNING content_sha256, document_id"
+            ),
+            {
+                "dataset_id": dataset_id,
+                "shas": array_literal(shas),
+                "documents": array_literal(claims[sha] for sha in shas),
+            },
+        )
+        return {sha: owner for sha, owner in rows}
     table = ContentFingerprint.__table__
     statement = dialect_insert(session, table)
     statement = statement.on_conflict_do_update(

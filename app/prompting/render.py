@@ -49,6 +49,7 @@ class PromptLibrary:
             keep_trailing_newline=False,
             trim_blocks=True,
             autoescape=False,
+            auto_reload=False,  # ours and versioned at start: no file check per render
         )
         self.env.filters["indefinite"] = _indefinite
         self.env.filters["genre"] = _genre

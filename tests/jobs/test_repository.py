@@ -397,3 +397,98 @@ def test_releasing_a_claimed_text_frees_it_in_that_dataset_only(
         assert repository.claim_fingerprints(session, other.dataset_id, {"1" * 64: late}) == {
             "1" * 64: elsewhere
         }
+
+
+def document_row(made: factory.Seeded, index: int, **values: Any) -> dict[str, Any]:
+    """The values the pipeline gives a failed item's document: no text, no counters."""
+    return {
+        "id": uuid.uuid5(made.job_id, str(index)),
+        "job_id": made.job_id,
+        "item_index": index,
+        "team_id": made.team_id,
+        "dataset_id": made.dataset_id,
+        "status": "failed",
+        "stance": "aligned",
+        "scenario_id": "s",
+        "surface_form": "essay",
+        "model": "",
+        "prompt_sha256": "",
+        "template_version": "",
+        "meta": {"voice": "plain"},
+        "created_at": at(1),
+    } | values
+
+
+def test_document_rows_are_written_once_with_defaults_and_a_redelivery_adds_only_new_ones(
+    jobs: tuple[factory.Seeded, factory.Seeded],
+) -> None:
+    mine, _other = jobs
+    signed = bytes(range(16))
+    first = [
+        document_row(mine, 0),
+        document_row(
+            mine, 1, status="accepted", text="a text\\ with \t tabs\nand 'quotes'", minhash=signed
+        ),
+        document_row(mine, 2, contamination={"overlap": 0.5}, cost_usd=0.25),
+    ]
+    with session_scope() as session:
+        assert repository.insert_documents(session, first) == {row["id"] for row in first}
+    with session_scope() as session:
+        again = [document_row(mine, 2, detail="another delivery"), document_row(mine, 3)]
+        assert repository.insert_documents(session, again) == {again[1]["id"]}
+    with session_scope() as session:
+        rows = session.execute(
+            select(
+                Document.item_index,
+                Document.text,
+                Document.minhash,
+                Document.prompt_tokens,
+                Document.cost_usd,
+                Document.detail,
+                Document.meta,
+                Document.created_at,
+                Document.contamination.is_(None),
+            )
+            .where(Document.job_id == mine.job_id)
+            .order_by(Document.item_index)
+        ).all()
+    assert [tuple(row) for row in rows] == [
+        (0, None, None, 0, 0.0, None, {"voice": "plain"}, at(1), True),  # SQL NULL, not JSON null
+        (1, first[1]["text"], signed, 0, 0.0, None, {"voice": "plain"}, at(1), True),
+        (2, None, None, 0, 0.25, None, {"voice": "plain"}, at(1), False),  # the first delivery's
+        (3, None, None, 0, 0.0, None, {"voice": "plain"}, at(1), True),
+    ]
+
+
+def test_a_statement_over_many_items_is_the_same_text_as_over_few(
+    jobs: tuple[factory.Seeded, factory.Seeded],
+) -> None:
+    """The writer's statements keep one text whatever the batch's size: the driver parses a
+    statement's text once, and a text per size cost the writer more than the query."""
+    from sqlalchemy import event
+
+    mine, _other = jobs
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    with session_scope() as session:
+        bind = session.get_bind()
+        if bind.dialect.name != "postgresql":
+            pytest.fail("these statements are Postgres's; the tests run against Postgres")
+        event.listen(bind, "before_cursor_execute", record)
+        try:
+            texts = []
+            for count in (3, 300):
+                seen.clear()
+                indices = list(range(count))
+                repository.finish_items(session, mine.job_id, indices, "done", at(2))
+                repository.existing_documents(session, mine.job_id, indices)
+                claims = {f"{n:064x}": uuid.uuid4() for n in range(count)}
+                repository.claim_fingerprints(session, mine.dataset_id, claims)
+                texts.append(list(seen))
+        finally:
+            event.remove(bind, "before_cursor_execute", record)
+    assert len(texts[0]) == 3
+    assert texts[0] == texts[1]
