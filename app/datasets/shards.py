@@ -12,7 +12,10 @@ from typing import Any
 
 import zstandard
 
-ZSTD_LEVEL = 10
+# A job's shards are written by its last worker as the job ends, and read again when a
+# version is packed (at level 10, what trainers pull). Level 3, zstd's default, compresses
+# these JSON lines about six times faster than 10 for about 4% more bytes.
+ZSTD_LEVEL = 3
 
 
 @dataclass(frozen=True)

@@ -179,6 +179,8 @@ def _start_checker() -> None:
         os._exit(0)
 
     threading.Thread(target=orphaned, name="priorforge-checker-parent", daemon=True).start()
+    # What the first batch needs, loaded now rather than while the first replies wait.
+    import app.generation.pipeline  # noqa: F401
 
 
 def check_batch(
