@@ -2,17 +2,25 @@
 
 Runs real components: Postgres, Redis, one Celery worker process, the HTTP LLM test server.
 
-1. Zero latency: documents/second end to end for one worker process, against a baseline
+1. Zero latency: documents/second end to end for one worker process, against baselines
    measured in the same run: bare chat-completion calls/second from the same async client
-   at the same concurrency (what the LLM server and client alone allow; best of three).
-2. 200 ms latency: achieved documents/second as a ratio of the ideal, concurrency / latency.
+   at the same concurrency (what the LLM server and client alone allow; best of three), run
+   two ways. In the LLM server's own process, sharing its interpreter lock, as this bench
+   has always measured it (the issue's figures were taken that way); and in a process of its
+   own, as the worker is, which is the stricter comparison: twice the calls on this machine.
+   On a two-core machine the worker's checking and writing processes and Postgres take the
+   same two cores the worker needs; the bare loop needs none of them.
+2. 200 ms latency: achieved documents/second as a ratio of the ideal, concurrency / latency,
+   with what the bare client reaches against the same server for reference (no client
+   reaches the ideal: each call costs the server and the client some time of their own).
 
 Each is given end to end (submission to published: a job's start and publication are fixed
-costs, a second or so) and steady (documents a second from the job's first to its last),
-with where the job's time went. The jobs are large enough (about ten seconds at the ideal
-rate) that the fixed costs are a small part of the end-to-end figure.
+costs, about a second together) and steady (documents a second from the job's first to its
+last), with where the job's time went. The jobs are large enough (about seven and twenty
+seconds) that the fixed costs are a small part of the end-to-end figure, as they are of the
+long jobs the service is for.
 
-    python bench/pipeline.py [--documents 4000] [--latency-documents 3200]
+    python bench/pipeline.py [--documents 4000] [--latency-documents 6400]
 """
 
 from __future__ import annotations
@@ -175,6 +183,15 @@ def phases(job_id: Any) -> tuple[str, float]:
     return described, (count - 1) / span if span > 0 else float("nan")
 
 
+def bare_calls_per_second(base_url: str, concurrency: int, calls: int) -> float:
+    """``raw_calls_per_second`` in a process of its own, as the worker is: not sharing this
+    process's interpreter lock with the LLM server."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return float(pool.apply(raw_calls_per_second, (base_url, concurrency, calls)))
+
+
 def raw_calls_per_second(base_url: str, concurrency: int, calls: int) -> float:
     from openai import AsyncOpenAI
 
@@ -205,7 +222,7 @@ def raw_calls_per_second(base_url: str, concurrency: int, calls: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--documents", type=int, default=4000)
-    parser.add_argument("--latency-documents", type=int, default=3200)
+    parser.add_argument("--latency-documents", type=int, default=6400)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--concurrency", type=int, default=64, help="calls in flight per worker")
     parser.add_argument("--chunk", type=int, default=64, help="items per task (the default)")
@@ -222,19 +239,26 @@ def main() -> None:
             f"concurrency {args.concurrency} per worker, chunk {args.chunk} items, 1 worker process"
         )
         # The best of three: the bare loop's capability, not a run a neighbour slowed down.
-        baseline = max(raw_calls_per_second(server.base_url, args.concurrency, 1000)
-                       for _ in range(3))  # fmt: skip
+        shared = max(raw_calls_per_second(server.base_url, args.concurrency, 1000)
+                     for _ in range(3))  # fmt: skip
+        own = max(bare_calls_per_second(server.base_url, args.concurrency, 1000)
+                  for _ in range(3))  # fmt: skip
         wall, view = run_job(args.documents, seed=1)
         assert view.job.status == "succeeded", view.job.error
         rate = view.progress.accepted / wall
-        print(f"[0 ms]   baseline: bare async chat calls          {baseline:8.1f} calls/s")
+        print(f"[0 ms]   baseline: bare async chat calls, in the server's process {shared:8.1f}/s")
+        print(f"[0 ms]   baseline: bare async chat calls, in a process of its own {own:8.1f}/s")
         print(
             f"[0 ms]   pipeline: {view.progress.accepted} accepted in {wall:6.2f} s "
-            f"= {rate:8.1f} docs/s per worker process  (ratio to baseline {rate / baseline:.2f})"
+            f"= {rate:8.1f} docs/s per worker process  (ratio to the baselines "
+            f"{rate / shared:.2f}, {rate / own:.2f})"
         )
         described, steady = phases(view.job.id)
         print(f"         {described}")
-        print(f"         steady: {steady:8.1f} docs/s  (ratio to baseline {steady / baseline:.2f})")
+        print(
+            f"         steady: {steady:8.1f} docs/s  (ratio to the baselines "
+            f"{steady / shared:.2f}, {steady / own:.2f})"
+        )
 
         server.reset(FaultConfig(latency=args.latency))
         ideal = args.concurrency / args.latency
@@ -249,6 +273,11 @@ def main() -> None:
         described, steady = phases(view.job.id)
         print(f"         {described}")
         print(f"         steady: {steady:8.1f} docs/s  (ratio to ideal {steady / ideal:.2f})")
+        bare = bare_calls_per_second(server.base_url, args.concurrency, 2000)
+        print(
+            f"[{args.latency * 1000:.0f} ms] for reference, bare async chat calls: {bare:8.1f} "
+            f"calls/s  (ratio to ideal {bare / ideal:.2f})"
+        )
     finally:
         worker.terminate()
         worker.wait(timeout=30)

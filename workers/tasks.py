@@ -153,12 +153,12 @@ def _start_checking(sender: Any = None, **_: Any) -> None:
     # Where tasks run in this process (the solo pool), its checking processes start now,
     # not when the first replies of the first job are waiting for them.
     if isinstance(getattr(sender, "pool", None), SoloPool):
-        checking.pool(get_settings())
+        checking.start(get_settings())
 
 
 @worker_process_init.connect
 def _start_checking_in_child(**_: Any) -> None:
-    checking.pool(get_settings())
+    checking.start(get_settings())
 
 
 @worker_ready.connect

@@ -133,8 +133,9 @@ class Settings(BaseSettings):
         ge=0,
         le=64,
         description="Processes beside each worker process that check its replies (cleaning, "
-        "quality gates, decontamination) while its event loop runs calls; 0: in the "
-        "worker's own process.",
+        "quality gates, decontamination) while its event loop runs calls; with any, one more "
+        "records the results (documents, dedup, counters); 0: both in the worker's own "
+        "process.",
     )
     chunk_seconds: float = Field(
         default=30.0,

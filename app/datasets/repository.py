@@ -7,8 +7,8 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Uuid, bindparam, delete, func, insert, select, update
-from sqlalchemy.orm import Session, defer
+from sqlalchemy import Row, Uuid, bindparam, delete, func, insert, select, update
+from sqlalchemy.orm import Session
 
 from app.core.sql import among, insert_ignoring_conflicts
 from app.models import Dataset, DatasetShare, DatasetVersion, Document, Job, Shard, Team
@@ -87,18 +87,37 @@ def last_unpublished_at(session: Session, job_id: uuid.UUID) -> datetime | None:
     )
 
 
-def stream_unpublished_documents(session: Session, job_id: uuid.UUID) -> Iterator[Document]:
-    """Accepted documents in no shard yet, in item order, fetched in batches."""
+# What a shard or version record needs of a document: rows of these, not ORM objects, which
+# cost publishing more than compressing the text does.
+_RECORD = (
+    Document.id,
+    Document.job_id,
+    Document.item_index,
+    Document.text,
+    Document.created_at,
+    Document.meta,
+    Document.stance,
+    Document.scenario_id,
+    Document.surface_form,
+    Document.model,
+    Document.prompt_sha256,
+    Document.template_version,
+    Document.content_sha256,
+    Document.position,
+)
+
+
+def stream_unpublished_documents(session: Session, job_id: uuid.UUID) -> Iterator[Row[Any]]:
+    """Accepted documents in no shard yet (``_RECORD`` rows), in item order, in batches."""
     query = (
-        select(Document)
-        .options(defer(Document.raw_text))
+        select(*_RECORD)
         .where(
             Document.job_id == job_id, Document.status == "accepted", Document.shard_id.is_(None)
         )
         .order_by(Document.item_index)
         .execution_options(yield_per=500)
     )
-    yield from session.scalars(query)
+    yield from session.execute(query)
 
 
 def job_shards(session: Session, job_id: uuid.UUID) -> Sequence[Shard]:
@@ -194,11 +213,10 @@ def placed_counts(session: Session, dataset_id: uuid.UUID) -> dict[str, int]:
 
 def stream_placed(
     session: Session, dataset_id: uuid.UUID, stance: str, first: int
-) -> Iterator[Document]:
-    """The stance's documents from position ``first`` on, in position order."""
-    yield from session.scalars(
-        select(Document)
-        .options(defer(Document.raw_text), defer(Document.minhash))
+) -> Iterator[Row[Any]]:
+    """The stance's documents (``_RECORD`` rows) from position ``first`` on, in order."""
+    yield from session.execute(
+        select(*_RECORD)
         .where(
             Document.dataset_id == dataset_id,
             Document.stance == stance,
@@ -209,13 +227,12 @@ def stream_placed(
     )
 
 
-def stream_unplaced(session: Session, dataset_id: uuid.UUID, stance: str) -> Iterator[Document]:
-    """Published documents no version holds yet, in the order they get positions: by job
-    (oldest first), then item."""
-    yield from session.scalars(
-        select(Document)
+def stream_unplaced(session: Session, dataset_id: uuid.UUID, stance: str) -> Iterator[Row[Any]]:
+    """Published documents no version holds yet (``_RECORD`` rows), in the order they get
+    positions: by job (oldest first), then item."""
+    yield from session.execute(
+        select(*_RECORD)
         .join(Job, Job.id == Document.job_id)
-        .options(defer(Document.raw_text), defer(Document.minhash))
         .where(*_published(dataset_id), Document.stance == stance, Document.position.is_(None))
         .order_by(Job.created_at, Document.job_id, Document.item_index)
         .execution_options(yield_per=500)

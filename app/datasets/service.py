@@ -16,6 +16,7 @@ from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -114,7 +115,7 @@ def dataset_prefix(dataset: Dataset) -> str:
     return f"teams/{dataset.team_id}/datasets/{dataset.name}"
 
 
-def _metadata(document: Document, dataset: Dataset) -> dict[str, Any]:
+def _metadata(document: Row[Any], dataset: Dataset) -> dict[str, Any]:
     meta = document.meta or {}
     # Every record has every field, with one type: readers that infer a schema from the first
     # file (HF datasets) must not meet a field, or a null, that a later file contradicts.
@@ -378,7 +379,7 @@ def _records(
         position += 1
 
 
-def _record(document: Document, dataset: Dataset) -> dict[str, Any]:
+def _record(document: Row[Any], dataset: Dataset) -> dict[str, Any]:
     return dolma_record(
         document_id=str(document.id),
         text=document.text or "",

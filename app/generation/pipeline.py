@@ -32,7 +32,6 @@ from app.dedup.exact import fingerprint
 from app.dedup.lsh import to_bytes
 from app.dedup.minhash import signatures
 from app.dedup.service import NearDuplicateIndex
-from app.generation import checking
 from app.generation.checking import Checks
 from app.generation.cleaning import clean
 from app.generation.context import JobContext
@@ -288,8 +287,11 @@ def client_for(provider: ProviderConfig) -> ChatClient:
     return clients[provider]
 
 
+# A write takes what is queued, then waits up to the linger for more, up to the batch. The
+# recording runs in the writing process, so a short linger costs the event loop only the
+# pickling of a smaller batch; under load the queue fills while a write runs anyway.
 WRITE_BATCH = 256
-WRITE_LINGER_SECONDS = 0.2
+WRITE_LINGER_SECONDS = 0.05
 
 
 async def _generate(
@@ -304,9 +306,9 @@ async def _generate(
 
     While fewer items wait than there are call slots, a feeder leases more of the job's
     items (``more``), so the slots stay busy until the job has no more work or the chunk's
-    time is up. Finished calls queue up for a single writer that stores them in small
-    batches, one transaction each: the call slots never wait on the database, and the
-    database sees a commit per batch instead of per document.
+    time is up. Finished calls queue up for a single writer that has them recorded in small
+    batches (by the writing process, see ``checking``), one transaction each: the call slots
+    never wait on the database, and the database sees a commit per batch, not per document.
     """
     semaphore = asyncio.Semaphore(provider.concurrency)
     remaining: set[int] = set()  # leased and not yet written: the heartbeat renews them
@@ -320,7 +322,7 @@ async def _generate(
 
     judge = _JudgeSlots.open(context, settings)
     checks = Checks(context, settings)
-    checking.pool(settings)  # its processes start while the first calls run
+    checks.prepare()  # the processes build the job's context while the first calls run
     tasks: list[asyncio.Task[None]] = []
     waiting = 0  # tasks not yet holding a call slot
     slot_taken = asyncio.Event()
@@ -426,7 +428,7 @@ async def _generate(
                     done = True
                     break
                 batch.append(entry)
-            await asyncio.to_thread(record_outcomes, context, batch, report, settings.canary_guid)
+            await checks.record(batch, report)
             remaining.difference_update(entry.item.index for entry in batch)
             writing_now = False
             wrote.set()

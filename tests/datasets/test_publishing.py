@@ -7,11 +7,13 @@ import importlib.metadata
 import json
 import logging
 import uuid
-from datetime import UTC
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 import zstandard
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from app.core.db import session_scope
@@ -25,6 +27,16 @@ from tests.dedup import factory
 from tests.storage.damage import overwrite
 
 pytestmark = pytest.mark.usefixtures("llm")
+
+
+ZONES = st.sampled_from([UTC, timezone(timedelta(hours=-7, minutes=-30))])
+
+
+@given(st.datetimes(min_value=datetime(1000, 1, 2), timezones=ZONES))
+def test_record_timestamps_are_utc_to_the_millisecond_with_a_z(moment: datetime) -> None:
+    utc = moment.astimezone(UTC)
+    assert dolma_timestamp(moment) == utc.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    assert dolma_timestamp(moment.astimezone(UTC).replace(tzinfo=None)) == dolma_timestamp(moment)
 
 
 def records_of(content: bytes) -> list[dict[str, Any]]:

@@ -1,5 +1,6 @@
 """Replies checked in a checking process get exactly the values checking them here gives, and
-a checking process that dies costs no reply."""
+a checking process that dies costs no reply; outcomes are recorded by the writing process the
+same way, and one that dies costs no outcome."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import time
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from app.core.db import session_scope
 from app.generation import checking, pipeline
 from app.generation.checking import Checks
 from app.generation.context import JobContext
 from app.jobs.planner import PlannedItem
+from app.models import Document
 from tests.conftest import Team, spec, submit_local
 from tests.generation.test_judge_and_decontam import heldout_situation
 from tests.llm_server import compose
@@ -117,3 +120,81 @@ def test_checking_processes_started_from_a_thread_outlive_it(
     here_values = [v["status"] for v in checked_there(context, settings)]
     assert here_values == ["accepted", "rejected", "rejected", "rejected"]
     assert checking.pool(settings) is started
+
+
+def outcomes_of(context: JobContext) -> list[pipeline.Outcome]:
+    call = {"model": "m", "prompt_sha256": "", "template_version": ""}
+    return [
+        pipeline.Outcome(item, call | pipeline.check(context, item, raw, finish))
+        for item, raw, finish in replies(context.plan(0, 4))
+    ]
+
+
+def recorded(context: JobContext, settings: Any) -> pipeline.ChunkReport:
+    async def run() -> pipeline.ChunkReport:
+        report = pipeline.ChunkReport(job_id=context.job_id)
+        await Checks(context, settings).record(outcomes_of(context), report)
+        return report
+
+    return asyncio.run(run())
+
+
+def documents(context: JobContext) -> list[tuple[int, str, str | None]]:
+    with session_scope() as session:
+        rows = session.execute(
+            select(Document.item_index, Document.status, Document.reason)
+            .where(Document.job_id == context.job_id)
+            .order_by(Document.item_index)
+        )
+        return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+EXPECTED = [
+    (0, "accepted", None),
+    (1, "rejected", "too_short"),
+    (2, "rejected", "refusal_or_meta"),
+    (3, "rejected", "contaminated"),
+]
+
+
+def test_outcomes_are_recorded_by_the_writing_process(
+    context: JobContext, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def not_here(*_args: Any) -> None:
+        raise AssertionError("recorded in the worker's process, not in the writing process")
+
+    monkeypatch.setattr(pipeline, "record_outcomes", not_here)  # this process only
+    report = recorded(context, settings)
+    assert (report.written, report.outcomes) == (4, {"accepted": 1, "rejected": 3})
+    assert documents(context) == EXPECTED
+
+
+def test_a_writing_process_that_dies_costs_no_outcome(
+    context: JobContext, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = checking.writer(settings)
+    assert first is not None
+    asyncio.run(asyncio.to_thread(first.submit(int).result))  # the process is up
+    for pid in list(first._processes):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(p.is_alive() for p in first._processes.values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    report = recorded(context, settings)  # recorded here instead
+    assert "the writing process died; writing here" in caplog.text
+    assert (report.written, report.outcomes) == (4, {"accepted": 1, "rejected": 3})
+    assert documents(context) == EXPECTED
+    assert checking.writer(settings) is not first  # and a new process for what comes next
+    assert recorded(context, settings).written == 0  # written once: a second delivery adds none
+    assert documents(context) == EXPECTED
+
+
+def test_recording_in_the_workers_own_threads_when_asked(
+    context: JobContext, settings: Any
+) -> None:
+    in_process = settings.model_copy(update={"check_processes": 0})
+    assert checking.writer(in_process) is None
+    report = recorded(context, in_process)
+    assert (report.written, report.outcomes) == (4, {"accepted": 1, "rejected": 3})
+    assert documents(context) == EXPECTED
