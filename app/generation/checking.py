@@ -63,7 +63,10 @@ def _started(role: str, size: int) -> ProcessPoolExecutor | None:
             if current is not None:
                 current[0].shutdown(wait=False, cancel_futures=True)
             executor = ProcessPoolExecutor(
-                size, mp_context=multiprocessing.get_context("spawn"), initializer=_start_checker
+                size,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_checker,
+                initargs=(os.getpid(),),
             )
             for _ in range(size):  # start them now, while the first calls run
                 executor.submit(int)
@@ -231,12 +234,16 @@ _contexts: OrderedDict[tuple[uuid.UUID, str], JobContext] = OrderedDict()
 _CONTEXTS = 8
 
 
-def _start_checker() -> None:
+def _start_checker(parent: int) -> None:
+    """In a new checking or writing process, started by process ``parent``."""
     # A Ctrl-C in a terminal reaches the whole process group: the worker decides, not us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # End with the worker, however it ends. (Not PR_SET_PDEATHSIG: that fires when the
     # *thread* that started us ends, and an embedded run starts us from a thread of its own.)
-    parent = os.getppid()
+    # The parent's pid comes from the parent: one that died while we were starting is gone
+    # already, and our parent now is whoever adopted us.
+    if os.getppid() != parent:
+        os._exit(0)
 
     def orphaned() -> None:
         while os.getppid() == parent:

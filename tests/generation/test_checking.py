@@ -7,8 +7,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -198,3 +202,35 @@ def test_recording_in_the_workers_own_threads_when_asked(
     report = recorded(context, in_process)
     assert (report.written, report.outcomes) == (4, {"accepted": 1, "rejected": 3})
     assert documents(context) == EXPECTED
+
+
+def test_processes_whose_worker_dies_as_they_start_end_too() -> None:
+    """A worker killed while its checking and writing processes are still starting: they are
+    adopted by another process before they can look at their parent, and must not take it
+    for their worker (they lived on forever that way)."""
+    mark = f"priorforge-test-{uuid.uuid4().hex}"
+    starter = (
+        "import os, signal\n"
+        "from app.core.settings import get_settings\n"
+        "from app.generation import checking\n"
+        "checking.start(get_settings())\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    env = os.environ | {"PRIORFORGE_TEST_MARK": mark}
+    worker = subprocess.run([sys.executable, "-c", starter], env=env, check=False)
+    assert worker.returncode == -signal.SIGKILL
+
+    def marked() -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and mark.encode() in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:  # ended meanwhile, or not ours to read
+                pass
+        return found
+
+    deadline = time.monotonic() + 20
+    while marked() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert marked() == []
