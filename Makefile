@@ -21,7 +21,7 @@ INTEROP := $(VENV)/interop
 INTEROP_PACKAGES := datasets==5.2.0 datatrove==0.10.1 dolma==1.0.8 smart_open[zst] orjson
 INTEROP_STAMP := $(INTEROP)/.installed-$(shell echo "$(INTEROP_PACKAGES)" | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint bench bench-load mutate serve worker install interop clean
+.PHONY: demo test lint bench bench-load mutate serve worker install interop browser clean
 
 # llama-cpp-python compiles llama.cpp from source: several minutes on 2 cores. The wheel is
 # built once into $(WHEELS) and reused by every later install into this virtualenv.
@@ -50,6 +50,17 @@ $(INTEROP_STAMP):
 
 interop: $(INTEROP_STAMP)
 
+# Debian's Chromium for the dashboard's browser tests: Playwright drives it (Playwright's own
+# browser download needs the internet). Installed with apt, as root or through sudo.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+$(CHROMIUM):
+	@echo "installing Debian's chromium (for tests/admin/test_browser.py) ..."
+	@$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+	  || { echo "could not install chromium: run 'sudo apt-get install chromium', then make test"; exit 1; }
+
+browser: $(CHROMIUM)
+
 # PyTorch for the runner's tests (the `train` extra; CUDA libraries included, about 5 GB).
 $(TRAIN_STAMP): $(STAMP)
 	@echo "installing the runner's train extra (PyTorch) into $(VENV) ..."
@@ -65,7 +76,7 @@ $(MUTATE_STAMP): $(STAMP)
 demo: $(STAMP)
 	$(BIN)/priorforge demo
 
-test: $(STAMP) $(INTEROP_STAMP) $(TRAIN_STAMP)
+test: $(STAMP) $(INTEROP_STAMP) $(TRAIN_STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP) $(TRAIN_STAMP)

@@ -7,7 +7,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
+from app.admin.router import router as admin_router
 from app.billing.router import router as billing_router
 from app.core import openapi, problems
 from app.datasets.exports.router import router as exports_router
@@ -54,6 +56,8 @@ def create_app() -> FastAPI:
     app.include_router(prompts_router)
     app.include_router(keys_router)
     app.include_router(billing_router)
+    app.include_router(admin_router)
+    app.mount("/admin/static", StaticFiles(packages=[("app.admin", "static")]), name="admin-static")
     return app
 
 

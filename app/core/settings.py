@@ -166,6 +166,19 @@ class Settings(BaseSettings):
     team_max_documents_per_job: int = Field(
         default=50_000_000, ge=1, description="Documents one job of a team may ask for (409 above)."
     )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="When set, GET /metrics needs 'Authorization: Bearer <token>'; unset, "
+        "it is open (it names teams and their spend: set it where the API is public).",
+    )
+    admin_idle_minutes: float = Field(
+        default=30.0,
+        gt=0,
+        description="A dashboard session ends after this long without a request.",
+    )
+    admin_session_hours: float = Field(
+        default=12.0, gt=0, description="A dashboard session ends this long after sign-in."
+    )
     reconcile_interval_seconds: float = Field(default=5.0, gt=0)
     # A job with pending items and no lease taken for this long has lost its messages
     # (e.g. a worker died between receiving a chunk and leasing it): re-dispatch them.

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
 
+from app.core.problems import documented
 from app.core.routing import GuardedRoute
-from app.health import service
+from app.health import metrics, service
 
 router = APIRouter(tags=["health"], route_class=GuardedRoute)
 
@@ -30,3 +31,17 @@ def readyz() -> dict[str, Any] | JSONResponse:
     if body["status"] != "ok":
         return JSONResponse(body, status_code=503)
     return body
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {"content": {metrics.CONTENT_TYPE: {}}, "description": "Prometheus text"},
+        **documented(401),
+    },
+)
+def get_metrics(request: Request) -> Response:
+    """The deployment's jobs, documents, LLM usage and queues, in Prometheus' text format."""
+    service.check_metrics_token(request.headers.get("authorization"))
+    return Response(service.metrics(), media_type=metrics.CONTENT_TYPE)

@@ -1,11 +1,17 @@
-"""Dependency checks for /readyz: each returns "ok" or the error it hit."""
+"""Dependency checks for /readyz (each returns "ok" or the error it hit), and /metrics."""
 
 from __future__ import annotations
 
+import hmac
+
+import redis
 from sqlalchemy import text
 
-from app.core.db import get_engine
+from app.core.db import get_engine, session_scope
+from app.core.errors import Unauthorized
 from app.core.settings import get_settings
+from app.health.metrics import exposition
+from app.health.metrics import read as read_metrics
 from app.storage.default import get_store
 
 
@@ -42,3 +48,41 @@ def check_dependencies() -> dict[str, str]:
         except Exception as exc:
             checks["broker"] = f"error: {type(exc).__name__}: {exc}"[:300]
     return checks
+
+
+def check_metrics_token(authorization: str | None) -> None:
+    """With ``PRIORFORGE_METRICS_TOKEN`` set, /metrics answers only a scraper that sends it."""
+    expected = get_settings().metrics_token
+    if expected is None:
+        return
+    scheme, _, given = (authorization or "").partition(" ")
+    secret = expected.get_secret_value()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), secret):
+        raise Unauthorized(
+            "/metrics needs 'Authorization: Bearer <PRIORFORGE_METRICS_TOKEN>' "
+            "(a Prometheus scrape config's `authorization: {credentials: …}`)"
+        )
+
+
+def queue_depths() -> dict[str, int | None]:
+    """Messages waiting in the task queue (None: the broker did not answer)."""
+    settings = get_settings()
+    if settings.broker_url is None or not settings.broker_url.startswith(("redis://", "rediss://")):
+        return {}
+    try:
+        client = redis.Redis.from_url(
+            settings.broker_url, socket_timeout=1, socket_connect_timeout=1
+        )
+        try:
+            return {settings.task_queue: int(client.llen(settings.task_queue))}
+        finally:
+            client.close()
+    except redis.RedisError:
+        return {settings.task_queue: None}
+
+
+def metrics() -> bytes:
+    queues = queue_depths()
+    with session_scope() as session:
+        snapshot = read_metrics(session, queues)
+    return exposition(snapshot)

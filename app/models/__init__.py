@@ -1,5 +1,6 @@
 """ORM models, one file per table; importing this package registers them all."""
 
+from app.models.admin_audit import AdminAudit
 from app.models.api_key import ApiKey
 from app.models.base import Base
 from app.models.content_fingerprint import ContentFingerprint
@@ -24,6 +25,7 @@ from app.models.usage_daily import UsageDaily
 from app.models.work_item import WorkItem
 
 __all__ = [
+    "AdminAudit",
     "ApiKey",
     "Base",
     "ContentFingerprint",

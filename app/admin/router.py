@@ -1,0 +1,344 @@
+"""The dashboard's pages. Thin: each calls the API's services with the signed-in admin's
+principal (so it sees what that key sees over the API) and renders a template."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from app.admin import repository
+from app.admin import session as sessions
+from app.admin.routing import (
+    LOGIN_COOKIE_PATH,
+    AdminRoute,
+    is_htmx,
+    public,
+    set_session_cookie,
+    state_of,
+)
+from app.admin.session import AdminSession, SignInRefused
+from app.admin.templating import TEMPLATES
+from app.core.errors import InvalidRequest
+from app.jobs import service as jobs
+from app.jobs.repository import ACTIVE
+from app.jobs.service import JOB_CURSOR_PATTERN, JobView
+from app.models.base import utcnow
+from app.teams import service as teams
+from app.teams.keys import PREFIX_PATTERN, Role
+from app.teams.schemas import MAX_EXPIRES_IN_DAYS
+
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "stopped_budget")
+PAGE = 50
+DOCUMENTS_PAGE = 20
+DOCUMENT_STATUSES = ("accepted", "rejected", "duplicate", "failed")
+
+router = APIRouter(prefix="/admin", route_class=AdminRoute, include_in_schema=False)
+
+
+def render(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
+    admin = state_of(request).admin
+    return TEMPLATES.TemplateResponse(
+        request,
+        template,
+        {"admin": admin, "csrf": admin.csrf if admin else "", **context},
+        status_code=status_code,
+    )
+
+
+def signed_in(request: Request) -> AdminSession:
+    admin = state_of(request).admin
+    assert admin is not None  # the guard redirects every other request
+    return admin
+
+
+def audit(request: Request, action: str, target: str = "", **detail: Any) -> None:
+    admin = signed_in(request)
+    repository.add_audit(
+        state_of(request).db,
+        team_id=admin.principal.team_id,
+        key_id=admin.principal.key_id,
+        key_prefix=admin.key_prefix,
+        action=action,
+        target=target,
+        detail=detail,
+    )
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a page of this dashboard: never another site (an open redirect)."""
+    if target and target.startswith("/admin") and not target.startswith("//"):
+        return target
+    return "/admin"
+
+
+# Sign-in and out ------------------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+@public
+def login_page(request: Request, next: str | None = None) -> Response:
+    """The sign-in form."""
+    return _login_form(request, next, error=None, status_code=200)
+
+
+def _login_form(
+    request: Request, next: str | None, error: str | None, status_code: int
+) -> Response:
+    token = sessions.new_token()
+    response = TEMPLATES.TemplateResponse(
+        request,
+        "login.html",
+        {"admin": None, "login_csrf": token, "next": _safe_next(next), "error": error},
+        status_code=status_code,
+    )
+    response.set_cookie(
+        sessions.LOGIN_COOKIE,
+        token,
+        httponly=True,
+        secure=True,
+        samesite="strict",
+        path=LOGIN_COOKIE_PATH,
+    )
+    return response
+
+
+@router.post("/login", response_class=HTMLResponse)
+@public
+def login(request: Request) -> Response:
+    """Exchange an admin API key for a session."""
+    state = state_of(request)
+    form = state.form
+    try:
+        admin = sessions.sign_in(state.db, form.get("api_key", ""))
+    except SignInRefused as refused:
+        # 200, the form again with why: a 4xx page load is an error in the browser's console.
+        return _login_form(request, form.get("next"), error=str(refused), status_code=200)
+    state.admin = admin
+    audit(request, "sign_in")
+    response = RedirectResponse(_safe_next(form.get("next")), status_code=303)
+    set_session_cookie(response, sessions.encode(state.db, admin))
+    response.delete_cookie(sessions.LOGIN_COOKIE, path=LOGIN_COOKIE_PATH)
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request) -> Response:
+    """End the session."""
+    audit(request, "sign_out")
+    state_of(request).signed_out = True
+    response = RedirectResponse("/admin/login", status_code=303)
+    response.delete_cookie(sessions.COOKIE, path="/admin")
+    return response
+
+
+# Overview ------------------------------------------------------------------------------
+
+
+@router.get("", response_class=HTMLResponse)
+def overview(request: Request) -> Response:
+    """What is running, at a glance."""
+    admin = signed_in(request)
+    db = state_of(request).db
+    by_status = repository.jobs_by_status(db, admin.principal.team_id)
+    running, _next = jobs.list_jobs(
+        db, admin.principal, status="running", dataset=None, cursor=None, limit=10
+    )
+    return render(
+        request,
+        "overview.html",
+        by_status={status: by_status.get(status, 0) for status in JOB_STATUSES},
+        running=running,
+        recent=repository.audit_page(db, admin.principal.team_id, None, 10),
+    )
+
+
+# Jobs ----------------------------------------------------------------------------------
+
+
+@router.get("/jobs", response_class=HTMLResponse)
+def jobs_page(
+    request: Request,
+    status: str | None = Query(None),
+    dataset: str | None = Query(None, max_length=200),
+    cursor: str | None = Query(None, pattern=JOB_CURSOR_PATTERN),
+) -> Response:
+    """The team's jobs, newest first, filtered by status and dataset."""
+    status = status or None
+    if status is not None and status not in JOB_STATUSES:
+        raise InvalidRequest(f"unknown status {status!r}; one of {', '.join(JOB_STATUSES)}")
+    admin = signed_in(request)
+    views, next_cursor = jobs.list_jobs(
+        state_of(request).db,
+        admin.principal,
+        status=status,
+        dataset=dataset or None,
+        cursor=cursor,
+        limit=PAGE,
+    )
+    return render(
+        request,
+        "jobs.html",
+        views=views,
+        next_cursor=next_cursor,
+        status=status or "",
+        dataset=dataset or "",
+        statuses=JOB_STATUSES,
+        active=ACTIVE,
+    )
+
+
+@router.post("/jobs/cancel")
+def cancel_jobs(request: Request) -> Response:
+    """Cancel the jobs ticked in the list."""
+    admin = signed_in(request)
+    db = state_of(request).db
+    ids = [_job_id(value) for value in state_of(request).form.get("job_id", "").split() if value]
+    cancelled = []
+    for job_id in ids:
+        job = jobs.cancel_job(db, admin.principal, job_id)
+        cancelled.append(str(job.id))
+    if cancelled:
+        audit(request, "cancel_jobs", f"{len(cancelled)} jobs", jobs=cancelled)
+    return RedirectResponse("/admin/jobs", status_code=303)
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(
+    request: Request,
+    job_id: uuid.UUID,
+    documents: str | None = Query(None),
+    after: int | None = Query(None, ge=0, le=2**31 - 1),
+) -> Response:
+    """One job: its counters (live while it runs), cost and errors, and its documents."""
+    status = documents or None
+    if status is not None and status not in DOCUMENT_STATUSES:
+        raise InvalidRequest(
+            f"unknown document status {status!r}; one of {', '.join(DOCUMENT_STATUSES)}"
+        )
+    view = _job_view(request, job_id)
+    page, next_after = jobs.list_documents(
+        state_of(request).db,
+        signed_in(request).principal,
+        job_id,
+        status=status,
+        cursor=after,
+        limit=DOCUMENTS_PAGE,
+    )
+    return render(
+        request,
+        "job.html",
+        view=view,
+        active=ACTIVE,
+        documents=page,
+        document_status=status or "",
+        document_statuses=DOCUMENT_STATUSES,
+        next_after=next_after,
+    )
+
+
+@router.get("/documents/{document_id}", response_class=HTMLResponse)
+def document_page(request: Request, document_id: uuid.UUID) -> Response:
+    """One document: its text, status and reason, what it was asked for, cost and judge."""
+    document = jobs.get_document(state_of(request).db, signed_in(request).principal, document_id)
+    return render(request, "document.html", document=document)
+
+
+@router.get("/jobs/{job_id}/counters", response_class=HTMLResponse)
+def job_counters(request: Request, job_id: uuid.UUID) -> Response:
+    """The job's counters alone: what the job page polls while the job runs."""
+    view = _job_view(request, job_id)
+    return render(request, "_job_counters.html", view=view, active=ACTIVE)
+
+
+@router.post("/jobs/{job_id}/cancel")
+def cancel_job(request: Request, job_id: uuid.UUID) -> Response:
+    """Cancel the job; what it accepted stays in its dataset."""
+    admin = signed_in(request)
+    job = jobs.cancel_job(state_of(request).db, admin.principal, job_id)
+    audit(request, "cancel_job", str(job.id), status=job.status)
+    if is_htmx(request):
+        return render(request, "_job_counters.html", view=_job_view(request, job_id), active=ACTIVE)
+    return RedirectResponse(f"/admin/jobs/{job_id}", status_code=303)
+
+
+def _job_view(request: Request, job_id: uuid.UUID) -> JobView:
+    return jobs.read_job(state_of(request).db, signed_in(request).principal, job_id)
+
+
+def _job_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidRequest(f"{value!r} is not a job id") from None
+
+
+# Keys ----------------------------------------------------------------------------------
+
+
+@router.get("/keys", response_class=HTMLResponse)
+def keys_page(request: Request) -> Response:
+    """The team's API keys: role, state, last use; create and revoke."""
+    return _keys(request, created=None)
+
+
+def _keys(request: Request, created: teams.IssuedKey | None) -> Response:
+    admin = signed_in(request)
+    views = teams.list_keys(
+        state_of(request).db, team_id=admin.principal.team_id, include_inactive=True
+    )
+    return render(
+        request, "keys.html", views=views, roles=[role.value for role in Role], created=created
+    )
+
+
+@router.post("/keys", response_class=HTMLResponse)
+def create_key(request: Request) -> Response:
+    """Create a key; its token is shown on the page this once."""
+    form = state_of(request).form
+    try:
+        role = Role(form.get("role", ""))
+    except ValueError:
+        raise InvalidRequest(
+            f"unknown role {form.get('role')!r}; one of read, submit, admin"
+        ) from None
+    days = form.get("expires_in_days", "").strip()
+    if days and not (days.isdigit() and 1 <= int(days) <= MAX_EXPIRES_IN_DAYS):
+        raise InvalidRequest(f"expiry in days must be 1-{MAX_EXPIRES_IN_DAYS}; got {days!r}")
+    expires_at = utcnow() + timedelta(days=int(days)) if days else None
+    issued = teams.issue_key(
+        state_of(request).db,
+        signed_in(request).principal,
+        role,
+        name=form.get("name", "").strip() or None,
+        expires_at=expires_at,
+    )
+    audit(request, "create_key", issued.view.key.prefix, role=role.value)
+    return _keys(request, created=issued)
+
+
+@router.post("/keys/{prefix}/revoke")
+def revoke_key(request: Request, prefix: str = Path(pattern=PREFIX_PATTERN)) -> Response:
+    """Revoke a key at once."""
+    admin = signed_in(request)
+    view = teams.revoke_key(state_of(request).db, prefix, team_id=admin.principal.team_id)
+    audit(request, "revoke_key", view.key.prefix)
+    if view.key.id == admin.principal.key_id:  # its own key: the session ends with it
+        state_of(request).signed_out = True
+        return RedirectResponse("/admin/login", status_code=303)
+    return RedirectResponse("/admin/keys", status_code=303)
+
+
+# Audit log -----------------------------------------------------------------------------
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit_page(request: Request, before: datetime | None = None) -> Response:
+    """Every action taken in the dashboard by the team's admins, newest first."""
+    admin = signed_in(request)
+    rows = repository.audit_page(state_of(request).db, admin.principal.team_id, before, PAGE + 1)
+    older = rows[PAGE - 1].at.isoformat() if len(rows) > PAGE else None
+    return render(request, "audit.html", rows=rows[:PAGE], older=older)

@@ -1,0 +1,80 @@
+"""The dashboard's pages over HTTP: what they refuse and what each action leaves behind."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from tests.admin.test_session import audit_actions, csrf_of, sign_in
+from tests.conftest import Team, run_local
+
+
+def test_a_bad_form_value_is_a_page_that_says_what_to_fix(browser: TestClient, team: Team) -> None:
+    sign_in(browser, team.keys["admin"])
+    token = csrf_of(browser.get("/admin/keys").text)
+    refused = browser.post("/admin/keys", data={"csrf_token": token, "role": "owner"})
+    assert refused.status_code == 422
+    assert "unknown role &#39;owner&#39;; one of read, submit, admin" in refused.text
+    too_long = browser.post(
+        "/admin/keys", data={"csrf_token": token, "role": "read", "expires_in_days": "99999"}
+    )
+    assert too_long.status_code == 422
+    assert "expiry in days must be 1-3650" in too_long.text
+    nul = browser.post("/admin/keys", data={"csrf_token": token, "role": "read", "name": "a\x00b"})
+    assert nul.status_code == 422
+    assert audit_actions(team) == ["sign_in"]
+
+
+def test_revoking_the_sessions_own_key_ends_the_session(browser: TestClient, team: Team) -> None:
+    sign_in(browser, team.keys["admin"])
+    token = csrf_of(browser.get("/admin/keys").text)
+    prefix = team.keys["admin"].split("_")[1]
+    revoked = browser.post(f"/admin/keys/{prefix}/revoke", data={"csrf_token": token})
+    assert revoked.status_code == 303
+    assert revoked.headers["location"] == "/admin/login"
+    assert browser.get("/admin").status_code == 303
+    assert audit_actions(team) == ["sign_in", "revoke_key"]
+
+
+def test_another_teams_job_and_documents_are_not_found(
+    browser: TestClient, team: Team, other_team: Team, settings: Any, store: Any
+) -> None:
+    theirs = run_local(other_team, {"dataset": "theirs", "documents": 2}, settings, store)
+    sign_in(browser, team.keys["admin"])
+    assert browser.get(f"/admin/jobs/{theirs.job.id}").status_code == 404
+    with TestClient(browser.app) as api:
+        listed = api.get(
+            f"/v1/jobs/{theirs.job.id}/documents", headers=other_team.headers("read")
+        ).json()
+    document_id = listed["items"][0]["id"]
+    hidden = browser.get(f"/admin/documents/{document_id}")
+    assert hidden.status_code == 404
+    assert "not found" in hidden.text
+    mine = browser.get("/admin/jobs")
+    assert str(theirs.job.id) not in mine.text
+
+
+def test_bulk_cancel_cancels_the_ticked_jobs_only(
+    browser: TestClient, team: Team, settings: Any
+) -> None:
+    from tests.conftest import submit_local
+
+    jobs = [submit_local(team, {"dataset": "bulk", "documents": 4}, settings)[0] for _ in range(3)]
+    sign_in(browser, team.keys["admin"])
+    page = browser.get("/admin/jobs?status=queued").text
+    token = csrf_of(page)
+    ticked = "&".join(f"job_id={job.id}" for job in jobs[:2])
+    cancelled = browser.post(
+        "/admin/jobs/cancel",
+        content=f"csrf_token={token}&{ticked}",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert cancelled.status_code == 303
+    listing = browser.get("/admin/jobs").text
+    for job, status in zip(jobs, ["cancelled", "cancelled", "queued"], strict=True):
+        row = re.search(rf'href="/admin/jobs/{job.id}".*?status-(\w+)', listing, re.S)
+        assert row is not None
+        assert row.group(1) == status
+    assert audit_actions(team) == ["sign_in", "cancel_jobs"]
