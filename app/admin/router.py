@@ -3,8 +3,10 @@ principal (so it sees what that key sees over the API) and renders a template.""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime, timedelta
+from pathlib import PurePosixPath as Path_
 from typing import Any
 
 from fastapi import APIRouter, Path, Query, Request
@@ -22,11 +24,15 @@ from app.admin.routing import (
 )
 from app.admin.session import AdminSession, SignInRefused
 from app.admin.templating import TEMPLATES
-from app.core.errors import InvalidRequest
+from app.core.errors import InvalidRequest, NotFound
+from app.core.settings import get_settings
+from app.datasets import service as datasets
+from app.datasets.router import serve_file
 from app.jobs import service as jobs
 from app.jobs.repository import ACTIVE
 from app.jobs.service import JOB_CURSOR_PATTERN, JobView
 from app.models.base import utcnow
+from app.storage.default import get_store
 from app.teams import service as teams
 from app.teams.keys import PREFIX_PATTERN, Role
 from app.teams.schemas import MAX_EXPIRES_IN_DAYS
@@ -274,6 +280,72 @@ def _job_id(value: str) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError:
         raise InvalidRequest(f"{value!r} is not a job id") from None
+
+
+# Datasets ------------------------------------------------------------------------------
+
+
+@router.get("/datasets", response_class=HTMLResponse)
+def datasets_page(request: Request) -> Response:
+    """The team's datasets, and those shared with it."""
+    readable = datasets.list_readable(state_of(request).db, signed_in(request).principal)
+    return render(request, "datasets.html", readable=readable)
+
+
+@router.get("/datasets/{name}", response_class=HTMLResponse)
+def dataset_page(
+    request: Request, name: str = Path(max_length=200), version: int | None = Query(None, ge=1)
+) -> Response:
+    """A dataset's versions; the files of one (the latest by default) with their checksums."""
+    db = state_of(request).db
+    principal = signed_in(request).principal
+    versions = datasets.list_versions(db, principal, name)
+    shown = next((v for v in versions if v.number == version), None) if version else None
+    if version is not None and shown is None:
+        raise NotFound(f"dataset {name!r} has no version {version}")
+    shown = shown or (max(versions, key=lambda v: v.number) if versions else None)
+    manifest = json.loads(datasets.read_manifest(get_store(), shown)) if shown is not None else None
+    return render(
+        request,
+        "dataset.html",
+        name=name,
+        versions=sorted(versions, key=lambda v: v.number, reverse=True),
+        shown=shown,
+        files=manifest["files"] if manifest else [],
+    )
+
+
+@router.post("/datasets/{name}/versions")
+def snapshot(request: Request, name: str = Path(max_length=200)) -> Response:
+    """Snapshot the dataset's published documents into a new version."""
+    made = datasets.create_version(
+        state_of(request).db,
+        signed_in(request).principal,
+        name,
+        store=get_store(),
+        settings=get_settings(),
+    )
+    number = made.version.number
+    audit(
+        request, "snapshot_version" if made.created else "snapshot_unchanged", f"{name} v{number}"
+    )
+    return RedirectResponse(f"/admin/datasets/{name}?version={number}", status_code=303)
+
+
+@router.get("/datasets/{name}/versions/{version}/files/{file:path}")
+def download(
+    request: Request,
+    name: str = Path(max_length=200),
+    version: int = Path(ge=1),
+    file: str = Path(max_length=512),
+) -> Response:
+    """A version's file, as the API serves it (Range, ETag = its sha256)."""
+    db = state_of(request).db
+    dataset, found = datasets.get_version(db, signed_in(request).principal, name, version)
+    store = get_store()
+    response = serve_file(request, store, datasets.find_file(store, dataset, found, file), False)
+    response.headers["Content-Disposition"] = f'attachment; filename="{Path_(file).name}"'
+    return response
 
 
 # Keys ----------------------------------------------------------------------------------

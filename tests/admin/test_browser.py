@@ -4,6 +4,7 @@ console must stay free of errors; a screenshot of every page goes to build/scree
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,8 +116,22 @@ def test_an_admin_signs_in_and_watches_a_job_run_to_completion(
     expect(page.get_by_test_id("document-reason")).to_contain_text("refusal or meta")
     dashboard.shot("document-rejected")
 
+    page.get_by_role("link", name="Datasets").click()
+    dashboard.shot("datasets")
+    page.get_by_role("link", name="watched").click()
+    page.get_by_role("button", name="Snapshot a new version").click()
+    expect(page.get_by_role("heading", name="Files of v1")).to_be_visible()
+    dashboard.shot("dataset-version")
+    first = page.locator("table.files tbody tr").first
+    listed_sha = first.locator("code.sha").inner_text()
+    with page.expect_download() as downloading:
+        first.get_by_role("link").click()
+    downloaded = Path(downloading.value.path())
+    assert hashlib.sha256(downloaded.read_bytes()).hexdigest() == listed_sha
+
     page.get_by_role("link", name="Audit log").click()
     expect(page.get_by_role("cell", name="sign in")).to_be_visible()
+    expect(page.get_by_role("cell", name="snapshot version")).to_be_visible()
     dashboard.shot("audit")
 
 

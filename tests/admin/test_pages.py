@@ -78,3 +78,32 @@ def test_bulk_cancel_cancels_the_ticked_jobs_only(
         assert row is not None
         assert row.group(1) == status
     assert audit_actions(team) == ["sign_in", "cancel_jobs"]
+
+
+def test_a_snapshot_with_nothing_published_says_so_and_files_are_only_the_manifests(
+    browser: TestClient, team: Team, settings: Any, store: Any
+) -> None:
+    from tests.conftest import submit_local
+
+    submit_local(team, {"dataset": "empty", "documents": 2}, settings)  # never run
+    sign_in(browser, team.keys["admin"])
+    token = csrf_of(browser.get("/admin/datasets/empty").text)
+    nothing = browser.post("/admin/datasets/empty/versions", data={"csrf_token": token})
+    assert nothing.status_code == 409
+    assert "has no published documents yet: wait for a job to succeed" in nothing.text
+
+    run_local(team, {"dataset": "full", "documents": 2}, settings, store)
+    made = browser.post("/admin/datasets/full/versions", data={"csrf_token": token})
+    assert made.status_code == 303
+    assert made.headers["location"] == "/admin/datasets/full?version=1"
+    page = browser.get("/admin/datasets/full?version=1").text
+    path = re.search(r'/admin/datasets/full/versions/1/files/([^"]+)"', page)
+    assert path is not None
+    file = browser.get(f"/admin/datasets/full/versions/1/files/{path.group(1)}")
+    assert file.status_code == 200
+    assert file.headers["content-disposition"].startswith("attachment;")
+    assert file.headers["x-content-sha256"] in page
+    for outside in ("manifest.json", "../../secrets", "documents/aligned/nope.jsonl.zst"):
+        assert browser.get(f"/admin/datasets/full/versions/1/files/{outside}").status_code == 404
+    assert browser.get("/admin/datasets/full?version=7").status_code == 404
+    assert audit_actions(team) == ["sign_in", "snapshot_version"]
