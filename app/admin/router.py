@@ -24,6 +24,7 @@ from app.admin.routing import (
 )
 from app.admin.session import AdminSession, SignInRefused
 from app.admin.templating import TEMPLATES
+from app.billing import service as billing
 from app.core.errors import InvalidRequest, NotFound
 from app.core.settings import get_settings
 from app.datasets import service as datasets
@@ -40,6 +41,7 @@ from app.teams.schemas import MAX_EXPIRES_IN_DAYS
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled", "stopped_budget")
 PAGE = 50
 DOCUMENTS_PAGE = 20
+MAX_BUDGET_USD = 1e9  # as the API's BudgetUpdate
 DOCUMENT_STATUSES = ("accepted", "rejected", "duplicate", "failed")
 
 router = APIRouter(prefix="/admin", route_class=AdminRoute, include_in_schema=False)
@@ -346,6 +348,36 @@ def download(
     response = serve_file(request, store, datasets.find_file(store, dataset, found, file), False)
     response.headers["Content-Disposition"] = f'attachment; filename="{Path_(file).name}"'
     return response
+
+
+# Budget --------------------------------------------------------------------------------
+
+
+@router.get("/budget", response_class=HTMLResponse)
+def budget_page(request: Request) -> Response:
+    """The team's monthly budget, this month's spend and what running jobs hold."""
+    budget = billing.team_budget(state_of(request).db, signed_in(request).principal.team_id)
+    return render(request, "budget.html", budget=budget, max_usd=MAX_BUDGET_USD)
+
+
+@router.post("/budget")
+def set_budget(request: Request) -> Response:
+    """Set the team's monthly budget (empty: no cap); running jobs plan against it."""
+    given = state_of(request).form.get("monthly_budget_usd", "").strip()
+    usd: float | None = None
+    if given:
+        try:
+            usd = float(given)
+        except ValueError:
+            usd = float("nan")
+        if not 0 < usd <= MAX_BUDGET_USD:  # NaN fails this too
+            raise InvalidRequest(
+                f"a monthly budget is a number of dollars above 0 and at most "
+                f"{MAX_BUDGET_USD:,.0f}, or empty for no cap; got {given!r}"
+            )
+    billing.set_team_budget(state_of(request).db, signed_in(request).principal.team_id, usd)
+    audit(request, "set_budget", "none" if usd is None else f"${usd:,.2f} a month", usd=usd)
+    return RedirectResponse("/admin/budget", status_code=303)
 
 
 # Keys ----------------------------------------------------------------------------------

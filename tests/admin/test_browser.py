@@ -18,6 +18,11 @@ from tests.conftest import ROOT, Team, spec
 from tests.llm_server import FaultConfig, LLMTestServer
 
 CHROMIUM = Path("/usr/bin/chromium")
+# The default provider priced (as tests/billing does), so that budgets bind.
+PRICED = {
+    "PRIORFORGE_LLM_PRICE_PROMPT_PER_MTOK": "2.5",
+    "PRIORFORGE_LLM_PRICE_COMPLETION_PER_MTOK": "10",
+}
 SHOTS = ROOT / "build" / "screenshots"
 WAIT_MS = 60_000
 
@@ -66,8 +71,8 @@ class Watched:
 
 @pytest.fixture
 def dashboard(browser: Browser, live_server: Any, start_worker: Any) -> Iterator[Watched]:
-    start_worker()
-    server = live_server("--workers", "1")
+    start_worker(**PRICED)
+    server = live_server("--workers", "1", **PRICED)
     context = browser.new_context(base_url=server.base_url, viewport={"width": 1280, "height": 800})
     watched = Watched(context.new_page(), server.base_url)
     yield watched
@@ -214,3 +219,28 @@ def test_an_admin_creates_a_key_sees_it_once_and_revokes_it(dashboard: Watched, 
     page.get_by_role("link", name="Audit log").click()
     expect(page.get_by_role("cell", name="create key")).to_be_visible()
     expect(page.get_by_role("cell", name="revoke key")).to_be_visible()
+
+
+def test_an_admin_sets_the_teams_budget_and_a_job_stops_on_it(
+    dashboard: Watched, team: Team, llm: LLMTestServer
+) -> None:
+    page = dashboard.page
+    llm.reset(FaultConfig(latency=0.2))
+    sign_in(page, team.keys["admin"])
+    page.get_by_role("link", name="Budget", exact=True).click()
+    expect(page.get_by_test_id("monthly-budget")).to_have_text("no cap")
+    page.get_by_label("Monthly budget (USD)").fill("0.05")
+    page.get_by_role("button", name="Save budget").click()
+    expect(page.get_by_test_id("monthly-budget")).to_have_text("$0.05")
+
+    job_id = submit(dashboard.base_url, team, dataset="capped", documents=40)
+    page.goto(f"/admin/jobs/{job_id}")
+    expect(page.get_by_test_id("job-status")).to_have_text("stopped budget", timeout=WAIT_MS)
+    expect(page.get_by_text("the team's budget for")).to_be_visible()
+    dashboard.shot("job-stopped-on-budget")
+    page.get_by_role("link", name="Budget", exact=True).click()
+    spent = float(page.get_by_test_id("spent").inner_text().removeprefix("$"))
+    assert 0 < spent <= 0.05
+    dashboard.shot("budget")
+    page.get_by_role("link", name="Audit log").click()
+    expect(page.get_by_role("cell", name="set budget")).to_be_visible()

@@ -107,3 +107,22 @@ def test_a_snapshot_with_nothing_published_says_so_and_files_are_only_the_manife
         assert browser.get(f"/admin/datasets/full/versions/1/files/{outside}").status_code == 404
     assert browser.get("/admin/datasets/full?version=7").status_code == 404
     assert audit_actions(team) == ["sign_in", "snapshot_version"]
+
+
+def test_a_budget_is_a_positive_number_of_dollars_or_none(browser: TestClient, team: Team) -> None:
+    sign_in(browser, team.keys["admin"])
+    token = csrf_of(browser.get("/admin/budget").text)
+    for bad in ("-1", "0", "nan", "inf", "1e10", "ten"):
+        refused = browser.post(
+            "/admin/budget", data={"csrf_token": token, "monthly_budget_usd": bad}
+        )
+        assert refused.status_code == 422, bad
+        assert "a monthly budget is a number of dollars above 0" in refused.text
+    assert "no cap" in browser.get("/admin/budget").text
+    saved = browser.post("/admin/budget", data={"csrf_token": token, "monthly_budget_usd": "12.5"})
+    assert saved.status_code == 303
+    assert "$12.50" in browser.get("/admin/budget").text
+    removed = browser.post("/admin/budget", data={"csrf_token": token, "monthly_budget_usd": ""})
+    assert removed.status_code == 303
+    assert "no cap" in browser.get("/admin/budget").text
+    assert audit_actions(team) == ["sign_in", "set_budget", "set_budget"]
