@@ -145,8 +145,9 @@ class JobShape:
         return max(self.accepted(), 1) if self.status == "succeeded" else self.items
 
 
-def plan_jobs(work_items: int) -> list[JobShape]:
-    """The seeded jobs, in creation order: a pure function of the number of work items."""
+def plan_jobs(work_items: int, small_jobs: int = SMALL_JOBS) -> list[JobShape]:
+    """The seeded jobs, in creation order: a pure function of the number of work items (and
+    of how many small jobs share the last 10%, each of at least 20 items)."""
     if work_items < MIN_WORK_ITEMS:
         raise ValueError(f"seed at least {MIN_WORK_ITEMS:,} work items (got {work_items:,})")
     giant = work_items * 8 // 10
@@ -157,7 +158,7 @@ def plan_jobs(work_items: int) -> list[JobShape]:
     for n, status in enumerate(("succeeded", "succeeded", "cancelled", "succeeded"), start=1):
         finished = big // 2 if status == "cancelled" else big
         jobs.append(JobShape(n, "big", status, big, finished, 0, timedelta(days=30 - 2 * n)))
-    count = max(1, min(SMALL_JOBS, small_total // SMALL_JOB_MIN_ITEMS))
+    count = max(1, min(small_jobs, small_total // SMALL_JOB_MIN_ITEMS))
     for j in range(count):
         items = small_total // count + (1 if j < small_total % count else 0)
         age = timedelta(days=14) * (1 - j / count) + timedelta(minutes=5)
@@ -244,12 +245,15 @@ def seed(
     url: str,
     work_items: int = DEFAULT_WORK_ITEMS,
     *,
+    small_jobs: int = SMALL_JOBS,
     batch_items: int = BATCH_ITEMS,
     log: Callable[[str], None] = print,
 ) -> Seeded:
     """Seed the migrated database at ``url``; resume a seed that stopped; skip a done one."""
-    jobs = plan_jobs(work_items)
+    jobs = plan_jobs(work_items, small_jobs)
     shape = {"version": SEED_VERSION, "work_items": work_items, "batch_items": batch_items}
+    if small_jobs != SMALL_JOBS:  # the default shape stays as earlier seeds recorded it
+        shape["small_jobs"] = small_jobs
     engine = create_engine(url)
     try:
         started = time.perf_counter()
@@ -587,14 +591,14 @@ def table_sizes(url: str) -> dict[str, int]:
         engine.dispose()
 
 
-def issue_keys(url: str) -> dict[str, str]:
-    """A fresh read key and submit key for the seeded team (tokens are shown only once)."""
+def issue_keys(url: str, roles: Sequence[Role] = (Role.READ, Role.SUBMIT)) -> dict[str, str]:
+    """A fresh key of each role for the seeded team (tokens are shown only once)."""
     engine = create_engine(url)
     try:
         with Session(engine) as session, session.begin():
             return {
                 role.value: create_key(session, TEAM, role, name=f"bench {role}").token
-                for role in (Role.READ, Role.SUBMIT)
+                for role in roles
             }
     finally:
         engine.dispose()

@@ -35,6 +35,13 @@ def test_the_plan_has_the_issue_s_shape() -> None:
     assert ages == sorted(ages, reverse=True)  # created oldest first
 
 
+def test_the_dashboards_plan_has_ten_thousand_jobs_and_two_million_items() -> None:
+    jobs = seed.plan_jobs(2_000_000, small_jobs=9_995)  # bench/admin.py's default
+    assert len(jobs) == 10_000
+    assert sum(j.items for j in jobs) == 2_000_000
+    assert min(j.items for j in jobs if j.kind == "small") == seed.SMALL_JOB_MIN_ITEMS
+
+
 def test_a_plan_below_the_minimum_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 1,000 work items"):
         seed.plan_jobs(999)
