@@ -30,6 +30,7 @@ from app.core.settings import get_settings
 from app.datasets import service as datasets
 from app.datasets.router import serve_file
 from app.jobs import service as jobs
+from app.jobs.dispatch_default import get_dispatcher
 from app.jobs.repository import ACTIVE
 from app.jobs.service import JOB_CURSOR_PATTERN, JobView
 from app.models.base import utcnow
@@ -268,6 +269,22 @@ def cancel_job(request: Request, job_id: uuid.UUID) -> Response:
     admin = signed_in(request)
     job = jobs.cancel_job(state_of(request).db, admin.principal, job_id)
     audit(request, "cancel_job", str(job.id), status=job.status)
+    if is_htmx(request):
+        return render(request, "_job_counters.html", view=_job_view(request, job_id), active=ACTIVE)
+    return RedirectResponse(f"/admin/jobs/{job_id}", status_code=303)
+
+
+@router.post("/jobs/{job_id}/retry")
+def retry_failed(request: Request, job_id: uuid.UUID) -> Response:
+    """Run the job's failed items again (a failed job runs again)."""
+    retried = jobs.retry_failed_items(
+        state_of(request).db,
+        signed_in(request).principal,
+        job_id,
+        dispatcher=get_dispatcher(),
+        settings=get_settings(),
+    )
+    audit(request, "retry_failed_items", str(job_id), items=retried)
     if is_htmx(request):
         return render(request, "_job_counters.html", view=_job_view(request, job_id), active=ACTIVE)
     return RedirectResponse(f"/admin/jobs/{job_id}", status_code=303)

@@ -17,6 +17,7 @@ from sqlalchemy import (
     case,
     delete,
     func,
+    null,
     or_,
     select,
     text,
@@ -862,3 +863,56 @@ def generation_history(
     calls = sum(int(r[2] or 0) for r in rows)
     completion = sum(int(r[3] or 0) for r in rows)
     return items, accepted, calls, completion
+
+
+def failed_documents(session: Session, job_id: uuid.UUID) -> list[tuple[int, str]]:
+    """(item index, reason) of the job's failed documents, in item order."""
+    rows = session.execute(
+        select(Document.item_index, Document.reason)
+        .where(Document.job_id == job_id, Document.status == "failed")
+        .order_by(Document.item_index)
+    )
+    return [(index, reason or "") for index, reason in rows]
+
+
+def forget_documents(session: Session, job_id: uuid.UUID, indices: Sequence[int]) -> None:
+    """Delete the job's document rows of these items (failed ones, about to run again)."""
+    if indices:
+        session.execute(
+            delete(Document).where(
+                Document.job_id == job_id,
+                among(session, Document.item_index, indices, Integer()),
+            )
+        )
+
+
+def reopen_items(
+    session: Session, job_id: uuid.UUID, indices: Sequence[int], now: datetime
+) -> None:
+    """Put finished items back to pending with no attempts and no result: they run anew."""
+    if indices:
+        session.execute(
+            update(WorkItem)
+            .where(
+                WorkItem.job_id == job_id,
+                among(session, WorkItem.item_index, indices, Integer()),
+            )
+            .values(
+                state="pending",
+                attempts=0,
+                lease_owner=None,
+                lease_expires_at=None,
+                result=null(),  # SQL NULL: None would store JSON null, a result
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+
+def accepted_fingerprints(session: Session, job_id: uuid.UUID) -> list[Document]:
+    """The job's accepted documents (whose texts a failed job released)."""
+    return list(
+        session.scalars(
+            select(Document).where(Document.job_id == job_id, Document.status == "accepted")
+        )
+    )

@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -36,7 +38,15 @@ from app.jobs import repository, tally
 from app.jobs.dispatch import Dispatcher, chunk_ranges
 from app.jobs.repository import JobRecord
 from app.jobs.spec import JobSpec
-from app.jobs.tally import JudgeReport, Progress, Tally, Usage
+from app.jobs.tally import (
+    COUNTERS,
+    JudgeReport,
+    Progress,
+    Tally,
+    Usage,
+    document_tallies,
+    outcome_bucket,
+)
 from app.llm.client import estimate_tokens
 from app.llm.provider import ProviderConfig, resolve_provider
 from app.models import Document, Job, WorkItem
@@ -468,6 +478,79 @@ def cancel_job(session: Session, principal: Principal, job_id: uuid.UUID) -> Job
     if end_job(session, job.id, "cancelled"):
         session.refresh(job)
     return job
+
+
+def retry_failed_items(
+    session: Session,
+    principal: Principal,
+    job_id: uuid.UUID,
+    *,
+    dispatcher: Dispatcher,
+    settings: Settings,
+) -> int:
+    """Run a job's failed items again (e.g. after a provider outage); how many.
+
+    Their failed documents are removed and their counts taken off the job's counters (what
+    their calls cost stays counted); the items go back to pending and are sent to the
+    workers once this commits. A failed job runs again: its accepted texts, released when
+    it failed, are claimed back, and one that another job took meanwhile becomes a
+    duplicate of it. A queued or running job simply gets its items back.
+    """
+    job = get_job(session, principal, job_id)
+    if job.kind != GENERATE or job.status not in ("queued", "running", "failed"):
+        raise Conflict(
+            f"job {job.id} is a {job.kind} job that is {job.status}: only a generation job "
+            "that is queued, running or failed has failed items to retry"
+        )
+    failed = repository.failed_documents(session, job.id)
+    if not failed:
+        return 0
+    now = utcnow()
+    indices = [index for index, _reason in failed]
+    if job.status == "failed":
+        if not repository.transition(
+            session, job.id, ("failed",), status="running", error=None, finished_at=None,
+            updated_at=now,
+        ):  # fmt: skip
+            raise Conflict(f"job {job.id} changed while retrying: look at it again")
+        _claim_back(session, job)
+    repository.forget_documents(session, job.id, indices)
+    reasons = Counter(reason for _index, reason in failed)
+    repository.add_to_tally(
+        session,
+        job.id,
+        [Tally(outcome_bucket("failed", reason), items=-n) for reason, n in reasons.items()],
+    )
+    repository.reopen_items(session, job.id, indices, now)
+    redispatch(session, dispatcher, job.id, indices, settings)
+    return len(indices)
+
+
+def _claim_back(session: Session, job: Job) -> None:
+    """A failed job running again takes its accepted texts back from the dedup index; a text
+    another job took meanwhile makes this job's document a duplicate of that one."""
+    accepted = repository.accepted_fingerprints(session, job.id)
+    claims = {d.content_sha256: d.id for d in accepted if d.content_sha256}
+    if job.dataset_id is None or not claims:
+        return
+    owners = repository.claim_fingerprints(session, job.dataset_id, claims)
+    moved: list[Tally] = []
+    duplicates: list[dict[str, Any]] = []
+    for document in accepted:
+        owner = owners.get(document.content_sha256 or "")
+        if owner is None or owner == document.id:
+            continue
+        values = {c.name: getattr(document, c.name) for c in Document.__table__.columns}
+        moved += [
+            t._replace(**{n: -getattr(t, n) for n in COUNTERS}) for t in document_tallies(values)
+        ]
+        moved += document_tallies(values | {"status": "duplicate", "reason": "exact"})
+        duplicates.append(
+            {"id": document.id, "duplicate_of": owner, "reason": "exact",
+             "detail": "its text was taken by another job while this one had failed"}
+        )  # fmt: skip
+    repository.mark_duplicates(session, duplicates)
+    repository.add_to_tally(session, job.id, moved)
 
 
 def advance_job(

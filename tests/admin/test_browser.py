@@ -18,10 +18,12 @@ from tests.conftest import ROOT, Team, spec
 from tests.llm_server import FaultConfig, LLMTestServer
 
 CHROMIUM = Path("/usr/bin/chromium")
-# The default provider priced (as tests/billing does), so that budgets bind.
-PRICED = {
+# The default provider priced (as tests/billing does), so that budgets bind; a failed call
+# not retried, so that failing items fail fast.
+WORLD = {
     "PRIORFORGE_LLM_PRICE_PROMPT_PER_MTOK": "2.5",
     "PRIORFORGE_LLM_PRICE_COMPLETION_PER_MTOK": "10",
+    "PRIORFORGE_LLM_MAX_RETRIES": "0",
 }
 SHOTS = ROOT / "build" / "screenshots"
 WAIT_MS = 60_000
@@ -71,8 +73,8 @@ class Watched:
 
 @pytest.fixture
 def dashboard(browser: Browser, live_server: Any, start_worker: Any) -> Iterator[Watched]:
-    start_worker(**PRICED)
-    server = live_server("--workers", "1", **PRICED)
+    start_worker(**WORLD)
+    server = live_server("--workers", "1", **WORLD)
     context = browser.new_context(base_url=server.base_url, viewport={"width": 1280, "height": 800})
     watched = Watched(context.new_page(), server.base_url)
     yield watched
@@ -244,3 +246,21 @@ def test_an_admin_sets_the_teams_budget_and_a_job_stops_on_it(
     dashboard.shot("budget")
     page.get_by_role("link", name="Audit log").click()
     expect(page.get_by_role("cell", name="set budget")).to_be_visible()
+
+
+def test_an_admin_retries_a_failed_jobs_failed_items_and_it_succeeds(
+    dashboard: Watched, team: Team, llm: LLMTestServer
+) -> None:
+    page = dashboard.page
+    llm.reset(FaultConfig(error_500_every=1))  # the provider is down: every call fails
+    job_id = submit(dashboard.base_url, team, dataset="outage", documents=2, max_attempts_factor=1)
+    sign_in(page, team.keys["admin"])
+    page.goto(f"/admin/jobs/{job_id}")
+    expect(page.get_by_test_id("job-status")).to_have_text("failed", timeout=WAIT_MS)
+    dashboard.shot("job-failed")
+    llm.reset(FaultConfig())  # and back
+    page.get_by_role("button", name="Retry 2 failed items").click()
+    expect(page.get_by_test_id("job-status")).to_have_text("succeeded", timeout=WAIT_MS)
+    expect(page.get_by_test_id("accepted")).to_have_text("2")
+    page.get_by_role("link", name="Audit log").click()
+    expect(page.get_by_role("cell", name="retry failed items")).to_be_visible()
