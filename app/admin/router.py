@@ -269,9 +269,7 @@ def cancel_job(request: Request, job_id: uuid.UUID) -> Response:
     admin = signed_in(request)
     job = jobs.cancel_job(state_of(request).db, admin.principal, job_id)
     audit(request, "cancel_job", str(job.id), status=job.status)
-    if is_htmx(request):
-        return render(request, "_job_counters.html", view=_job_view(request, job_id), active=ACTIVE)
-    return RedirectResponse(f"/admin/jobs/{job_id}", status_code=303)
+    return _job_changed(request, job_id)
 
 
 @router.post("/jobs/{job_id}/retry")
@@ -285,6 +283,11 @@ def retry_failed(request: Request, job_id: uuid.UUID) -> Response:
         settings=get_settings(),
     )
     audit(request, "retry_failed_items", str(job_id), items=retried)
+    return _job_changed(request, job_id)
+
+
+def _job_changed(request: Request, job_id: uuid.UUID) -> Response:
+    """After an action on a job: its counters for htmx, else the job's page again."""
     if is_htmx(request):
         return render(request, "_job_counters.html", view=_job_view(request, job_id), active=ACTIVE)
     return RedirectResponse(f"/admin/jobs/{job_id}", status_code=303)

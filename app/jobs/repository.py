@@ -24,6 +24,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Update
 
 from app.core.sql import (
     among,
@@ -623,14 +624,19 @@ def finish_items(
 ) -> None:
     if indices:
         session.execute(
-            update(WorkItem)
-            .where(
-                WorkItem.job_id == job_id,
-                among(session, WorkItem.item_index, indices, Integer()),
+            _update_items(session, job_id, indices).values(
+                state=state, lease_owner=None, lease_expires_at=None, updated_at=now
             )
-            .values(state=state, lease_owner=None, lease_expires_at=None, updated_at=now)
-            .execution_options(synchronize_session=False)
         )
+
+
+def _update_items(session: Session, job_id: uuid.UUID, indices: Sequence[int]) -> Update:
+    """An UPDATE of these items of the job: one statement text for any number of them."""
+    return (
+        update(WorkItem)
+        .where(WorkItem.job_id == job_id, among(session, WorkItem.item_index, indices, Integer()))
+        .execution_options(synchronize_session=False)
+    )
 
 
 def record_item_result(
@@ -892,12 +898,7 @@ def reopen_items(
     """Put finished items back to pending with no attempts and no result: they run anew."""
     if indices:
         session.execute(
-            update(WorkItem)
-            .where(
-                WorkItem.job_id == job_id,
-                among(session, WorkItem.item_index, indices, Integer()),
-            )
-            .values(
+            _update_items(session, job_id, indices).values(
                 state="pending",
                 attempts=0,
                 lease_owner=None,
@@ -905,7 +906,6 @@ def reopen_items(
                 result=null(),  # SQL NULL: None would store JSON null, a result
                 updated_at=now,
             )
-            .execution_options(synchronize_session=False)
         )
 
 
