@@ -25,7 +25,7 @@ from app.admin.routing import (
 from app.admin.session import AdminSession, SignInRefused
 from app.admin.templating import TEMPLATES
 from app.billing import service as billing
-from app.core.errors import InvalidRequest, NotFound
+from app.core.errors import Conflict, InvalidRequest, NotFound
 from app.core.settings import get_settings
 from app.datasets import service as datasets
 from app.datasets.router import serve_file
@@ -33,6 +33,8 @@ from app.jobs import service as jobs
 from app.jobs.dispatch_default import get_dispatcher
 from app.jobs.repository import ACTIVE
 from app.jobs.service import JOB_CURSOR_PATTERN, JobView
+from app.llm import pause as pauses
+from app.llm import provider as llm_providers
 from app.models.base import utcnow
 from app.storage.default import get_store
 from app.teams import service as teams
@@ -398,6 +400,46 @@ def set_budget(request: Request) -> Response:
     billing.set_team_budget(state_of(request).db, signed_in(request).principal.team_id, usd)
     audit(request, "set_budget", "none" if usd is None else f"${usd:,.2f} a month", usd=usd)
     return RedirectResponse("/admin/budget", status_code=303)
+
+
+# Providers -----------------------------------------------------------------------------
+
+
+@router.get("/providers", response_class=HTMLResponse)
+def providers_page(request: Request) -> Response:
+    """The providers jobs may name, and whether the team's calls to each are paused."""
+    settings = get_settings()
+    url = llm_providers.redis_url(settings)
+    paused = pauses.paused(url, signed_in(request).principal.team_id) if url else {}
+    return render(
+        request,
+        "providers.html",
+        names=llm_providers.offered(settings),
+        paused=paused,
+        pausable=bool(url),
+    )
+
+
+@router.post("/providers/{name}/{action}")
+def pause_provider(
+    request: Request,
+    name: str = Path(max_length=64),
+    action: str = Path(pattern="^(pause|resume)$"),
+) -> Response:
+    """Pause (or resume) the team's calls to a provider: running jobs defer their items."""
+    settings = get_settings()
+    if name not in llm_providers.offered(settings):
+        raise NotFound(f"no provider {name!r}; see /admin/providers")
+    url = llm_providers.redis_url(settings)
+    if not url:
+        raise Conflict("pausing a provider needs the Redis broker (PRIORFORGE_BROKER_URL)")
+    admin = signed_in(request)
+    if action == "pause":
+        pauses.pause(url, admin.principal.team_id, name, admin.key_prefix)
+    else:
+        pauses.resume(url, admin.principal.team_id, name)
+    audit(request, f"{action}_provider", name)
+    return RedirectResponse("/admin/providers", status_code=303)
 
 
 # Keys ----------------------------------------------------------------------------------

@@ -171,6 +171,13 @@ class Settings(BaseSettings):
         description="When set, GET /metrics needs 'Authorization: Bearer <token>'; unset, "
         "it is open (it names teams and their spend: set it where the API is public).",
     )
+    paused_retry_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="While a team has paused a provider, an item about to call it goes back "
+        "to its job for this long.",
+    )
     admin_idle_minutes: float = Field(
         default=30.0,
         gt=0,

@@ -44,6 +44,7 @@ from app.jobs.spec import Stance
 from app.jobs.tally import Tally, document_tallies
 from app.llm import local as local_model
 from app.llm.client import ChatClient, Completion, CompletionFailed
+from app.llm.pause import PauseWatch
 from app.llm.provider import ProviderConfig, resolve_provider
 from app.models.base import utcnow
 from app.prompting.render import RenderedPrompt
@@ -319,6 +320,7 @@ async def _generate(
 
     client = client_for(provider)  # outlives the chunk: the next one reuses its connections
     watch = JobWatch(context.job_id)
+    paused = PauseWatch(provider.limiter_url, context.team_id, provider.name)
 
     judge = _JudgeSlots.open(context, settings)
     checks = Checks(context, settings)
@@ -338,6 +340,12 @@ async def _generate(
             slot_taken.set()
         try:
             if not await watch.active():
+                return
+            if await paused.now():  # an admin paused the team's calls to this provider
+                remaining.discard(item.index)
+                wait = settings.paused_retry_seconds
+                await asyncio.to_thread(_defer, context.job_id, item.index, worker_id, wait)
+                report.deferred += 1
                 return
             rendered = context.render(item)
             completion = await client.complete_sampled(
@@ -384,6 +392,8 @@ async def _generate(
                 slot_taken.clear()
                 await slot_taken.wait()
             if writing.done() or report.stopped or not await watch.active():
+                return
+            if await paused.now():  # take no more while the provider is paused
                 return
             try:
                 batch = await asyncio.to_thread(more, size)
@@ -462,6 +472,7 @@ async def _generate(
         feeding.cancel()
         watch.close()
         checks.close()
+        await paused.close()
     for result in results:
         if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
             raise result

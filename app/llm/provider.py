@@ -184,6 +184,11 @@ def _server_wide(settings: Settings) -> dict[str, Any]:
     }
 
 
+def redis_url(settings: Settings) -> str:
+    """The Redis the workers share (the broker's), or "" without one (embedded mode)."""
+    return _redis_url(settings)
+
+
 def _redis_url(settings: Settings) -> str:
     broker = settings.broker_url or ""
     return broker if broker.startswith(("redis://", "rediss://")) else ""

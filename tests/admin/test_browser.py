@@ -24,6 +24,7 @@ WORLD = {
     "PRIORFORGE_LLM_PRICE_PROMPT_PER_MTOK": "2.5",
     "PRIORFORGE_LLM_PRICE_COMPLETION_PER_MTOK": "10",
     "PRIORFORGE_LLM_MAX_RETRIES": "0",
+    "PRIORFORGE_PAUSED_RETRY_SECONDS": "2",  # a paused provider's items come back soon
 }
 SHOTS = ROOT / "build" / "screenshots"
 WAIT_MS = 60_000
@@ -264,3 +265,27 @@ def test_an_admin_retries_a_failed_jobs_failed_items_and_it_succeeds(
     expect(page.get_by_test_id("accepted")).to_have_text("2")
     page.get_by_role("link", name="Audit log").click()
     expect(page.get_by_role("cell", name="retry failed items")).to_be_visible()
+
+
+def test_an_admin_pauses_a_provider_and_the_job_waits_until_it_is_resumed(
+    dashboard: Watched, team: Team, llm: LLMTestServer
+) -> None:
+    page = dashboard.page
+    sign_in(page, team.keys["admin"])
+    page.get_by_role("link", name="Providers").click()
+    page.get_by_role("button", name="Pause default").click()
+    expect(page.get_by_test_id("provider-default")).to_contain_text("paused")
+    dashboard.shot("providers-paused")
+    calls = llm.state.requests
+    job_id = submit(dashboard.base_url, team, dataset="paused", documents=3)
+    page.goto(f"/admin/jobs/{job_id}")
+    expect(page.get_by_test_id("job-status")).to_have_text("running", timeout=WAIT_MS)
+    page.goto("/admin/providers")  # a few seconds of the job paused: no call was made
+    assert llm.state.requests == calls
+    page.get_by_role("button", name="Resume default").click()
+    expect(page.get_by_test_id("provider-default")).to_contain_text("running")
+    page.goto(f"/admin/jobs/{job_id}")
+    expect(page.get_by_test_id("job-status")).to_have_text("succeeded", timeout=WAIT_MS)
+    page.get_by_role("link", name="Audit log").click()
+    expect(page.get_by_role("cell", name="pause provider")).to_be_visible()
+    expect(page.get_by_role("cell", name="resume provider")).to_be_visible()
