@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from app.models import AdminAudit, Job
+from app.jobs.tally import ACCEPTED_BUCKET, OUTCOME_PREFIX, SEPARATOR
+from app.models import AdminAudit, Job, JobTally
 from app.models.base import utcnow
 
 
@@ -53,3 +54,29 @@ def jobs_by_status(session: Session, team_id: uuid.UUID) -> dict[str, int]:
         select(Job.status, func.count()).where(Job.team_id == team_id).group_by(Job.status)
     )
     return {status: count for status, count in rows}
+
+
+def rejection_reasons(session: Session, team_id: uuid.UUID) -> dict[str, int]:
+    """Rejected documents of the team's jobs by gate, from the counters, most first."""
+    prefix = f"{OUTCOME_PREFIX}rejected{SEPARATOR}"
+    rows = session.execute(
+        select(JobTally.bucket, func.sum(JobTally.items))
+        .join(Job, Job.id == JobTally.job_id)
+        .where(Job.team_id == team_id, JobTally.bucket.startswith(prefix))
+        .group_by(JobTally.bucket)
+    )
+    reasons = {bucket.removeprefix(prefix) or "unknown": int(n or 0) for bucket, n in rows}
+    return dict(sorted(((r, n) for r, n in reasons.items() if n), key=lambda kv: -kv[1]))
+
+
+def running_spend(session: Session, team_id: uuid.UUID) -> list[tuple[float, int, int]]:
+    """(spent, accepted, requested) of each of the team's running jobs, from the counters."""
+    accepted = func.coalesce(func.sum(JobTally.items).filter(JobTally.bucket == ACCEPTED_BUCKET), 0)
+    rows = session.execute(
+        select(func.coalesce(func.sum(JobTally.cost_usd), 0.0), accepted, Job.requested)
+        .select_from(Job)
+        .outerjoin(JobTally, JobTally.job_id == Job.id)
+        .where(Job.team_id == team_id, Job.status == "running")
+        .group_by(Job.id, Job.requested)
+    )
+    return [(float(spent), int(done), int(requested)) for spent, done, requested in rows]

@@ -29,6 +29,7 @@ from app.core.errors import Conflict, InvalidRequest, NotFound
 from app.core.settings import get_settings
 from app.datasets import service as datasets
 from app.datasets.router import serve_file
+from app.health import service as health
 from app.jobs import service as jobs
 from app.jobs.dispatch_default import get_dispatcher
 from app.jobs.repository import ACTIVE
@@ -158,13 +159,29 @@ def overview(request: Request) -> Response:
     running, _next = jobs.list_jobs(
         db, admin.principal, status="running", dataset=None, cursor=None, limit=10
     )
+    team_id = admin.principal.team_id
+    settings = get_settings()
+    url = llm_providers.redis_url(settings)
+    spend = repository.running_spend(db, team_id)
     return render(
         request,
         "overview.html",
         by_status={status: by_status.get(status, 0) for status in JOB_STATUSES},
         running=running,
-        recent=repository.audit_page(db, admin.principal.team_id, None, 10),
+        recent=repository.audit_page(db, team_id, None, 10),
+        budget=billing.team_budget(db, team_id),
+        today_usd=billing.spent_since(db, team_id, billing.today()),
+        projected_usd=sum(_projected(spent, done, wanted) for spent, done, wanted in spend),
+        reasons=repository.rejection_reasons(db, team_id),
+        queues=health.queue_depths(),
+        paused=pauses.paused(url, team_id) if url else {},
     )
+
+
+def _projected(spent: float, accepted: int, requested: int) -> float:
+    """What a running job will have cost when done, at its cost per accepted document so far
+    (what it spent, while it has accepted nothing)."""
+    return spent * requested / accepted if accepted else spent
 
 
 # Jobs ----------------------------------------------------------------------------------

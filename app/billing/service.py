@@ -113,6 +113,11 @@ def team_budget(session: Session, team_id: uuid.UUID) -> TeamBudget:
     )
 
 
+def spent_since(session: Session, team_id: uuid.UUID, day: date) -> float:
+    """What the team's calls cost from ``day`` (UTC) on."""
+    return repository.team_spent(session, team_id, day)
+
+
 def set_team_budget(session: Session, team_id: uuid.UUID, usd: float | None) -> TeamBudget:
     repository.set_monthly_budget(session, team_id, usd)
     session.flush()

@@ -126,3 +126,27 @@ def test_a_budget_is_a_positive_number_of_dollars_or_none(browser: TestClient, t
     assert removed.status_code == 303
     assert "no cap" in browser.get("/admin/budget").text
     assert audit_actions(team) == ["sign_in", "set_budget", "set_budget"]
+
+
+def test_the_overview_counts_rejections_cost_and_the_queue(
+    browser: TestClient, team: Team, settings: Any, store: Any, llm: Any
+) -> None:
+    from tests.llm_server import FaultConfig
+
+    llm.reset(FaultConfig(refuse_every=2))
+    priced = settings.model_copy(
+        update={"llm_price_prompt_per_mtok": 2.5, "llm_price_completion_per_mtok": 10.0}
+    )
+    view = run_local(team, {"dataset": "seen", "documents": 3}, priced, store)
+    rejected = view.progress.rejected["refusal_or_meta"]
+    assert rejected >= 1
+    sign_in(browser, team.keys["admin"])
+    page = browser.get("/admin")
+    assert page.status_code == 200
+    row = re.search(r"<td>refusal or meta</td><td class=\"num\">(\d+)</td>", page.text)
+    assert row is not None
+    assert int(row.group(1)) == rejected
+    today = re.search(r'data-testid="cost-today">\$([0-9.]+)<', page.text)
+    assert today is not None
+    assert float(today.group(1)) == round(view.spent_usd, 4)
+    assert f"Queue <code>{settings.task_queue}</code>" in page.text
