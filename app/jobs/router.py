@@ -122,6 +122,16 @@ def cancel_job(job_id: uuid.UUID, principal: Submitter, session: SessionDep) -> 
     return JobRead.of(service.view(session, service.cancel_job(session, principal, job_id)))
 
 
+@router.post("/jobs/{job_id}/retry-failed", response_model=JobRead, responses=documented(409))
+def retry_failed_items(job_id: uuid.UUID, principal: Submitter, session: SessionDep) -> JobRead:
+    """Run a job's failed items again (a failed job runs again); their cost stays counted."""
+    service.retry_failed_items(
+        session, principal, job_id, dispatcher=get_dispatcher(), settings=get_settings()
+    )
+    session.flush()
+    return JobRead.of(service.read_job(session, principal, job_id))
+
+
 @router.get("/jobs/{job_id}/documents", response_model=DocumentPage)
 def list_documents(
     job_id: uuid.UUID,

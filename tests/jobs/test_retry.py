@@ -127,3 +127,19 @@ def test_a_succeeded_or_cancelled_jobs_items_are_not_retried(
             jobs.retry_failed_items(
                 session, team.principal, job_id, dispatcher=LocalDispatcher(), settings=settings
             )
+
+
+def test_the_api_retries_a_jobs_failed_items_and_refuses_a_finished_job(
+    client: Any, team: Team, settings: Any, store: Any
+) -> None:
+    done = run_local(team, spec(documents=1), settings, store)
+    refused = client.post(f"/v1/jobs/{done.job.id}/retry-failed", headers=team.headers("submit"))
+    assert refused.status_code == 409
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert "that is succeeded" in refused.json()["detail"]
+    forbidden = client.post(f"/v1/jobs/{done.job.id}/retry-failed", headers=team.headers("read"))
+    assert forbidden.status_code == 403
+    queued, _dispatcher = submit_local(team, spec(documents=2), settings)
+    nothing = client.post(f"/v1/jobs/{queued.id}/retry-failed", headers=team.headers("submit"))
+    assert nothing.status_code == 200
+    assert nothing.json()["status"] == "queued"
