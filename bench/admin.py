@@ -136,6 +136,9 @@ def main() -> None:
     seeded = seed.seed(url, args.work_items, small_jobs=args.small_jobs)
     seed.report(seeded)
     token = seed.issue_keys(url, (Role.ADMIN,))["admin"]
+    engine = create_engine(url, pool_size=1, max_overflow=0)
+    load.forget_store(engine)  # each run has a store of its own, as bench/load.py's
+    engine.dispose()
     run = secrets.token_hex(4)
     run_dir = Path(tempfile.mkdtemp(prefix=f"priorforge-admin-{run}-"))
     server = load.Server(url, 1, run_dir, f"priorforge-admin-{run}")
