@@ -271,8 +271,10 @@ def job_page(
 @router.get("/documents/{document_id}", response_class=HTMLResponse)
 def document_page(request: Request, document_id: uuid.UUID) -> Response:
     """One document: its text, status and reason, what it was asked for, cost and judge."""
-    document = jobs.get_document(state_of(request).db, signed_in(request).principal, document_id)
-    return render(request, "document.html", document=document)
+    db, principal = state_of(request).db, signed_in(request).principal
+    document = jobs.get_document(db, principal, document_id)
+    prompt = jobs.prompt_of(db, principal, document)
+    return render(request, "document.html", document=document, prompt=prompt)
 
 
 @router.get("/jobs/{job_id}/counters", response_class=HTMLResponse)

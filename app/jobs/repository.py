@@ -916,3 +916,9 @@ def accepted_fingerprints(session: Session, job_id: uuid.UUID) -> list[Document]
             select(Document).where(Document.job_id == job_id, Document.status == "accepted")
         )
     )
+
+
+def item_plan(session: Session, job_id: uuid.UUID, index: int) -> dict[str, Any] | None:
+    return session.scalar(
+        select(WorkItem.plan).where(WorkItem.job_id == job_id, WorkItem.item_index == index)
+    )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -30,12 +31,14 @@ from app.core.errors import (
     InvalidRequest,
     NotFound,
     OverQuota,
+    PriorForgeError,
 )
 from app.core.settings import Settings
 from app.datasets import service as datasets
 from app.generation.context import JobContext
 from app.jobs import repository, tally
 from app.jobs.dispatch import Dispatcher, chunk_ranges
+from app.jobs.planner import PlannedItem
 from app.jobs.repository import JobRecord
 from app.jobs.spec import JobSpec
 from app.jobs.tally import (
@@ -808,3 +811,28 @@ def get_document(session: Session, principal: Principal, document_id: uuid.UUID)
     if document is None:
         raise NotFound(f"document {document_id} not found")
     return document
+
+
+@dataclass(frozen=True)
+class PromptView:
+    messages: list[dict[str, str]]
+    exact: bool  # the same hash as the prompt the document was generated from
+    template_version: str
+
+
+def prompt_of(session: Session, principal: Principal, document: Document) -> PromptView | None:
+    """The chat messages a document's item renders to now, checked against the hash recorded
+    when it was generated; None for a document no prompt was sent for, or whose scenario or
+    form no longer resolves."""
+    if not document.prompt_sha256:
+        return None
+    job = get_job(session, principal, document.job_id)
+    plan = repository.item_plan(session, job.id, document.item_index)
+    if job.kind != GENERATE or plan is None:
+        return None
+    try:
+        rendered = JobContext.for_job(job, session).render(PlannedItem.from_json(plan))
+    except (KeyError, PriorForgeError, ValidationError):  # e.g. a scenario removed since
+        return None
+    exact = rendered.sha256 == document.prompt_sha256
+    return PromptView(rendered.messages, exact, rendered.template_version)

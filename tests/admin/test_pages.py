@@ -150,3 +150,26 @@ def test_the_overview_counts_rejections_cost_and_the_queue(
     assert today is not None
     assert float(today.group(1)) == round(view.spent_usd, 4)
     assert f"Queue <code>{settings.task_queue}</code>" in page.text
+
+
+def test_a_documents_page_shows_the_exact_prompt_it_was_generated_from(
+    browser: TestClient, team: Team, settings: Any, store: Any
+) -> None:
+    from sqlalchemy import select, update
+
+    from app.core.db import session_scope
+    from app.models import Document
+
+    view = run_local(team, {"dataset": "prompted", "documents": 1}, settings, store)
+    with session_scope() as session:
+        document_id = session.scalar(select(Document.id).where(Document.job_id == view.job.id))
+    sign_in(browser, team.keys["admin"])
+    page = browser.get(f"/admin/documents/{document_id}").text
+    assert "exactly what was sent: the same sha256" in page
+    assert 'data-testid="prompt-system"' in page
+    assert 'data-testid="prompt-user"' in page
+    with session_scope() as session:  # as if it had been generated from other templates
+        session.execute(
+            update(Document).where(Document.id == document_id).values(prompt_sha256="0" * 64)
+        )
+    assert "and this differs" in browser.get(f"/admin/documents/{document_id}").text
