@@ -11,7 +11,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from app.jobs.tally import ACCEPTED_BUCKET, OUTCOME_PREFIX, SEPARATOR
-from app.models import AdminAudit, Job, JobTally
+from app.models import ActivityMinute, AdminAudit, Job, JobTally
 from app.models.base import utcnow
 
 
@@ -80,3 +80,18 @@ def running_spend(session: Session, team_id: uuid.UUID) -> list[tuple[float, int
         .group_by(Job.id, Job.requested)
     )
     return [(float(spent), int(done), int(requested)) for spent, done, requested in rows]
+
+
+def activity_since(
+    session: Session, team_id: uuid.UUID, since: datetime
+) -> dict[datetime, tuple[int, int, float]]:
+    """{minute: (accepted, not accepted, cost)} of the team's minutes from ``since`` on."""
+    rows = session.execute(
+        select(
+            ActivityMinute.minute,
+            ActivityMinute.accepted,
+            ActivityMinute.rejected + ActivityMinute.duplicates + ActivityMinute.failed,
+            ActivityMinute.cost_usd,
+        ).where(ActivityMinute.team_id == team_id, ActivityMinute.minute >= since)
+    )
+    return {minute: (int(a), int(other), float(cost)) for minute, a, other, cost in rows}

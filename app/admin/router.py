@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import PurePosixPath as Path_
 from typing import Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from app.admin import repository
 from app.admin import session as sessions
@@ -175,7 +177,44 @@ def overview(request: Request) -> Response:
         reasons=repository.rejection_reasons(db, team_id),
         queues=health.queue_depths(),
         paused=pauses.paused(url, team_id) if url else {},
+        chart=_activity_chart(db, team_id),
     )
+
+
+CHART_MINUTES = 180
+
+
+@dataclass(frozen=True)
+class Bar:
+    x: int
+    height: float
+    accepted: int
+    other: int
+    minute: datetime
+
+
+@dataclass(frozen=True)
+class Chart:
+    bars: list[Bar]
+    peak: int
+    accepted: int
+    since: datetime
+
+
+def _activity_chart(db: Session, team_id: uuid.UUID) -> Chart:
+    """Accepted documents a minute over the last three hours, as bars for an SVG."""
+    now = utcnow().replace(second=0, microsecond=0)
+    since = now - timedelta(minutes=CHART_MINUTES - 1)
+    minutes = repository.activity_since(db, team_id, since)
+    peak = max((accepted for accepted, _other, _cost in minutes.values()), default=0)
+    bars = []
+    for n in range(CHART_MINUTES):
+        minute = since + timedelta(minutes=n)
+        accepted, other, _cost = minutes.get(minute, (0, 0, 0.0))
+        if accepted or other:
+            bars.append(Bar(n * 4, 100 * accepted / peak if peak else 0, accepted, other, minute))
+    total = sum(accepted for accepted, _other, _cost in minutes.values())
+    return Chart(bars, peak, total, since)
 
 
 def _projected(spent: float, accepted: int, requested: int) -> float:

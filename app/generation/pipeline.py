@@ -41,7 +41,7 @@ from app.jobs import service as jobs
 from app.jobs.dispatch import Dispatcher
 from app.jobs.planner import PlannedItem
 from app.jobs.spec import Stance
-from app.jobs.tally import Tally, document_tallies
+from app.jobs.tally import OUTCOME, SEPARATOR, Tally, document_tallies
 from app.llm import local as local_model
 from app.llm.client import ChatClient, Completion, CompletionFailed
 from app.llm.pause import PauseWatch
@@ -675,9 +675,31 @@ def record_outcomes(
             repository.finish_items(session, context.job_id, indices, state, now)
         repository.add_to_tally(session, context.job_id, increments)
         billing.add_usage(session, context.team_id, used)
+        repository.add_activity(
+            session, context.team_id, now.replace(second=0, microsecond=0), activity(increments)
+        )
     for _index, status in written:
         report.written += 1
         report.outcomes[status] = report.outcomes.get(status, 0) + 1
+
+
+def activity(increments: list[Tally]) -> dict[str, float]:
+    """A batch's outcome counters as the team's per-minute activity (the dashboard's chart)."""
+    counts: dict[str, float] = dict.fromkeys(repository.ACTIVITY, 0)
+    column = {
+        "accepted": "accepted",
+        "rejected": "rejected",
+        "duplicate": "duplicates",
+        "failed": "failed",
+    }
+    for tally in increments:
+        kind, status, *_rest = tally.bucket.split(SEPARATOR)
+        if kind != OUTCOME or status not in column:
+            continue
+        counts[column[status]] += tally.items
+        counts["llm_calls"] += tally.llm_calls
+        counts["cost_usd"] += tally.cost_usd
+    return counts
 
 
 def _dedup(

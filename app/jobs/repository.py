@@ -37,6 +37,7 @@ from app.core.sql import (
 )
 from app.jobs.tally import ACCEPTED_BUCKET, COUNTERS, ENDED, OUTCOME_PREFIX, Tally, combine
 from app.models import (
+    ActivityMinute,
     ContentFingerprint,
     Dataset,
     Document,
@@ -922,3 +923,22 @@ def item_plan(session: Session, job_id: uuid.UUID, index: int) -> dict[str, Any]
     return session.scalar(
         select(WorkItem.plan).where(WorkItem.job_id == job_id, WorkItem.item_index == index)
     )
+
+
+ACTIVITY = ("accepted", "rejected", "duplicates", "failed", "llm_calls", "cost_usd")
+
+
+def add_activity(
+    session: Session, team_id: uuid.UUID, minute: datetime, counts: dict[str, float]
+) -> None:
+    """Add to the team's counters of one minute (UPSERT), in the caller's transaction."""
+    if not any(counts.values()):
+        return
+    table = ActivityMinute.__table__
+    values = {name: counts.get(name, 0) for name in ACTIVITY}
+    statement = dialect_insert(session, table).values(team_id=team_id, minute=minute, **values)
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.team_id, table.c.minute],
+        set_={name: table.c[name] + statement.excluded[name] for name in ACTIVITY},
+    )
+    session.execute(statement)

@@ -1,5 +1,6 @@
 """ORM models, one file per table; importing this package registers them all."""
 
+from app.models.activity_minute import ActivityMinute
 from app.models.admin_audit import AdminAudit
 from app.models.api_key import ApiKey
 from app.models.base import Base
@@ -25,6 +26,7 @@ from app.models.usage_daily import UsageDaily
 from app.models.work_item import WorkItem
 
 __all__ = [
+    "ActivityMinute",
     "AdminAudit",
     "ApiKey",
     "Base",

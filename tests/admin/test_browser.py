@@ -141,6 +141,9 @@ def test_an_admin_signs_in_and_watches_a_job_run_to_completion(
     expect(page.get_by_role("cell", name="sign in")).to_be_visible()
     expect(page.get_by_role("cell", name="snapshot version")).to_be_visible()
     dashboard.shot("audit")
+    page.get_by_role("link", name="Overview").click()
+    expect(page.get_by_test_id("activity-chart")).to_contain_text("6 documents accepted")
+    dashboard.shot("overview-after-a-job")
 
 
 def test_an_admin_cancels_a_running_job_and_the_log_says_so(

@@ -150,6 +150,24 @@ def test_the_overview_counts_rejections_cost_and_the_queue(
     assert today is not None
     assert float(today.group(1)) == round(view.spent_usd, 4)
     assert f"Queue <code>{settings.task_queue}</code>" in page.text
+    # The chart's minutes add up to the job's counters.
+    from sqlalchemy import func, select
+
+    from app.core.db import session_scope
+    from app.models import ActivityMinute
+
+    with session_scope() as session:
+        accepted, not_accepted, calls = session.execute(
+            select(
+                func.sum(ActivityMinute.accepted),
+                func.sum(
+                    ActivityMinute.rejected + ActivityMinute.duplicates + ActivityMinute.failed
+                ),
+                func.sum(ActivityMinute.llm_calls),
+            ).where(ActivityMinute.team_id == team.id)
+        ).one()
+    assert (accepted, not_accepted, calls) == (3, rejected, view.usage.llm_calls)
+    assert "3 documents accepted since" in page.text
 
 
 def test_a_documents_page_shows_the_exact_prompt_it_was_generated_from(
