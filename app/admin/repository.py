@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -10,8 +11,9 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
+from app.core.sql import insert_ignoring_conflicts
 from app.jobs.tally import ACCEPTED_BUCKET, OUTCOME_PREFIX, SEPARATOR
-from app.models import ActivityMinute, AdminAudit, Job, JobTally
+from app.models import ActivityMinute, AdminAudit, Deployment, Job, JobTally
 from app.models.base import utcnow
 
 
@@ -95,3 +97,17 @@ def activity_since(
         ).where(ActivityMinute.team_id == team_id, ActivityMinute.minute >= since)
     )
     return {minute: (int(a), int(other), float(cost)) for minute, a, other, cost in rows}
+
+
+def session_secret(session: Session, key: str) -> str:
+    """The deployment's secret for signing dashboard sessions, made by the first caller."""
+    value = session.scalar(select(Deployment.value).where(Deployment.key == key))
+    if value is None:
+        session.execute(
+            insert_ignoring_conflicts(session, Deployment.__table__).values(
+                key=key, value={"secret": secrets.token_urlsafe(48)}, created_at=utcnow()
+            )
+        )
+        value = session.scalar(select(Deployment.value).where(Deployment.key == key))
+    assert value is not None
+    return str(value["secret"])

@@ -125,12 +125,13 @@ class AdminRoute(APIRoute):
                 except PriorForgeError as refused:
                     state = AdminRequestState(db, admin, form)
                     response = error_page(request, refused, admin.csrf if admin else "")
+                if state.admin is not None and not state.signed_out:
+                    # Re-signed with the secret the cookie was read with: no I/O.
+                    set_session_cookie(response, sessions.encode(db, state.admin))
                 await run_in_threadpool(end_session, db, commit=response.status_code < 400)
             except BaseException:
                 await run_in_threadpool(end_session, db, commit=False)
                 raise
-            if state.admin is not None and not state.signed_out:
-                await run_in_threadpool(_refresh_cookie, response, state.admin)
             return _secured(response)
 
         return guarded
@@ -161,17 +162,6 @@ def set_session_cookie(response: Response, value: str) -> None:
     response.set_cookie(
         sessions.COOKIE, value, httponly=True, secure=True, samesite="strict", path="/admin"
     )
-
-
-def _refresh_cookie(response: Response, admin: AdminSession) -> None:
-    # Its own short unit of work: the request's session has ended.
-    db = get_sessionmaker()()
-    try:
-        set_session_cookie(response, sessions.encode(db, admin))
-        end_session(db, commit=True)
-    except BaseException:
-        end_session(db, commit=False)
-        raise
 
 
 def _check_origin(request: Request) -> None:

@@ -16,13 +16,12 @@ import uuid
 from dataclasses import dataclass
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.admin import repository
 from app.core.errors import Unauthorized
 from app.core.settings import Settings
-from app.core.sql import insert_ignoring_conflicts
-from app.models import ApiKey, Deployment
+from app.models import ApiKey
 from app.models.base import utcnow
 from app.teams import keys
 from app.teams.keys import KeyState, Role
@@ -46,20 +45,9 @@ _secrets: dict[str, str] = {}  # by database: written once, so read once per pro
 
 
 def _secret(session: Session) -> str:
-    bind = session.get_bind()
-    database = str(bind.engine.url)
-    if database in _secrets:
-        return _secrets[database]
-    value = session.scalar(select(Deployment.value).where(Deployment.key == _SECRET_KEY))
-    if value is None:
-        session.execute(
-            insert_ignoring_conflicts(session, Deployment.__table__).values(
-                key=_SECRET_KEY, value={"secret": secrets.token_urlsafe(48)}, created_at=utcnow()
-            )
-        )
-        value = session.scalar(select(Deployment.value).where(Deployment.key == _SECRET_KEY))
-    assert value is not None
-    _secrets[database] = str(value["secret"])
+    database = str(session.get_bind().engine.url)
+    if database not in _secrets:
+        _secrets[database] = repository.session_secret(session, _SECRET_KEY)
     return _secrets[database]
 
 

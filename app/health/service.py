@@ -11,7 +11,7 @@ from app.core.db import get_engine, session_scope
 from app.core.errors import Unauthorized
 from app.core.settings import get_settings
 from app.health.metrics import exposition
-from app.health.metrics import read as read_metrics
+from app.health.repository import read as read_metrics
 from app.storage.default import get_store
 
 
