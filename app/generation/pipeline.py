@@ -540,12 +540,16 @@ def _extend(job_id: uuid.UUID, indices: list[int], worker_id: str, settings: Set
 
 
 class JobWatch:
-    """The job's status, checked before each call without waiting on the database.
+    """The job's status, checked before each call, as read at most ``max_age`` seconds ago.
 
-    A read older than ``max_age`` seconds starts one refresh in a thread; calls go on with
-    the last status read meanwhile. (Waiting on a lock for it, every call in turn, used to
-    cost a turn of the event loop per call: at a few hundred calls a second the calls queued
-    behind the lock, not behind the LLM.)
+    A read's age counts from when it began, not from when it came back: a read that began
+    before a cancel and came back after it is no proof the job still runs. Past half the age
+    one refresh starts in a thread while calls go on, so on a healthy database no call waits
+    for it; past the whole age, calls wait for that refresh (together, on one read), so no
+    call starts on a status older than ``max_age``. If the read fails, calls go on with the
+    last status read. (Waiting on a lock, every call in turn, used to cost a turn of the
+    event loop per call: at a few hundred calls a second the calls queued behind the lock,
+    not behind the LLM.)
     """
 
     def __init__(self, job_id: uuid.UUID, max_age: float = 0.25) -> None:
@@ -556,20 +560,24 @@ class JobWatch:
         self._refresh: asyncio.Task[None] | None = None
 
     async def active(self) -> bool:
-        if self._refresh is None and time.monotonic() - self._read_at > self.max_age:
+        age = time.monotonic() - self._read_at
+        if self._refresh is None and age > self.max_age / 2:
             self._refresh = asyncio.create_task(self._read())
+        if age > self.max_age and self._refresh is not None:
+            await asyncio.shield(self._refresh)  # one read for every call that waits on it
         return self._status in repository.ACTIVE
 
     async def _read(self) -> None:
+        began = time.monotonic()
         try:
             status = await asyncio.to_thread(_read_status, self.job_id)
         except Exception:  # the database is away: go on with the last status read
             log.warning("job %s: reading its status failed", self.job_id, exc_info=True)
-            status = self._status
+            status, began = self._status, time.monotonic()
         finally:
             self._refresh = None
         if self._read_at != float("inf"):  # not ended by fail() meanwhile
-            self._status, self._read_at = status, time.monotonic()
+            self._status, self._read_at = status, began
 
     async def fail(self, error: str) -> None:
         """End the job as failed; calls not started yet see it at once."""

@@ -316,3 +316,51 @@ def test_a_failed_job_releases_its_texts_and_a_cancelled_one_keeps_them(
 def test_a_thread_that_never_ran_a_chunk_has_nothing_to_close() -> None:
     with ThreadPoolExecutor(1) as fresh_thread:  # raises here if closing fails there
         fresh_thread.submit(pipeline.close_thread_resources).result(timeout=10)
+
+
+def test_a_status_read_that_began_before_a_cancel_is_not_trusted_past_its_age(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A job's status is checked before every call, on a read at most ``max_age`` old, counted
+    from when the read began: a slow read that began before a cancel and came back after it
+    must not let calls start for another ``max_age``."""
+    import asyncio
+    import threading
+    import time
+    import uuid
+
+    status = {"now": "running"}
+    reads: list[float] = []
+    slow = threading.Event()
+
+    def read(_job_id: uuid.UUID) -> str:
+        seen = status["now"]  # the read's snapshot is taken as it begins
+        reads.append(time.monotonic())
+        if slow.is_set():
+            time.sleep(0.2)  # a busy thread pool or database: it comes back late
+        return seen
+
+    monkeypatch.setattr(pipeline, "_read_status", read)
+
+    async def scenario() -> list[tuple[float, bool]]:
+        watch = pipeline.JobWatch(uuid.uuid4(), max_age=0.1)
+        slow.set()
+        seen: list[tuple[float, bool]] = []
+        cancelled_at = 0.0
+        start = time.monotonic()
+        while time.monotonic() - start < 1.0:
+            asked = time.monotonic()
+            seen.append((asked, await watch.active()))
+            if reads and not cancelled_at:  # the first read has begun: the job is cancelled
+                status["now"], cancelled_at = "cancelled", time.monotonic()
+            await asyncio.sleep(0.005)
+        watch.close()
+        return [(at - cancelled_at, active) for at, active in seen]
+
+    seen = asyncio.run(scenario())
+    # A check asked for more than max_age after the cancel waits for a read that began
+    # after it: "active" is answered only to checks asked within max_age of the cancel.
+    late = [after for after, active in seen if active and after > 0.1]
+    assert not late, late
+    assert seen[-1] == (seen[-1][0], False)
+    assert len(reads) >= 2
