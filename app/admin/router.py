@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import PurePosixPath as Path_
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -280,8 +281,25 @@ def job_page(
     documents: str | None = Query(None),
     after: int | None = Query(None, ge=0, le=2**31 - 1),
 ) -> Response:
-    """One job: its counters (live while it runs), cost and errors, and its documents."""
-    status = documents or None
+    """One job: its counters and documents (both live while it runs), cost and errors."""
+    return _job_documents(request, "job.html", job_id, documents, after)
+
+
+@router.get("/jobs/{job_id}/documents", response_class=HTMLResponse)
+def job_documents(
+    request: Request,
+    job_id: uuid.UUID,
+    documents: str | None = Query(None),
+    after: int | None = Query(None, ge=0, le=2**31 - 1),
+) -> Response:
+    """The job's list of documents alone: what the job page polls while the job runs."""
+    return _job_documents(request, "_job_documents.html", job_id, documents, after)
+
+
+def _job_documents(
+    request: Request, template: str, job_id: uuid.UUID, status: str | None, after: int | None
+) -> Response:
+    status = status or None
     if status is not None and status not in DOCUMENT_STATUSES:
         raise InvalidRequest(
             f"unknown document status {status!r}; one of {', '.join(DOCUMENT_STATUSES)}"
@@ -295,14 +313,16 @@ def job_page(
         cursor=after,
         limit=DOCUMENTS_PAGE,
     )
+    query = {"documents": status, "after": after}
     return render(
         request,
-        "job.html",
+        template,
         view=view,
         active=ACTIVE,
         documents=page,
         document_status=status or "",
         document_statuses=DOCUMENT_STATUSES,
+        documents_query=urlencode({k: v for k, v in query.items() if v is not None}),
         next_after=next_after,
     )
 

@@ -116,6 +116,9 @@ def test_an_admin_signs_in_and_watches_a_job_run_to_completion(
     # The counters refresh themselves while the job runs.
     expect(page.get_by_test_id("job-status")).to_have_text("succeeded", timeout=WAIT_MS)
     expect(page.get_by_test_id("accepted")).to_have_text("6")
+    # So does the list of documents, opened before the first was written.
+    expect(page.locator("#documents .status-accepted")).to_have_count(6, timeout=WAIT_MS)
+    expect(page.locator("#documents")).not_to_contain_text("yet")
     dashboard.shot("job-succeeded")
 
     page.get_by_role("link", name="rejected", exact=True).click()

@@ -191,3 +191,53 @@ def test_a_documents_page_shows_the_exact_prompt_it_was_generated_from(
             update(Document).where(Document.id == document_id).values(prompt_sha256="0" * 64)
         )
     assert "and this differs" in browser.get(f"/admin/documents/{document_id}").text
+
+
+def test_a_jobs_documents_refresh_while_it_runs_and_stop_when_it_ends(
+    browser: TestClient, team: Team, settings: Any, store: Any
+) -> None:
+    from app.generation import local_runner
+    from tests.conftest import submit_local
+
+    job, dispatcher = submit_local(team, {"dataset": "live", "documents": 4}, settings)
+    sign_in(browser, team.keys["admin"])
+    queued = browser.get(f"/admin/jobs/{job.id}?documents=accepted").text
+    assert "No accepted documents yet." in queued
+    # The list polls its own part, with the page's filter, while the job may still change.
+    polled = f'hx-get="/admin/jobs/{job.id}/documents?documents=accepted"'
+    assert polled in queued
+
+    run = local_runner.start(job.id, dispatcher, settings=settings, store=store)
+    assert run.done.wait(120)
+    assert run.error is None
+    part = browser.get(f"/admin/jobs/{job.id}/documents?documents=accepted")
+    assert part.status_code == 200
+    assert part.text.startswith('<section id="documents"')
+    assert part.text.count('class="status status-accepted"') == 4
+    assert "hx-trigger" not in part.text  # the job has ended: nothing more to fetch
+    assert "<html" not in part.text
+    assert browser.get(f"/admin/jobs/{job.id}/documents?documents=bogus").status_code == 422
+
+
+def test_a_judged_jobs_page_shows_the_verdicts_and_the_budget(
+    browser: TestClient, team: Team, llm: Any, settings: Any, store: Any
+) -> None:
+    llm.faults.judge_script.extend(["wrong"])  # one verdict against the planned stance
+    spec = {"dataset": "judged", "documents": 4, "judge": {"enabled": True}, "budget_usd": 5.0}
+    view = run_local(team, spec, settings, store)
+    sign_in(browser, team.keys["admin"])
+    page = browser.get(f"/admin/jobs/{view.job.id}").text
+    judged = re.search(r'data-testid="judge">(.*?)</p>', page, re.S)
+    assert judged is not None
+    summary = " ".join(judged.group(1).split())
+    assert summary.startswith(f"{view.judge.judged} judged, ")
+    assert f"{100 * view.judge.agreement:.0f}% agreeing" in summary
+    for verdict, count in view.judge.verdicts.items():
+        assert f"{verdict} {count}" in summary
+    assert view.judge.agreed < view.judge.judged  # the "wrong" verdict is among them
+    assert "<dt>Budget</dt><dd>$5.00</dd>" in page
+    # Each document's verdict is in the list beside its stance.
+    verdicts = re.findall(
+        r'<td>(aligned|misaligned|unclear|invalid|—)</td>\s*<td class="opening"', page
+    )
+    assert len(verdicts) == view.progress.attempted
