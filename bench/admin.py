@@ -98,6 +98,11 @@ def pages(url: str, dashboard: Dashboard) -> list[tuple[str, str]]:
         ("small job", f"/admin/jobs/{small}"),
         ("document", f"/admin/documents/{document}"),
         ("datasets", "/admin/datasets"),
+        ("corpus", f"/admin/corpus?dataset={seed.DATASET}"),
+        (
+            "corpus, most first, page 3",
+            f"/admin/corpus?dataset={seed.DATASET}&order=most&offset=100",
+        ),
         ("dataset", f"/admin/datasets/{seed.DATASET}"),
         ("budget", "/admin/budget"),
         ("keys", "/admin/keys"),

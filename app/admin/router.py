@@ -30,6 +30,7 @@ from app.admin.templating import TEMPLATES
 from app.billing import service as billing
 from app.core.errors import Conflict, InvalidRequest, NotFound
 from app.core.settings import get_settings
+from app.corpus import service as corpora
 from app.datasets import service as datasets
 from app.datasets.router import serve_file
 from app.health import service as health
@@ -448,6 +449,38 @@ def download(
     response = serve_file(request, store, datasets.find_file(store, dataset, found, file), False)
     response.headers["Content-Disposition"] = f'attachment; filename="{Path_(file).name}"'
     return response
+
+
+# Corpus --------------------------------------------------------------------------------
+
+
+@router.get("/corpus", response_class=HTMLResponse)
+def corpus_page(
+    request: Request,
+    dataset: str | None = Query(None, max_length=200),
+    order: str = Query("fewest", pattern="^(fewest|most)$"),
+    offset: int = Query(0, ge=0, le=1_000_000),
+) -> Response:
+    """A dataset as a corpus: coverage of scenario x form x stance, stance balance, its
+    largest near-duplicate clusters and decontamination hits."""
+    db, principal = state_of(request).db, signed_in(request).principal
+    own = [found for found, _owner in datasets.list_readable(db, principal)]
+    own = [found for found in own if found.team_id == principal.team_id]
+    name = dataset or (own[0].name if own else None)
+    report = (
+        corpora.corpus(db, principal, name, fewest_first=order == "fewest", offset=offset)
+        if name is not None
+        else None
+    )
+    return render(
+        request,
+        "corpus.html",
+        datasets=own,
+        report=report,
+        order=order,
+        offset=offset,
+        page=corpora.PAGE,
+    )
 
 
 # Budget --------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from app.models.admin_audit import AdminAudit
 from app.models.api_key import ApiKey
 from app.models.base import Base
 from app.models.content_fingerprint import ContentFingerprint
+from app.models.corpus_cell import CorpusCell
 from app.models.dataset import Dataset
 from app.models.dataset_share import DatasetShare
 from app.models.dataset_version import DatasetVersion
@@ -31,6 +32,7 @@ __all__ = [
     "ApiKey",
     "Base",
     "ContentFingerprint",
+    "CorpusCell",
     "Dataset",
     "DatasetShare",
     "DatasetVersion",

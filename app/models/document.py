@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -36,6 +37,21 @@ class Document(Base):
         Index("ix_document_dataset_status", "dataset_id", "status"),
         Index(
             "ix_document_dataset_stance_position", "dataset_id", "stance", "position", unique=True
+        ),
+        # The corpus page's near-duplicate clusters and decontamination hits: a few percent
+        # of the rows each, so a read of them never walks the dataset's documents.
+        Index(
+            "ix_document_duplicates",
+            "dataset_id",
+            "duplicate_of",
+            postgresql_where=text("status = 'duplicate'"),
+            sqlite_where=text("status = 'duplicate'"),
+        ),
+        Index(
+            "ix_document_contaminated",
+            "dataset_id",
+            postgresql_where=text("reason = 'contaminated'"),
+            sqlite_where=text("reason = 'contaminated'"),
         ),
     )
 

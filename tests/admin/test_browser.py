@@ -127,6 +127,9 @@ def test_an_admin_signs_in_and_watches_a_job_run_to_completion(
     expect(page.get_by_test_id("document-reason")).to_contain_text("refusal or meta")
     dashboard.shot("document-rejected")
 
+    page.get_by_role("link", name="Corpus").click()
+    expect(page.get_by_test_id("corpus-accepted")).to_have_text("6")
+    dashboard.shot("corpus")
     page.get_by_role("link", name="Datasets").click()
     dashboard.shot("datasets")
     page.get_by_role("link", name="watched").click()

@@ -13,6 +13,7 @@ from app.generation import pipeline
 from app.jobs import service as jobs
 from app.models import Document, WorkItem
 from tests.conftest import Team, run_first_chunk, run_local, spec, submit_local
+from tests.corpus.test_cells import assert_cells_agree
 from tests.llm_server import FaultConfig, LLMTestServer
 
 
@@ -124,6 +125,8 @@ def test_exact_duplicates_are_caught_across_jobs_of_a_dataset(
     assert {d.duplicate_of for d in dupes} == {original.id}
     # Caught by the exact check, not by near dedup, which would flag the copies as well.
     assert {d.reason for d in dupes} == {"exact"}
+    with session_scope() as session:
+        assert_cells_agree(session.connection())
 
 
 def test_budget_exhaustion_fails_the_job_with_a_reason(
@@ -250,6 +253,8 @@ def test_near_duplicates_are_caught_across_jobs_of_a_dataset(
     assert all("estimated Jaccard" in (d.detail or "") for d in near)
     assert original.minhash is not None
     assert len(original.minhash) == 128 * 4
+    with session_scope() as session:
+        assert_cells_agree(session.connection())
 
 
 def test_a_priced_provider_costs_each_document_and_the_job_its_tokens(

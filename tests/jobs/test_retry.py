@@ -15,6 +15,7 @@ from app.jobs import service as jobs
 from app.jobs.dispatch import LocalDispatcher
 from app.models import ContentFingerprint, Document
 from tests.conftest import Team, run_local, spec, submit_local
+from tests.corpus.test_cells import assert_cells_agree
 from tests.jobs.grouped import USAGE
 from tests.jobs.test_progress import from_rows, from_view
 from tests.llm_server import LLMTestServer
@@ -76,6 +77,8 @@ def test_a_failed_jobs_failed_items_run_again_and_it_succeeds(
             .where(Document.job_id == view.job.id)
         )
     assert claimed == 2
+    with session_scope() as session:  # the failed document went from its cell with its row
+        assert_cells_agree(session.connection())
 
 
 def test_a_text_another_job_took_meanwhile_becomes_a_duplicate_when_its_job_runs_again(
@@ -109,6 +112,7 @@ def test_a_text_another_job_took_meanwhile_becomes_a_duplicate_when_its_job_runs
         copy = session.get(Document, mine.id)
         assert copy is not None
         assert (copy.status, copy.reason, copy.duplicate_of) == ("duplicate", "exact", theirs.id)
+        assert_cells_agree(session.connection())  # it moved from accepted to duplicate
     counted, rows = from_view(view), from_rows(view.job.id)
     assert {k: v for k, v in counted.items() if k not in USAGE} == {
         k: v for k, v in rows.items() if k not in USAGE

@@ -1,0 +1,1 @@
+"""What a dataset holds, as a corpus: coverage, balance, near-duplicates, contamination."""
