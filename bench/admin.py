@@ -105,6 +105,8 @@ def pages(url: str, dashboard: Dashboard) -> list[tuple[str, str]]:
         ),
         ("dataset", f"/admin/datasets/{seed.DATASET}"),
         ("budget", "/admin/budget"),
+        ("providers", "/admin/providers"),
+        ("workers", "/admin/workers"),
         ("keys", "/admin/keys"),
         ("audit log", "/admin/audit"),
         ("/metrics", "/metrics"),

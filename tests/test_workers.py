@@ -9,9 +9,11 @@ import pytest
 from sqlalchemy import func, select
 
 from app.core.db import session_scope
+from app.health import workers as live
 from app.models import Document, Shard, WorkItem
 from tests.conftest import Team, spec, wait_for
 from tests.llm_server import FaultConfig, LLMTestServer
+from tests.services import REDIS_URL
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
 
@@ -58,6 +60,25 @@ def test_job_lifecycle_over_http_with_a_worker(
     assert version.json()["records"] == 25
     # 25 documents took 25+ LLM calls; the worker's log does not name each one.
     assert "HTTP Request:" not in worker.log.read_text()
+
+    # The worker published what it did: its calls and its chunks (the dashboard's workers
+    # and providers pages and /metrics read this).
+    def published() -> dict[str, Any] | None:
+        mine = [s for s in live.read(REDIS_URL) if s["pid"] == worker.process.pid]
+        return mine[0] if mine else None
+
+    wait_for(
+        lambda: (
+            (found := published()) is not None
+            and found["llm"].get("default", {}).get("attempts", {}).get("ok", 0)
+            >= final["usage"]["llm_calls"]
+        ),
+        timeout=3 * live.PUBLISH_SECONDS,
+    )
+    status = published()
+    assert status is not None
+    assert sum(status["tasks"]["finished"]["jobs.run_chunk"]) >= 1
+    assert status["tasks"]["running"] == []
 
 
 def test_cancel_stops_a_running_job(
@@ -256,3 +277,25 @@ def test_worker_tests_start_with_no_earlier_job_left_to_run(client: Any, team: T
     quiesce_jobs()
     assert job_state(client, team, left["id"])["status"] == "cancelled"
     assert queue.llen(os.environ["PRIORFORGE_TASK_QUEUE"]) == 0
+
+
+def test_a_worker_logging_json_names_the_job_of_each_record(
+    client: Any, llm: LLMTestServer, team: Team, start_worker: Any
+) -> None:
+    import json
+
+    llm.reset(FaultConfig(latency=0.02))
+    worker = start_worker(PRIORFORGE_LOG_FORMAT="json")
+    job_id = client.post("/v1/jobs", json=spec(documents=4), headers=team.headers()).json()["id"]
+    wait_for(lambda: job_state(client, team, job_id)["status"] == "succeeded", timeout=60)
+    records = [
+        json.loads(line)
+        for line in worker.log.read_text().splitlines()
+        if line.startswith("{")  # Celery prints its banner to stdout, not through logging
+    ]
+    assert records, "the worker logged no JSON record"
+    assert all({"time", "level", "logger", "message"} <= record.keys() for record in records)
+    ended = [record for record in records if record["message"] == f"job {job_id} succeeded"]
+    assert len(ended) == 1
+    assert ended[0]["job_id"] == job_id
+    assert ended[0]["logger"] == "app.jobs.service"

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from celery import Celery
+from typing import Any
 
+from celery import Celery
+from celery.signals import setup_logging
+
+from app.core import logs
 from app.core.settings import get_settings
+
+
+@setup_logging.connect  # connected, it replaces Celery's own logging setup
+def _configure_logging(loglevel: str | int | None = None, **_: Any) -> None:
+    settings = get_settings()
+    logs.configure(loglevel or settings.log_level, settings.log_format)
 
 
 def make_celery() -> Celery:

@@ -28,8 +28,10 @@ from app.evals.service import RUN_EVAL_TASK
 from app.generation import batching, checking
 from app.generation.pipeline import close_thread_resources, wind_down
 from app.generation.pipeline import run_chunk as run_chunk_service
+from app.health.workers import WORKER
 from app.jobs import service as jobs
 from app.jobs.dispatch import RECONCILE_TASK, RUN_CHUNK_TASK, CeleryDispatcher
+from app.llm.provider import redis_url
 from app.storage.default import get_store
 from workers.celery_app import celery_app
 
@@ -39,31 +41,34 @@ WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 @celery_app.task(name=RUN_CHUNK_TASK)
 def run_chunk(job_id: str, start: int, end: int) -> dict[str, Any]:
-    report = run_chunk_service(
-        uuid.UUID(job_id),
-        start,
-        end,
-        worker_id=f"{WORKER_ID}:{uuid.uuid4().hex[:8]}",
-        dispatcher=CeleryDispatcher(),
-        settings=get_settings(),
-        store=get_store(),
-    )
+    with WORKER.task(RUN_CHUNK_TASK, job_id):
+        report = run_chunk_service(
+            uuid.UUID(job_id),
+            start,
+            end,
+            worker_id=f"{WORKER_ID}:{uuid.uuid4().hex[:8]}",
+            dispatcher=CeleryDispatcher(),
+            settings=get_settings(),
+            store=get_store(),
+        )
     return {"leased": report.leased, "written": report.written, "status": report.job_status}
 
 
 @celery_app.task(name=RUN_EXPORT_TASK)
 def run_export(export_id: str) -> str:
-    return exports.run_export(
-        uuid.UUID(export_id),
-        store=get_store(),
-        settings=get_settings(),
-        sessions=session_scope,
-    )
+    with WORKER.task(RUN_EXPORT_TASK):
+        return exports.run_export(
+            uuid.UUID(export_id),
+            store=get_store(),
+            settings=get_settings(),
+            sessions=session_scope,
+        )
 
 
 @celery_app.task(name=RUN_EVAL_TASK)
 def run_eval(eval_id: str) -> str:
-    return evals.run_eval(uuid.UUID(eval_id), settings=get_settings(), sessions=session_scope)
+    with WORKER.task(RUN_EVAL_TASK):
+        return evals.run_eval(uuid.UUID(eval_id), settings=get_settings(), sessions=session_scope)
 
 
 @celery_app.task(name=RECONCILE_TASK)
@@ -161,6 +166,15 @@ def _start_checking_in_child(**_: Any) -> None:
     checking.start(get_settings())
 
 
+@worker_ready.connect  # the main process: the solo pool runs tasks here
+@worker_process_init.connect  # each prefork child
+def _start_publishing_status(**_: Any) -> None:
+    # The dashboard's workers page and /metrics read what this process publishes.
+    url = redis_url(get_settings())
+    if url:
+        WORKER.start(url)
+
+
 @worker_ready.connect
 def _start_reconciler(**_: Any) -> None:
     # Every worker runs one; per-job claims in the database keep them from doubling up.
@@ -175,6 +189,7 @@ def _take_no_more_items(**_: Any) -> None:
 @worker_shutdown.connect
 def _stop_reconciler(**_: Any) -> None:
     _stop.set()
+    WORKER.stop(redis_url(get_settings()) or None)
     close_thread_resources()
     checking.shutdown()
 

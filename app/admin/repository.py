@@ -111,3 +111,17 @@ def session_secret(session: Session, key: str) -> str:
         value = session.scalar(select(Deployment.value).where(Deployment.key == key))
     assert value is not None
     return str(value["secret"])
+
+
+def own_jobs(session: Session, team_id: uuid.UUID, ids: Sequence[str]) -> set[str]:
+    """Which of these job ids (as workers publish them) are the team's."""
+    parsed = []
+    for value in ids:
+        try:
+            parsed.append(uuid.UUID(value))
+        except ValueError:
+            continue
+    if not parsed:
+        return set()
+    found = session.scalars(select(Job.id).where(Job.team_id == team_id, Job.id.in_(parsed)))
+    return {str(job_id) for job_id in found}

@@ -34,12 +34,14 @@ from app.corpus import service as corpora
 from app.datasets import service as datasets
 from app.datasets.router import serve_file
 from app.health import service as health
+from app.health import workers
 from app.jobs import service as jobs
 from app.jobs.dispatch_default import get_dispatcher
 from app.jobs.repository import ACTIVE
 from app.jobs.service import JOB_CURSOR_PATTERN, JobView
 from app.llm import pause as pauses
 from app.llm import provider as llm_providers
+from app.llm.stats import bucket_quantile
 from app.models.base import utcnow
 from app.storage.default import get_store
 from app.teams import service as teams
@@ -518,7 +520,8 @@ def set_budget(request: Request) -> Response:
 
 @router.get("/providers", response_class=HTMLResponse)
 def providers_page(request: Request) -> Response:
-    """The providers jobs may name, and whether the team's calls to each are paused."""
+    """The providers jobs may name: whether the team's calls to each are paused, and every
+    worker's calls to each over the last minute, with its shared limiter's state."""
     settings = get_settings()
     url = llm_providers.redis_url(settings)
     paused = pauses.paused(url, signed_in(request).principal.team_id) if url else {}
@@ -528,6 +531,28 @@ def providers_page(request: Request) -> Response:
         names=llm_providers.offered(settings),
         paused=paused,
         pausable=bool(url),
+        health={found.name: found for found in workers.providers(health.live_workers())},
+        limiters=health.limiters(),
+        quantile=bucket_quantile,
+    )
+
+
+# Workers -------------------------------------------------------------------------------
+
+
+@router.get("/workers", response_class=HTMLResponse)
+def workers_page(request: Request) -> Response:
+    """The worker processes online and what each runs now."""
+    statuses = health.live_workers()
+    running = [task for status in statuses for task in status["tasks"]["running"]]
+    ids = [task["job_id"] for task in running if task.get("job_id")]
+    own = repository.own_jobs(state_of(request).db, signed_in(request).principal.team_id, ids)
+    return render(
+        request,
+        "workers.html",
+        statuses=statuses,
+        own=own,
+        publishing=bool(llm_providers.redis_url(get_settings())),
     )
 
 

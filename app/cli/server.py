@@ -14,6 +14,7 @@ from app.cli.common import (
     err,
     require_storage_url,
 )
+from app.core import logs
 from app.core.settings import get_settings
 
 
@@ -70,7 +71,9 @@ def serve(
             host=host,
             port=port,
             workers=processes,
-            log_level="info",
+            # Each API process logs as the workers do (PRIORFORGE_LOG_FORMAT, _LOG_LEVEL).
+            log_config=logs.dict_config(settings.log_level, settings.log_format),
+            log_level=settings.log_level.lower(),
             access_log=access_log,
         )
     finally:
@@ -84,7 +87,9 @@ def serve(
 
 def worker(
     concurrency: Annotated[int, typer.Option(help="Task processes; 1 runs tasks in-process.")] = 1,
-    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    loglevel: Annotated[
+        str | None, typer.Option(help="Log level; default PRIORFORGE_LOG_LEVEL (INFO).")
+    ] = None,
 ) -> None:
     """Run a Celery worker on PRIORFORGE_BROKER_URL (or the embedded broker)."""
     require_storage_url()
@@ -100,7 +105,7 @@ def worker(
     celery_app.worker_main(
         [
             "worker",
-            f"--loglevel={loglevel}",
+            f"--loglevel={loglevel or settings.log_level}",
             f"--pool={pool}",
             f"--concurrency={concurrency}",
             f"--queues={get_settings().task_queue}",

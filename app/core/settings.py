@@ -178,6 +178,14 @@ class Settings(BaseSettings):
         description="While a team has paused a provider, an item about to call it goes back "
         "to its job for this long.",
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="How the API and worker processes log to stderr: text lines, or one JSON "
+        "object a line (time, level, logger, message, job_id, exception) for a log pipeline.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="The least severe records logged."
+    )
     admin_idle_minutes: float = Field(
         default=30.0,
         gt=0,

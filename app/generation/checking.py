@@ -35,6 +35,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from app.core import logs
 from app.core.db import session_scope
 from app.core.settings import Settings
 from app.generation.context import JobContext
@@ -66,7 +67,7 @@ def _started(role: str, size: int) -> ProcessPoolExecutor | None:
                 size,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_start_checker,
-                initargs=(os.getpid(),),
+                initargs=(os.getpid(), logs.configured()),
             )
             for _ in range(size):  # start them now, while the first calls run
                 executor.submit(int)
@@ -234,8 +235,11 @@ _contexts: OrderedDict[tuple[uuid.UUID, str], JobContext] = OrderedDict()
 _CONTEXTS = 8
 
 
-def _start_checker(parent: int) -> None:
-    """In a new checking or writing process, started by process ``parent``."""
+def _start_checker(parent: int, logging_setup: tuple[str | int, str] | None = None) -> None:
+    """In a new checking or writing process, started by process ``parent`` (logging as it
+    does)."""
+    if logging_setup is not None:
+        logs.configure(*logging_setup)
     # A Ctrl-C in a terminal reaches the whole process group: the worker decides, not us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # End with the worker, however it ends. (Not PR_SET_PDEATHSIG: that fires when the
@@ -274,7 +278,8 @@ def _context(job_id: uuid.UUID, token: str, *, decontaminate: bool) -> JobContex
 def prepare(job_id: uuid.UUID, token: str, decontaminate: bool) -> None:
     """In a checking or writing process: build a chunk's context ahead of its first batch."""
     try:
-        _context(job_id, token, decontaminate=decontaminate)
+        with logs.job_context(job_id):
+            _context(job_id, token, decontaminate=decontaminate)
     except Exception:  # the first batch builds it again, and reports what fails
         log.debug("preparing job %s failed", job_id, exc_info=True)
 
@@ -283,9 +288,10 @@ def check_batch(
     job_id: uuid.UUID, token: str, rows: list[tuple[dict[str, Any], str, str | None]]
 ) -> list[dict[str, Any]]:
     """In a checking process: ``pipeline.check`` for each (item, reply, finish reason)."""
-    context = _context(job_id, token, decontaminate=True)
-    replies = [(PlannedItem.from_json(item), raw, finish) for item, raw, finish in rows]
-    return _check_here(context, replies)
+    with logs.job_context(job_id):
+        context = _context(job_id, token, decontaminate=True)
+        replies = [(PlannedItem.from_json(item), raw, finish) for item, raw, finish in rows]
+        return _check_here(context, replies)
 
 
 def record_batch(
@@ -298,8 +304,11 @@ def record_batch(
     rows; how many were written, and their statuses."""
     from app.generation.pipeline import ChunkReport, Outcome, record_outcomes
 
-    context = _context(job_id, token, decontaminate=False)
-    outcomes = [Outcome(PlannedItem.from_json(item), values, lost) for item, values, lost in rows]
-    report = ChunkReport(job_id=job_id)
-    record_outcomes(context, outcomes, report, canary_guid)
-    return report.written, report.outcomes
+    with logs.job_context(job_id):
+        context = _context(job_id, token, decontaminate=False)
+        outcomes = [
+            Outcome(PlannedItem.from_json(item), values, lost) for item, values, lost in rows
+        ]
+        report = ChunkReport(job_id=job_id)
+        record_outcomes(context, outcomes, report, canary_guid)
+        return report.written, report.outcomes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +42,10 @@ def run_items(
     report: ChunkReport,
 ) -> None:
     provider = resolve_provider(settings, job.spec.provider, job.spec.model)
-    event_loop().run(_extract(job, provider, indices, worker_id, settings, report))
+    event_loop().run(
+        _extract(job, provider, indices, worker_id, settings, report),
+        context=contextvars.copy_context(),  # the job's, for logging
+    )
 
 
 async def _extract(

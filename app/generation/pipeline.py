@@ -8,6 +8,7 @@ completion arrives, so a worker killed mid-chunk loses only the calls in flight.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import logging
 import threading
@@ -27,6 +28,7 @@ from app.billing import repository as billing
 from app.billing.usage import UsageIncrement, document_usage
 from app.core.db import session_scope
 from app.core.errors import PriorForgeError
+from app.core.logs import for_job
 from app.core.settings import Settings
 from app.dedup.exact import fingerprint
 from app.dedup.lsh import to_bytes
@@ -75,6 +77,7 @@ class ChunkReport:
     job_status: str = ""
 
 
+@for_job  # every record logged meanwhile names the job
 def run_chunk(
     job_id: uuid.UUID,
     start: int,
@@ -180,7 +183,11 @@ def _run_generation(
         batching.submit(context, runnable, more.worker_id, settings, report)
     elif runnable:
         provider = context.provider(settings)
-        event_loop().run(_generate(context, provider, runnable, more, settings, report))
+        # In this context (the job's, for logging), not the one the loop began with.
+        event_loop().run(
+            _generate(context, provider, runnable, more, settings, report),
+            context=contextvars.copy_context(),
+        )
 
 
 _winding_down = threading.Event()

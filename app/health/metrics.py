@@ -9,19 +9,32 @@ process: the figures are the deployment's, not the process's, whichever process 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from app.health.repository import Snapshot
+from app.health.workers import TASK_BUCKETS
+from app.llm.limits import LimiterState
+from app.llm.stats import LATENCY_BUCKETS
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class _SnapshotCollector(Collector):
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(
+        self, snapshot: Snapshot, workers: list[dict[str, Any]], limiters: list[LimiterState]
+    ) -> None:
         self.snapshot = snapshot
+        self.workers = workers
+        self.limiters = limiters
 
     def collect(self) -> Iterator[Metric]:
         s = self.snapshot
@@ -71,9 +84,127 @@ class _SnapshotCollector(Collector):
             if waiting is not None:
                 depth.add_metric([queue], waiting)
         yield from (depth, up)
+        yield from self._workers()
+        yield from self._limiters()
+
+    def _workers(self) -> Iterator[Metric]:
+        """What the live workers published (app/health/workers.py), summed over them. Their
+        counters start at each worker's start, so a worker that goes takes its own away:
+        ``rate()`` and ``increase()`` treat that as the reset of a counter."""
+        yield GaugeMetricFamily(
+            "priorforge_workers_online",
+            "Worker processes that published their status in the last 20 s.",
+            value=len(self.workers),
+        )
+        running: dict[str, int] = {}
+        durations: dict[str, tuple[list[int], float]] = {}
+        attempts: dict[tuple[str, str], int] = {}
+        in_flight: dict[str, int] = {}
+        latency: dict[str, tuple[list[int], float]] = {}
+        for status in self.workers:
+            tasks = status.get("tasks", {})
+            for task in tasks.get("running", []):
+                running[task["task"]] = running.get(task["task"], 0) + 1
+            for name, counts in tasks.get("finished", {}).items():
+                _add_histogram(durations, name, counts, tasks.get("seconds", {}).get(name, 0.0))
+            for provider, figures in status.get("llm", {}).items():
+                in_flight[provider] = in_flight.get(provider, 0) + figures["in_flight"]
+                for outcome, count in figures["attempts"].items():
+                    attempts[provider, outcome] = attempts.get((provider, outcome), 0) + count
+                _add_histogram(latency, provider, figures["latency_counts"], figures["latency_sum"])
+        tasks_running = GaugeMetricFamily(
+            "priorforge_tasks_running", "Tasks the workers run now.", labels=["task"]
+        )
+        for name, count in sorted(running.items()):
+            tasks_running.add_metric([name], count)
+        yield tasks_running
+        yield _histogram(
+            "priorforge_task_duration_seconds",
+            "How long the workers' finished tasks took.",
+            "task",
+            durations,
+            TASK_BUCKETS,
+        )
+        attempted = CounterMetricFamily(
+            "priorforge_llm_attempts",
+            "HTTP attempts of LLM calls, by outcome (ok, rate_limited: a 429, error, "
+            "cancelled), each retry one more.",
+            labels=["provider", "outcome"],
+        )
+        for (provider, outcome), count in sorted(attempts.items()):
+            attempted.add_metric([provider, outcome], count)
+        yield attempted
+        flying = GaugeMetricFamily(
+            "priorforge_llm_calls_in_flight", "LLM calls waiting on a reply now.",
+            labels=["provider"],
+        )  # fmt: skip
+        for provider, count in sorted(in_flight.items()):
+            flying.add_metric([provider], count)
+        yield flying
+        yield _histogram(
+            "priorforge_llm_attempt_latency_seconds",
+            "How long LLM attempts took, from request to reply or error.",
+            "provider",
+            latency,
+            LATENCY_BUCKETS,
+        )
+
+    def _limiters(self) -> Iterator[Metric]:
+        labels = ["provider", "model", "key"]
+        limit = GaugeMetricFamily(
+            "priorforge_llm_concurrency_limit",
+            "The shared limiter's adaptive concurrency limit (halved by a 429, grown back "
+            "by successes); absent until the first 429.",
+            labels=labels,
+        )
+        share = GaugeMetricFamily(
+            "priorforge_llm_rate_share",
+            "The share of the configured requests and tokens per minute in effect.",
+            labels=labels,
+        )
+        blocked = GaugeMetricFamily(
+            "priorforge_llm_blocked_seconds",
+            "Seconds every worker still waits after the provider's last 429.",
+            labels=labels,
+        )
+        for state in self.limiters:
+            key = [state.provider, state.model, state.key_digest]
+            if state.limit is not None:
+                limit.add_metric(key, state.limit)
+            share.add_metric(key, state.rate)
+            blocked.add_metric(key, state.blocked_for)
+        yield from (limit, share, blocked)
 
 
-def exposition(snapshot: Snapshot) -> bytes:
+def _add_histogram(
+    into: dict[str, tuple[list[int], float]], name: str, counts: list[int], total: float
+) -> None:
+    known, known_total = into.get(name, ([0] * len(counts), 0.0))
+    into[name] = ([a + b for a, b in zip(known, counts, strict=True)], known_total + total)
+
+
+def _histogram(
+    name: str,
+    documentation: str,
+    label: str,
+    values: dict[str, tuple[list[int], float]],
+    bounds: tuple[float, ...],
+) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, documentation, labels=[label])
+    for key, (counts, total) in sorted(values.items()):
+        cumulative, buckets = 0, []
+        for bound, count in zip((*bounds, float("inf")), counts, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+        family.add_metric([key], buckets, sum_value=total)
+    return family
+
+
+def exposition(
+    snapshot: Snapshot,
+    workers: list[dict[str, Any]] | None = None,
+    limiters: list[LimiterState] | None = None,
+) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_SnapshotCollector(snapshot))
+    registry.register(_SnapshotCollector(snapshot, workers or [], limiters or []))
     return generate_latest(registry)

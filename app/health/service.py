@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hmac
+import logging
+from typing import Any
 
 import redis
 from sqlalchemy import text
@@ -10,9 +12,14 @@ from sqlalchemy import text
 from app.core.db import get_engine, session_scope
 from app.core.errors import Unauthorized
 from app.core.settings import get_settings
+from app.health import workers
 from app.health.metrics import exposition
 from app.health.repository import read as read_metrics
+from app.llm.limits import LimiterState, limiter_states
+from app.llm.provider import redis_url
 from app.storage.default import get_store
+
+log = logging.getLogger(__name__)
 
 
 def check_dependencies() -> dict[str, str]:
@@ -81,8 +88,32 @@ def queue_depths() -> dict[str, int | None]:
         return {settings.task_queue: None}
 
 
+def live_workers() -> list[dict[str, Any]]:
+    """What every live worker published (none without Redis, or while it is away)."""
+    url = redis_url(get_settings())
+    if not url:
+        return []
+    try:
+        return workers.read(url)
+    except redis.RedisError:
+        log.warning("could not read the workers' statuses", exc_info=True)
+        return []
+
+
+def limiters() -> list[LimiterState]:
+    """The shared LLM limiters' state (none without Redis, or while it is away)."""
+    url = redis_url(get_settings())
+    if not url:
+        return []
+    try:
+        return limiter_states(url)
+    except redis.RedisError:
+        log.warning("could not read the rate limiters", exc_info=True)
+        return []
+
+
 def metrics() -> bytes:
     queues = queue_depths()
     with session_scope() as session:
         snapshot = read_metrics(session, queues)
-    return exposition(snapshot)
+    return exposition(snapshot, live_workers(), limiters())

@@ -31,6 +31,7 @@ from openai import AsyncOpenAI
 from app.jobs.spec import Sampling
 from app.llm.limits import Limits, SharedLimiter, Slot, WaitTooLong, limiter_key
 from app.llm.provider import ProviderConfig
+from app.llm.stats import STATS
 
 # The HTTP library the openai client is built on (httpx2 in current releases, httpx before).
 # ``client.post(path, cast_to=<its Response>, body=...)`` is the client's documented way to
@@ -220,10 +221,16 @@ class ChatClient:
         for attempt in range(self.config.max_retries + 1):
             slot = await self._slot(estimate, attempt, errors)
             try:
-                raw = await self._client.post(
-                    "/chat/completions", cast_to=_HTTP_RESPONSE, body=body
-                )
-                reply = _reply(raw)
+                with STATS.attempt(self.config.name) as counted:
+                    try:
+                        raw = await self._client.post(
+                            "/chat/completions", cast_to=_HTTP_RESPONSE, body=body
+                        )
+                    except openai.RateLimitError:
+                        counted["outcome"] = "rate_limited"
+                        raise
+                    reply = _reply(raw)
+                    counted["outcome"] = "ok"
             except BaseException as exc:
                 # Whatever ended the call (an API error, a cancel, a bug) frees its slot now,
                 # not when the slot's lease runs out.

@@ -200,6 +200,58 @@ def limiter_key(provider: str, model: str, api_key: str) -> str:
     return f"priorforge:limits:{provider}:{model}:{digest}"
 
 
+@dataclass(frozen=True)
+class LimiterState:
+    """One limiter as Redis holds it now, for the dashboard and /metrics."""
+
+    provider: str
+    model: str
+    key_digest: str  # the API key's, never the key
+    limit: float | None  # the adaptive concurrency limit (None: never cut, at its ceiling)
+    rate: float  # the share of the configured budgets in effect
+    in_flight: int
+    blocked_for: float  # seconds every worker still waits after a 429
+
+
+def limiter_states(redis_url: str, now: float | None = None) -> list[LimiterState]:
+    """Every limiter in Redis (they expire an hour after their last use)."""
+    import redis
+
+    now = time.time() if now is None else now
+    client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        keys = sorted(
+            key
+            for key in client.scan_iter("priorforge:limits:*", count=500)
+            if not key.endswith(b":inflight")
+        )
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+            pipe.zcount(key + b":inflight", now, "+inf")
+        replies = pipe.execute()
+    finally:
+        client.close()
+    states = []
+    for key, raw, in_flight in zip(keys, replies[::2], replies[1::2], strict=True):
+        # A model's name may hold colons ("llama3:8b"); a provider's and a digest's do not.
+        provider, _, rest = key.decode().removeprefix("priorforge:limits:").partition(":")
+        model, _, digest = rest.rpartition(":")
+        values = {k.decode(): float(v) for k, v in raw.items()}
+        states.append(
+            LimiterState(
+                provider=provider,
+                model=model,
+                key_digest=digest,
+                limit=values.get("limit"),
+                rate=values.get("rate", 1.0),
+                in_flight=int(in_flight),
+                blocked_for=max(0.0, values.get("blocked_until", 0.0) - now),
+            )
+        )
+    return states
+
+
 class SharedLimiter:
     def __init__(
         self,

@@ -150,6 +150,9 @@ def test_an_admin_signs_in_and_watches_a_job_run_to_completion(
     page.get_by_role("link", name="Overview").click()
     expect(page.get_by_test_id("activity-chart")).to_contain_text("6 documents accepted")
     dashboard.shot("overview-after-a-job")
+    page.get_by_role("link", name="Workers").click()
+    expect(page.get_by_test_id("workers")).to_be_visible()  # the test's worker
+    dashboard.shot("workers")
 
 
 def test_an_admin_cancels_a_running_job_and_the_log_says_so(

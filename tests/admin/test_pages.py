@@ -241,3 +241,47 @@ def test_a_judged_jobs_page_shows_the_verdicts_and_the_budget(
         r'<td>(aligned|misaligned|unclear|invalid|—)</td>\s*<td class="opening"', page
     )
     assert len(verdicts) == view.progress.attempted
+
+
+def test_the_workers_and_providers_pages_show_what_live_workers_publish(
+    browser: TestClient, team: Team, other_team: Team, settings: Any
+) -> None:
+    import redis
+
+    from app.health.workers import WorkerStatus
+    from app.llm.stats import CallStats
+    from tests.conftest import submit_local
+    from tests.services import REDIS_URL
+
+    mine, _ = submit_local(team, {"dataset": "w", "documents": 2}, settings)
+    theirs, _ = submit_local(other_team, {"dataset": "w", "documents": 2}, settings)
+    calls = CallStats()
+    for outcome in ("ok", "ok", "ok", "rate_limited"):
+        with calls.attempt("default") as counted:
+            counted["outcome"] = outcome
+    status = WorkerStatus(calls)
+    status.id = "pages-test:7"
+    connection = redis.Redis.from_url(REDIS_URL)
+    sign_in(browser, team.keys["admin"])
+    try:
+        with (
+            status.task("jobs.run_chunk", str(mine.id)),
+            status.task("jobs.run_chunk", str(theirs.id)),
+        ):
+            status.publish(connection)
+            page = browser.get("/admin/workers").text
+            providers = browser.get("/admin/providers").text
+    finally:
+        status.stop(REDIS_URL)
+        connection.close()
+    row = re.search(r"<td>pages-test:7</td>(.*?)</tr>", page, re.S)
+    assert row is not None
+    assert f'href="/admin/jobs/{mine.id}"' in row.group(1)
+    assert str(theirs.id) not in page  # another team's job is not named
+    assert "another team's job" in row.group(1)
+    health = re.search(r'data-testid="provider-health">(.*?)</table>', providers, re.S)
+    assert health is not None
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", health.group(1).split("<td>default</td>")[1])
+    # Other live workers (of other tests) may add theirs: at least ours.
+    assert int(cells[0]) >= 4
+    assert int(cells[2].split()[0]) >= 1

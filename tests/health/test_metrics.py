@@ -60,3 +60,55 @@ def test_with_a_token_set_metrics_answer_only_the_scraper_that_sends_it(
     answered = client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
     assert answered.status_code == 200
     assert "priorforge_jobs" in answered.text
+
+
+def test_metrics_add_up_the_live_workers_calls_tasks_and_limiters(
+    client: Any, team: Team, settings: Any, store: Any
+) -> None:
+    import redis
+
+    from app.health.workers import WorkerStatus
+    from tests.services import REDIS_URL
+
+    connection = redis.Redis.from_url(REDIS_URL)
+    status = WorkerStatus()  # this process's calls: run_local calls the LLM here
+    status.id = "metrics-test:1"
+    limiter = "priorforge:limits:default:test:model:feedface"
+    try:
+        status.publish(connection)
+        before = samples(client.get("/metrics").text)
+        view = run_local(team, {"dataset": "live", "documents": 3}, settings, store)
+        with status.task("jobs.run_chunk", str(view.job.id)):
+            status.publish(connection)
+            during = samples(client.get("/metrics").text)
+        status.publish(connection)
+        connection.hset(limiter, mapping={"limit": 2.5, "rate": 0.5})
+        after = samples(client.get("/metrics").text)
+    finally:
+        status.stop(REDIS_URL)
+        connection.delete(limiter)
+        connection.close()
+
+    def grew(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after[key] - before.get(key, 0.0)
+
+    assert after[("priorforge_workers_online", ())] >= 1
+    assert grew("priorforge_llm_attempts_total", provider="default", outcome="ok") == (
+        view.usage.llm_calls
+    )
+    latency = "priorforge_llm_attempt_latency_seconds"
+    assert grew(f"{latency}_count", provider="default") == view.usage.llm_calls
+    assert grew(f"{latency}_bucket", provider="default", le="+Inf") == view.usage.llm_calls
+    assert during[("priorforge_tasks_running", (("task", "jobs.run_chunk"),))] >= 1
+    tasks = "priorforge_task_duration_seconds"
+    assert grew(f"{tasks}_count", task="jobs.run_chunk") == 1
+    buckets = sorted(
+        (float(dict(labels)["le"]), value)
+        for (name, labels), value in after.items()
+        if name == f"{tasks}_bucket" and dict(labels)["task"] == "jobs.run_chunk"
+    )
+    assert [value for _le, value in buckets] == sorted(value for _le, value in buckets)
+    labels = (("key", "feedface"), ("model", "test:model"), ("provider", "default"))
+    assert after[("priorforge_llm_concurrency_limit", labels)] == 2.5
+    assert after[("priorforge_llm_rate_share", labels)] == 0.5
