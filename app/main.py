@@ -22,6 +22,7 @@ from app.mixtures.router import router as mixtures_router
 from app.prompting.router import router as prompts_router
 from app.scenarios.router import router as scenarios_router
 from app.teams.router import router as keys_router
+from app.teams.router import teams_router
 
 
 @asynccontextmanager
@@ -55,6 +56,7 @@ def create_app() -> FastAPI:
     app.include_router(evals_router)
     app.include_router(prompts_router)
     app.include_router(keys_router)
+    app.include_router(teams_router)
     app.include_router(billing_router)
     app.include_router(admin_router)
     app.mount("/admin/static", StaticFiles(packages=[("app.admin", "static")]), name="admin-static")

@@ -213,11 +213,21 @@ class Team:
         self.name = f"team-{uuid.uuid4().hex[:10]}"
         self.keys: dict[str, str] = {}
         with session_scope() as session:
-            for role in Role:
+            for role in (Role.READ, Role.SUBMIT, Role.ADMIN):  # an operator: add_operator()
                 issued = create_key(session, self.name, role)
                 self.keys[role.value] = issued.token
             self.id = issued.team.id
         self.principal = Principal(team_id=self.id, role=Role.ADMIN, key_id=uuid.uuid4())
+
+    def add_operator(self) -> str:
+        """An operator key of this team (the deployment's teams are its to manage)."""
+        from app.core.db import session_scope
+        from app.teams.keys import Role
+        from app.teams.service import create_key
+
+        with session_scope() as session:
+            self.keys["operator"] = create_key(session, self.name, Role.OPERATOR).token
+        return self.keys["operator"]
 
     def headers(self, role: str = "admin", **extra: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[role]}", **extra}

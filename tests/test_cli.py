@@ -53,7 +53,7 @@ def test_keys_create_prints_only_the_key_on_stdout(embedded_env: dict[str, str])
 def test_keys_create_rejects_a_bad_role(embedded_env: dict[str, str]) -> None:
     result = priorforge("keys", "create", "--team", "t", "--role", "superuser", env=embedded_env)
     assert result.returncode == 2
-    assert "--role must be one of admin, submit, read" in result.stderr
+    assert "--role must be one of operator, admin, submit, read" in result.stderr
 
 
 def test_generate_in_process_on_sqlite_publishes_a_verified_shard(

@@ -44,6 +44,7 @@ from app.llm import provider as llm_providers
 from app.llm.stats import bucket_quantile
 from app.models.base import utcnow
 from app.storage.default import get_store
+from app.teams import operators
 from app.teams import service as teams
 from app.teams.keys import PREFIX_PATTERN, Role
 from app.teams.schemas import MAX_EXPIRES_IN_DAYS
@@ -605,7 +606,7 @@ def create_key(request: Request) -> Response:
         role = Role(form.get("role", ""))
     except ValueError:
         raise InvalidRequest(
-            f"unknown role {form.get('role')!r}; one of read, submit, admin"
+            f"unknown role {form.get('role')!r}; one of {', '.join(role.value for role in Role)}"
         ) from None
     days = form.get("expires_in_days", "").strip()
     if days and not (days.isdigit() and 1 <= int(days) <= MAX_EXPIRES_IN_DAYS):
@@ -632,6 +633,63 @@ def revoke_key(request: Request, prefix: str = Path(pattern=PREFIX_PATTERN)) -> 
         state_of(request).signed_out = True
         return RedirectResponse("/admin/login", status_code=303)
     return RedirectResponse("/admin/keys", status_code=303)
+
+
+# Teams (operators) ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Defaults:
+    max_active_jobs: int
+    max_documents_per_job: int
+
+
+@router.get("/teams", response_class=HTMLResponse)
+def teams_page(request: Request) -> Response:
+    """Every team, its spend and quotas; create one, set quotas (operators)."""
+    return _teams(request, created=None)
+
+
+def _teams(request: Request, created: teams.IssuedKey | None) -> Response:
+    settings = get_settings()
+    views = operators.list_teams(state_of(request).db, signed_in(request).principal, settings)
+    defaults = Defaults(settings.team_max_active_jobs, settings.team_max_documents_per_job)
+    return render(request, "teams.html", views=views, created=created, defaults=defaults)
+
+
+@router.post("/teams", response_class=HTMLResponse)
+def create_team(request: Request) -> Response:
+    """Create a team and its first admin key, shown on the page this once."""
+    name = state_of(request).form.get("name", "").strip()
+    issued = operators.create_team(state_of(request).db, signed_in(request).principal, name)
+    audit(request, "create_team", name)
+    return _teams(request, created=issued)
+
+
+@router.post("/teams/{name}/quotas")
+def set_team_quotas(request: Request, name: str = Path(max_length=64)) -> Response:
+    """Set a team's quotas (empty: the deployment's)."""
+    form = state_of(request).form
+    changes = {
+        field: _whole_number(field, form.get(field, ""))
+        for field in ("max_active_jobs", "max_documents_per_job")
+    }
+    operators.set_quotas(
+        state_of(request).db, signed_in(request).principal, name, get_settings(), **changes
+    )
+    audit(request, "set_quotas", name, **changes)
+    return RedirectResponse("/admin/teams", status_code=303)
+
+
+def _whole_number(field: str, given: str) -> int | None:
+    given = given.strip().replace(",", "").replace("_", "")
+    if not given:
+        return None
+    if not given.isdigit():
+        raise InvalidRequest(
+            f"{field} is a whole number, or empty for the deployment's; got {given!r}"
+        )
+    return int(given)
 
 
 # Audit log -----------------------------------------------------------------------------

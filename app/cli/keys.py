@@ -24,7 +24,7 @@ def _parse_role(role: str) -> Role:
     try:
         return Role(role)
     except ValueError:
-        raise fail(f"--role must be one of admin, submit, read (got {role!r})") from None
+        raise fail(f"--role must be one of operator, admin, submit, read (got {role!r})") from None
 
 
 def _parse_expiry(expires_in: str | None, expires_at: str | None) -> datetime | None:
@@ -64,7 +64,7 @@ def _key_failure(exc: PriorForgeError) -> typer.Exit:
 @keys_cli.command("create")
 def keys_create(
     team: Annotated[str, typer.Option(help="Team name; created if it does not exist.")],
-    role: Annotated[str, typer.Option(help="admin | submit | read")] = "submit",
+    role: Annotated[str, typer.Option(help="operator | admin | submit | read")] = "submit",
     name: Annotated[str | None, typer.Option(help="A label, e.g. who or what uses it.")] = None,
     expires_in: Annotated[
         str | None, typer.Option(help="Lifetime, e.g. 90d, 12h, 30m (units w d h m s).")

@@ -116,3 +116,4 @@ def require(role: Role) -> Callable[[Principal], Awaitable[Principal]]:
 Reader = Annotated[Principal, Depends(require(Role.READ))]
 Submitter = Annotated[Principal, Depends(require(Role.SUBMIT))]
 Admin = Annotated[Principal, Depends(require(Role.ADMIN))]
+Operator = Annotated[Principal, Depends(require(Role.OPERATOR))]

@@ -173,12 +173,18 @@ def active_job_ids(session: Session) -> Sequence[uuid.UUID]:
     return session.scalars(select(Job.id).where(Job.status.in_(ACTIVE))).all()
 
 
-def lock_team(session: Session, team_id: uuid.UUID) -> None:
-    """Hold the team's row until the transaction ends (SQLite's one writer needs no lock).
+def lock_team(session: Session, team_id: uuid.UUID) -> tuple[int | None, int | None]:
+    """Hold the team's row until the transaction ends (SQLite's one writer needs no lock);
+    its own quotas: (max active jobs, max documents per job), None where it has none.
 
     FOR NO KEY UPDATE: it queues other submissions of the team, but not the inserts that
     merely reference the team (their foreign-key check takes a KEY SHARE lock)."""
-    session.execute(select(Team.id).where(Team.id == team_id).with_for_update(key_share=True))
+    row = session.execute(
+        select(Team.max_active_jobs, Team.max_documents_per_job)
+        .where(Team.id == team_id)
+        .with_for_update(key_share=True)
+    ).one_or_none()
+    return (row[0], row[1]) if row is not None else (None, None)
 
 
 def try_lock_team(session: Session, team_id: uuid.UUID) -> bool:

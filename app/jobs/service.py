@@ -187,16 +187,17 @@ def check_quotas(
 ) -> None:
     """A team's limits on one job's size (409: ask for less) and on jobs at once (429: wait
     for one to end)."""
-    if documents > settings.team_max_documents_per_job:
-        raise Conflict(
-            f"documents: {documents} is over this team's quota of "
-            f"{settings.team_max_documents_per_job} per job; split it into several jobs"
-        )
     # Submissions of one team queue up on its row here, so concurrent ones cannot all pass
     # a count that each of them would take past the quota.
-    repository.lock_team(session, principal.team_id)
+    max_active, max_documents = repository.lock_team(session, principal.team_id)
+    max_documents = max_documents or settings.team_max_documents_per_job
+    if documents > max_documents:
+        raise Conflict(
+            f"documents: {documents} is over this team's quota of {max_documents} per job; "
+            "split it into several jobs"
+        )
     active = repository.count_active_jobs(session, principal.team_id)
-    if active >= settings.team_max_active_jobs:
+    if active >= (max_active or settings.team_max_active_jobs):
         raise OverQuota(
             f"this team has {active} jobs queued or running, its quota; submit again when "
             "one has ended (or cancel one)",

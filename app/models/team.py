@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Float, String
+from sqlalchemy import BigInteger, Float, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, UTCDateTime, new_id, utcnow
@@ -17,3 +17,6 @@ class Team(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # What the team may spend on LLM calls per calendar month (UTC); None: no cap.
     monthly_budget_usd: Mapped[float | None] = mapped_column(Float)
+    # Its quotas, set by an operator; None: the deployment's (PRIORFORGE_TEAM_MAX_...).
+    max_active_jobs: Mapped[int | None] = mapped_column(Integer)
+    max_documents_per_job: Mapped[int | None] = mapped_column(BigInteger)

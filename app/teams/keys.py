@@ -15,9 +15,12 @@ class Role(StrEnum):
     READ = "read"
     SUBMIT = "submit"
     ADMIN = "admin"
+    # An admin of its own team, and of the deployment: it lists and creates teams and sets
+    # each team's quotas (a team's admins set its budget, not its quotas).
+    OPERATOR = "operator"
 
     def allows(self, needed: Role) -> bool:
-        order = [Role.READ, Role.SUBMIT, Role.ADMIN]
+        order = [Role.READ, Role.SUBMIT, Role.ADMIN, Role.OPERATOR]
         return order.index(self) >= order.index(needed)
 
 

@@ -7,13 +7,26 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response, status
 
-from app.core.auth import Admin, SessionDep
+from app.core.auth import Admin, Operator, SessionDep
 from app.core.problems import documented
 from app.core.routing import GuardedRoute
+from app.core.settings import get_settings
 from app.models.base import utcnow
-from app.teams import service
+from app.teams import operators, service
 from app.teams.keys import PREFIX_PATTERN
-from app.teams.schemas import KeyCreate, KeyCreated, KeyPage, KeyRead, KeyRotate, KeyRotated
+from app.teams.schemas import (
+    KeyCreate,
+    KeyCreated,
+    KeyPage,
+    KeyRead,
+    KeyRotate,
+    KeyRotated,
+    TeamCreate,
+    TeamCreated,
+    TeamPage,
+    TeamQuotas,
+    TeamRead,
+)
 from app.teams.service import IssuedKey, KeyView, Principal
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"], route_class=GuardedRoute)
@@ -88,3 +101,50 @@ def rotate_key(
         else "this request's own key: it no longer works"
     )
     return KeyRotated(key=created.key, token=created.token, replaced=_read(old, principal, note))
+
+
+teams_router = APIRouter(prefix="/v1/teams", tags=["teams"], route_class=GuardedRoute)
+
+
+@teams_router.get("", response_model=TeamPage)
+def list_teams(principal: Operator, session: SessionDep) -> TeamPage:
+    """Every team of the deployment, with its spend this month and its quotas (operators)."""
+    views = operators.list_teams(session, principal, get_settings())
+    return TeamPage(items=[TeamRead.of(view) for view in views])
+
+
+@teams_router.post(
+    "", status_code=status.HTTP_201_CREATED, response_model=TeamCreated, responses=documented(409)
+)
+def create_team(
+    body: TeamCreate, principal: Operator, session: SessionDep, response: Response
+) -> TeamCreated:
+    """Create a team and its first admin key, whose token is in this response only."""
+    issued = operators.create_team(session, principal, body.name)
+    session.flush()
+    view = operators.team_view(session, issued.team, get_settings())
+    response.headers["Location"] = f"{teams_router.prefix}/{issued.team.name}"
+    return TeamCreated(
+        team=TeamRead.of(view),
+        admin_key=KeyCreated(key=KeyRead.of(issued.view, current=False), token=issued.token),
+    )
+
+
+@teams_router.get("/{name}", response_model=TeamRead)
+def get_team(principal: Operator, session: SessionDep, name: str = Path(max_length=64)) -> TeamRead:
+    """One team, with its spend this month and its quotas."""
+    return TeamRead.of(operators.get_team(session, principal, name, get_settings()))
+
+
+@teams_router.patch("/{name}", response_model=TeamRead)
+def set_quotas(
+    body: TeamQuotas,
+    principal: Operator,
+    session: SessionDep,
+    name: str = Path(max_length=64),
+) -> TeamRead:
+    """Set a team's quotas; a field left out keeps its value, null gives back the
+    deployment's. They bind the team's next submission."""
+    changes = {field: getattr(body, field) for field in body.model_fields_set}
+    view = operators.set_quotas(session, principal, name, get_settings(), **changes)
+    return TeamRead.of(view)

@@ -7,7 +7,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, mod
 
 from app.core.text import NOT_BLANK
 from app.teams.keys import KeyState, Role
-from app.teams.service import MAX_NAME, KeyView
+from app.teams.operators import MAX_ACTIVE_JOBS, MAX_DOCUMENTS_PER_JOB, TeamView
+from app.teams.service import MAX_NAME, TEAM_NAME, KeyView
 
 MAX_EXPIRES_IN_DAYS = 3650
 MAX_GRACE_SECONDS = 30 * 86400
@@ -87,3 +88,59 @@ class KeyRotated(KeyCreated):
 
 class KeyPage(BaseModel):
     items: list[KeyRead]
+
+
+class TeamQuotas(BaseModel):
+    """A team's own quotas; null: the deployment's (PRIORFORGE_TEAM_MAX_...)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_active_jobs: Annotated[StrictInt, Field(ge=1, le=MAX_ACTIVE_JOBS)] | None = Field(
+        default=None, description="Jobs queued or running at once; one more is a 429."
+    )
+    max_documents_per_job: Annotated[StrictInt, Field(ge=1, le=MAX_DOCUMENTS_PER_JOB)] | None = (
+        Field(default=None, description="Documents one job may ask for; more is a 409.")
+    )
+
+
+class TeamRead(BaseModel):
+    name: str
+    created_at: datetime
+    monthly_budget_usd: float | None = Field(description="Set by the team's admins.")
+    spent_this_month_usd: float
+    active_jobs: int
+    max_active_jobs: int = Field(description="In effect: the team's own, or the deployment's.")
+    max_documents_per_job: int = Field(description="In effect.")
+    quotas: TeamQuotas = Field(description="The team's own (null: the deployment's).")
+
+    @classmethod
+    def of(cls, view: TeamView) -> TeamRead:
+        team = view.team
+        return cls(
+            name=team.name,
+            created_at=team.created_at,
+            monthly_budget_usd=team.monthly_budget_usd,
+            spent_this_month_usd=round(view.spent_usd, 6),
+            active_jobs=view.active_jobs,
+            max_active_jobs=view.max_active_jobs,
+            max_documents_per_job=view.max_documents_per_job,
+            quotas=TeamQuotas(
+                max_active_jobs=team.max_active_jobs,
+                max_documents_per_job=team.max_documents_per_job,
+            ),
+        )
+
+
+class TeamCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=TEAM_NAME.pattern, description="a-z, 0-9, '.', '_', '-'; 1-64.")
+
+
+class TeamCreated(BaseModel):
+    team: TeamRead
+    admin_key: KeyCreated = Field(description="The team's first admin key, shown this once.")
+
+
+class TeamPage(BaseModel):
+    items: list[TeamRead]

@@ -16,7 +16,7 @@ def test_a_bad_form_value_is_a_page_that_says_what_to_fix(browser: TestClient, t
     token = csrf_of(browser.get("/admin/keys").text)
     refused = browser.post("/admin/keys", data={"csrf_token": token, "role": "owner"})
     assert refused.status_code == 422
-    assert "unknown role &#39;owner&#39;; one of read, submit, admin" in refused.text
+    assert "unknown role &#39;owner&#39;; one of read, submit, admin, operator" in refused.text
     too_long = browser.post(
         "/admin/keys", data={"csrf_token": token, "role": "read", "expires_in_days": "99999"}
     )
@@ -285,3 +285,48 @@ def test_the_workers_and_providers_pages_show_what_live_workers_publish(
     # Other live workers (of other tests) may add theirs: at least ours.
     assert int(cells[0]) >= 4
     assert int(cells[2].split()[0]) >= 1
+
+
+def test_an_operator_creates_a_team_and_sets_its_quotas_and_an_admin_may_not(
+    browser: TestClient, team: Team
+) -> None:
+    sign_in(browser, team.keys["admin"])
+    assert 'href="/admin/teams"' not in browser.get("/admin").text
+    assert browser.get("/admin/teams").status_code == 403
+    browser.post("/admin/logout", data={"csrf_token": csrf_of(browser.get("/admin").text)})
+
+    sign_in(browser, team.add_operator())
+    page = browser.get("/admin/teams")
+    assert page.status_code == 200
+    assert 'href="/admin/teams"' in page.text
+    token = csrf_of(page.text)
+    name = f"ops-{team.name[-6:]}"
+    created = browser.post("/admin/teams", data={"csrf_token": token, "name": name})
+    assert created.status_code == 200
+    shown = re.search(r'data-testid="new-team-token">([^<]+)<', created.text)
+    assert shown is not None
+    with TestClient(browser.app) as api:
+        assert (
+            api.get("/v1/keys", headers={"Authorization": f"Bearer {shown.group(1)}"}).json()[
+                "items"
+            ][0]["team"]
+            == name
+        )
+
+    saved = browser.post(
+        f"/admin/teams/{name}/quotas",
+        data={"csrf_token": token, "max_active_jobs": "3", "max_documents_per_job": "1,000"},
+    )
+    assert saved.status_code == 303
+    row = re.search(
+        rf'data-testid="team-{name}">(.*?)</tr>', browser.get("/admin/teams").text, re.S
+    )
+    assert row is not None
+    assert 'value="3"' in row.group(1)
+    assert 'value="1000"' in row.group(1)
+    refused = browser.post(
+        f"/admin/teams/{name}/quotas", data={"csrf_token": token, "max_active_jobs": "-2"}
+    )
+    assert refused.status_code == 422
+    assert "whole number" in refused.text
+    assert audit_actions(team)[-2:] == ["create_team", "set_quotas"]

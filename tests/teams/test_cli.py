@@ -90,7 +90,10 @@ def test_create_list_revoke_rotate(client: Any, env: dict[str, str]) -> None:
             ["create", "--team", "t", "--expires-in", "1d", "--expires-at", "2099-01-01T00:00Z"],
             "not both",
         ),
-        (["create", "--team", "t", "--role", "root"], "--role must be one of admin, submit"),
+        (
+            ["create", "--team", "t", "--role", "root"],
+            "--role must be one of operator, admin, submit",
+        ),
         (["revoke", "0123456789ab"], "no API key with prefix '0123456789ab'"),
         (["rotate", "0123456789ab"], "keys list --all"),
         (["revoke", "pf_0123456789ab_secret"], "the 12 hex characters after 'pf_'"),
