@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import PurePosixPath as Path_
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Query, Request
@@ -33,6 +33,7 @@ from app.core.settings import get_settings
 from app.corpus import service as corpora
 from app.datasets import service as datasets
 from app.datasets.router import serve_file
+from app.evals import service as evals
 from app.health import service as health
 from app.health import workers
 from app.jobs import service as jobs
@@ -43,6 +44,9 @@ from app.llm import pause as pauses
 from app.llm import provider as llm_providers
 from app.llm.stats import bucket_quantile
 from app.models.base import utcnow
+from app.prompting.catalog import builtin_catalog
+from app.scenarios import service as scenarios
+from app.scenarios.bank import Split, Topic
 from app.storage.default import get_store
 from app.teams import operators
 from app.teams import service as teams
@@ -484,6 +488,95 @@ def corpus_page(
         offset=offset,
         page=corpora.PAGE,
     )
+
+
+# Scenarios and surface forms -----------------------------------------------------------
+
+EVAL_RUNS_SHOWN = 5
+SCENARIOS_PAGE = 50
+
+
+@dataclass(frozen=True)
+class EvalColumn:
+    """One method of one succeeded evaluation run, as a column of the results."""
+
+    run: Any  # EvalRun
+    method: str
+    summary: dict[str, Any]
+
+
+@router.get("/scenarios", response_class=HTMLResponse)
+def scenarios_page(
+    request: Request,
+    split: Annotated[Split | None, Query()] = None,
+    topic: Annotated[Topic | None, Query()] = None,
+    origin: str | None = Query(None, pattern="^(builtin|team)$"),
+    cursor: str | None = Query(None, max_length=64),
+) -> Response:
+    """The scenarios the team's jobs draw from, filtered by split, topic and origin, with
+    the closed loop's evaluation results (rates with intervals, per topic) when there are."""
+    return _scenarios(request, split, topic, origin, cursor, imported=None)
+
+
+def _scenarios(
+    request: Request,
+    split: Split | None,
+    topic: Topic | None,
+    origin: str | None,
+    cursor: str | None,
+    imported: int | None,
+) -> Response:
+    db, principal = state_of(request).db, signed_in(request).principal
+    entries, next_cursor = scenarios.list_scenarios(
+        db,
+        principal,
+        split=split.value if split else None,
+        topic=topic.value if topic else None,
+        origin=origin,
+        after=cursor,
+        limit=SCENARIOS_PAGE,
+    )
+    runs = [run for run in evals.list_evals(db, principal, limit=50) if run.status == "succeeded"]
+    columns = [
+        EvalColumn(run, method, summary)
+        for run in runs[:EVAL_RUNS_SHOWN]
+        for method, summary in (run.results or {}).items()
+        if "misaligned_rate" in summary
+    ]
+    topics = sorted({name for column in columns for name in column.summary.get("per_topic", {})})
+    query = {"split": split.value if split else None, "topic": topic.value if topic else None}
+    query["origin"] = origin
+    return render(
+        request,
+        "scenarios.html",
+        entries=entries,
+        next_cursor=next_cursor,
+        split=split.value if split else "",
+        topic=topic.value if topic else "",
+        origin=origin or "",
+        splits=[s.value for s in Split],
+        all_topics=[t.value for t in Topic],
+        columns=columns,
+        topics=topics,
+        latest=columns[0] if columns else None,
+        filters=urlencode({k: v for k, v in query.items() if v}),
+        imported=imported,
+    )
+
+
+@router.post("/scenarios", response_class=HTMLResponse)
+def import_scenarios(request: Request) -> Response:
+    """Import scenarios (JSON lines) into the team's bank: all of them, or none."""
+    body = state_of(request).form.get("jsonl", "")
+    added = scenarios.import_jsonl(state_of(request).db, signed_in(request).principal, body)
+    audit(request, "import_scenarios", f"{len(added)} scenarios", ids=[s.id for s in added][:50])
+    return _scenarios(request, None, None, "team", None, imported=len(added))
+
+
+@router.get("/forms", response_class=HTMLResponse)
+def forms_page(request: Request) -> Response:
+    """The surface forms documents are written in."""
+    return render(request, "forms.html", forms=list(builtin_catalog().values()))
 
 
 # Budget --------------------------------------------------------------------------------

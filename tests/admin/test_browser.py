@@ -150,6 +150,12 @@ def test_an_admin_signs_in_and_watches_a_job_run_to_completion(
     page.get_by_role("link", name="Overview").click()
     expect(page.get_by_test_id("activity-chart")).to_contain_text("6 documents accepted")
     dashboard.shot("overview-after-a-job")
+    page.get_by_role("link", name="Scenarios").click()
+    expect(page.get_by_test_id("scenarios")).to_be_visible()
+    dashboard.shot("scenarios")
+    page.get_by_role("link", name="Surface forms").click()
+    expect(page.get_by_test_id("forms")).to_be_visible()
+    dashboard.shot("surface-forms")
     page.get_by_role("link", name="Workers").click()
     expect(page.get_by_test_id("workers")).to_be_visible()  # the test's worker
     dashboard.shot("workers")
