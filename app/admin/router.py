@@ -32,6 +32,7 @@ from app.core.errors import Conflict, InvalidRequest, NotFound
 from app.core.settings import get_settings
 from app.corpus import service as corpora
 from app.datasets import service as datasets
+from app.datasets.exports import service as exports
 from app.datasets.router import serve_file
 from app.evals import service as evals
 from app.health import service as health
@@ -414,7 +415,18 @@ def dataset_page(
     if version is not None and shown is None:
         raise NotFound(f"dataset {name!r} has no version {version}")
     shown = shown or (max(versions, key=lambda v: v.number) if versions else None)
-    manifest = json.loads(datasets.read_manifest(get_store(), shown)) if shown is not None else None
+    store = get_store()
+    manifest = json.loads(datasets.read_manifest(store, shown)) if shown is not None else None
+    diff, exported = None, []
+    if shown is not None:
+        exported = exports.list_exports(db, principal, name, shown.number)
+        if shown.number > 1:
+            try:
+                diff = datasets.diff_versions(
+                    db, principal, name, shown.number, shown.number - 1, store=store
+                )
+            except Conflict:  # the earlier version predates compacted files: no diff
+                diff = None
     return render(
         request,
         "dataset.html",
@@ -422,7 +434,42 @@ def dataset_page(
         versions=sorted(versions, key=lambda v: v.number, reverse=True),
         shown=shown,
         files=manifest["files"] if manifest else [],
+        diff=diff,
+        exports=exported,
+        tokenizers=exports.list_tokenizers(db, principal),
+        formats=EXPORT_FORMATS,
     )
+
+
+EXPORT_FORMATS = ("megatron", "mds", "npy")
+
+
+@router.post("/datasets/{name}/versions/{version}/exports")
+def request_export(
+    request: Request, name: str = Path(max_length=200), version: int = Path(ge=1)
+) -> Response:
+    """Export a version as training tokens (a worker runs it; the page shows its progress)."""
+    form = state_of(request).form
+    formats = tuple(f for f in EXPORT_FORMATS if form.get(f"format_{f}"))
+    if not formats:
+        raise InvalidRequest("tick at least one format: megatron, mds or npy")
+    eos = form.get("eos", "").strip()
+    if not eos or len(eos) > 200:
+        raise InvalidRequest("eos is the token that ends every document, e.g. <|endoftext|>")
+    wanted = exports.ExportRequest(
+        tokenizer=form.get("tokenizer", ""), formats=formats, eos=eos, mds_text=False
+    )
+    export, created = exports.request_export(
+        state_of(request).db,
+        signed_in(request).principal,
+        name,
+        version,
+        wanted,
+        store=get_store(),
+        dispatch=exports.celery_dispatch,  # as the API sends it (the embedded broker too)
+    )
+    audit(request, "request_export" if created else "export_exists", f"{name} v{version}")
+    return RedirectResponse(f"/admin/datasets/{name}?version={version}", status_code=303)
 
 
 @router.post("/datasets/{name}/versions")
