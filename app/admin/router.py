@@ -175,6 +175,7 @@ def overview(request: Request) -> Response:
     settings = get_settings()
     url = llm_providers.redis_url(settings)
     spend = repository.running_spend(db, team_id)
+    statuses = health.live_workers() if url else None
     return render(
         request,
         "overview.html",
@@ -188,6 +189,9 @@ def overview(request: Request) -> Response:
         queues=health.queue_depths(),
         paused=pauses.paused(url, team_id) if url else {},
         chart=_activity_chart(db, team_id),
+        workers_online=None if statuses is None else len(statuses),
+        provider_health=workers.providers(statuses or []),
+        quantile=bucket_quantile,
     )
 
 

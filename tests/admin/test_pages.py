@@ -271,6 +271,7 @@ def test_the_workers_and_providers_pages_show_what_live_workers_publish(
             status.publish(connection)
             page = browser.get("/admin/workers").text
             providers = browser.get("/admin/providers").text
+            overview = browser.get("/admin").text
     finally:
         status.stop(REDIS_URL)
         connection.close()
@@ -285,6 +286,12 @@ def test_the_workers_and_providers_pages_show_what_live_workers_publish(
     # Other live workers (of other tests) may add theirs: at least ours.
     assert int(cells[0]) >= 4
     assert int(cells[2].split()[0]) >= 1
+    online = re.search(
+        r'data-testid="workers-online"><a href="/admin/workers">(\d+) worker', overview
+    )
+    assert online is not None
+    assert int(online.group(1)) >= 1
+    assert re.search(r"default</a>, the last minute: \d+ requests", overview)
 
 
 def test_an_operator_creates_a_team_and_sets_its_quotas_and_an_admin_may_not(
