@@ -40,7 +40,7 @@ from app.health import workers
 from app.jobs import service as jobs
 from app.jobs.dispatch_default import get_dispatcher
 from app.jobs.repository import ACTIVE
-from app.jobs.service import JOB_CURSOR_PATTERN, JobView
+from app.jobs.service import JOB_CURSOR_PATTERN, REASON_PATTERN, JobView
 from app.llm import pause as pauses
 from app.llm import provider as llm_providers
 from app.llm.stats import bucket_quantile
@@ -293,9 +293,10 @@ def job_page(
     job_id: uuid.UUID,
     documents: str | None = Query(None),
     after: int | None = Query(None, ge=0, le=2**31 - 1),
+    reason: str | None = Query(None, pattern=REASON_PATTERN, max_length=64),
 ) -> Response:
     """One job: its counters and documents (both live while it runs), cost and errors."""
-    return _job_documents(request, "job.html", job_id, documents, after)
+    return _job_documents(request, "job.html", job_id, documents, after, reason)
 
 
 @router.get("/jobs/{job_id}/documents", response_class=HTMLResponse)
@@ -304,13 +305,19 @@ def job_documents(
     job_id: uuid.UUID,
     documents: str | None = Query(None),
     after: int | None = Query(None, ge=0, le=2**31 - 1),
+    reason: str | None = Query(None, pattern=REASON_PATTERN, max_length=64),
 ) -> Response:
     """The job's list of documents alone: what the job page polls while the job runs."""
-    return _job_documents(request, "_job_documents.html", job_id, documents, after)
+    return _job_documents(request, "_job_documents.html", job_id, documents, after, reason)
 
 
 def _job_documents(
-    request: Request, template: str, job_id: uuid.UUID, status: str | None, after: int | None
+    request: Request,
+    template: str,
+    job_id: uuid.UUID,
+    status: str | None,
+    after: int | None,
+    reason: str | None,
 ) -> Response:
     status = status or None
     if status is not None and status not in DOCUMENT_STATUSES:
@@ -325,8 +332,9 @@ def _job_documents(
         status=status,
         cursor=after,
         limit=DOCUMENTS_PAGE,
+        reason=reason,
     )
-    query = {"documents": status, "after": after}
+    query = {"documents": status, "reason": reason, "after": after}
     return render(
         request,
         template,
@@ -337,6 +345,7 @@ def _job_documents(
         document_statuses=DOCUMENT_STATUSES,
         documents_query=urlencode({k: v for k, v in query.items() if v is not None}),
         next_after=next_after,
+        document_reason=reason or "",
     )
 
 

@@ -818,10 +818,13 @@ def list_documents(
     status: str | None,
     after_index: int,
     limit: int,
+    reason: str | None = None,
 ) -> Sequence[Document]:
     query = select(Document).where(Document.job_id == job_id, Document.item_index > after_index)
     if status:
         query = query.where(Document.status == status)
+    if reason:
+        query = query.where(Document.reason == reason)
     return session.scalars(query.order_by(Document.item_index).limit(limit)).all()
 
 

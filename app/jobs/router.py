@@ -138,12 +138,20 @@ def list_documents(
     principal: Reader,
     session: SessionDep,
     status_: Annotated[DocumentStatus | None, Query(alias="status")] = None,
+    reason: Annotated[
+        str | None,
+        Query(
+            pattern=service.REASON_PATTERN,
+            max_length=64,
+            description="Only documents with this reason (too_short, near, contaminated, ...).",
+        ),
+    ] = None,
     cursor: IndexCursor = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> DocumentPage:
     """The job's documents in item order, with outcome, reason and usage."""
     items, next_cursor = service.list_documents(
-        session, principal, job_id, status=status_, cursor=cursor, limit=limit
+        session, principal, job_id, status=status_, cursor=cursor, limit=limit, reason=reason
     )
     return DocumentPage(items=[DocumentRead.of(d) for d in items], next_cursor=next_cursor)
 

@@ -461,6 +461,7 @@ def list_jobs(
 # id. Every string of this shape decodes (16 digits reach the year 2286), so the API can
 # document it exactly and never fail on one.
 JOB_CURSOR_PATTERN = r"^[0-9]{1,16}-[0-9a-f]{32}$"
+REASON_PATTERN = "^[a-z][a-z0-9_]*$"  # a document's reason: too_short, near, ...
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -780,12 +781,13 @@ def list_documents(
     status: str | None,
     cursor: int | None,
     limit: int,
+    reason: str | None = None,
 ) -> tuple[list[Document], str | None]:
     job = get_job(session, principal, job_id)
     after = _index_cursor(cursor)
     documents = list(
         repository.list_documents(
-            session, job.id, status=status, after_index=after, limit=limit + 1
+            session, job.id, status=status, after_index=after, limit=limit + 1, reason=reason
         )
     )
     items = documents[:limit]

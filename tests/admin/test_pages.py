@@ -337,3 +337,36 @@ def test_an_operator_creates_a_team_and_sets_its_quotas_and_an_admin_may_not(
     assert refused.status_code == 422
     assert "whole number" in refused.text
     assert audit_actions(team)[-2:] == ["create_team", "set_quotas"]
+
+
+def test_each_rejection_reason_links_to_its_documents_and_the_api_filters_by_reason(
+    browser: TestClient, team: Team, llm: Any, settings: Any, store: Any
+) -> None:
+    llm.faults.script.extend(["truncate", "refuse", "ok", "truncate"])
+    serial = settings.model_copy(update={"llm_concurrency": 1})
+    view = run_local(team, {"dataset": "why", "documents": 4}, serial, store)
+    assert view.progress.rejected == {"refusal_or_meta": 1, "truncated": 2}
+    sign_in(browser, team.keys["admin"])
+    page = browser.get(f"/admin/jobs/{view.job.id}").text
+    reasons = re.search(r'data-testid="rejection-reasons">(.*?)</ul>', page, re.S)
+    assert reasons is not None
+    link = f"/admin/jobs/{view.job.id}?documents=rejected&amp;reason=truncated"
+    assert f'href="{link}"' in reasons.group(1)
+    examples = browser.get(link.replace("&amp;", "&")).text
+    listed = re.findall(r'class="status status-(\w+)">.*?</td>\s*<td>([^<]*)</td>', examples, re.S)
+    assert listed == [("rejected", "truncated"), ("rejected", "truncated")]
+    assert "every reason" in examples
+    with TestClient(browser.app) as api:
+        found = api.get(
+            f"/v1/jobs/{view.job.id}/documents",
+            params={"status": "rejected", "reason": "refusal_or_meta"},
+            headers=team.headers("read"),
+        ).json()["items"]
+        assert [d["reason"] for d in found] == ["refusal_or_meta"]
+        bad = api.get(
+            f"/v1/jobs/{view.job.id}/documents",
+            params={"reason": "DROP TABLE"},
+            headers=team.headers("read"),
+        )
+        assert bad.status_code == 422
+    assert browser.get(f"/admin/jobs/{view.job.id}?reason=Bad!").status_code == 422
