@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.core.sql import insert_ignoring_conflicts
 from app.jobs.tally import ACCEPTED_BUCKET, OUTCOME_PREFIX, SEPARATOR
-from app.models import ActivityMinute, AdminAudit, Deployment, Job, JobTally
+from app.models import ActivityMinute, AdminAudit, Deployment, Job, JobMinute, JobTally
 from app.models.base import utcnow
 
 
@@ -95,6 +95,19 @@ def activity_since(
             ActivityMinute.rejected + ActivityMinute.duplicates + ActivityMinute.failed,
             ActivityMinute.cost_usd,
         ).where(ActivityMinute.team_id == team_id, ActivityMinute.minute >= since)
+    )
+    return {minute: (int(a), int(other), float(cost)) for minute, a, other, cost in rows}
+
+
+def job_minutes(session: Session, job_id: uuid.UUID) -> dict[datetime, tuple[int, int, float]]:
+    """{minute: (accepted, not accepted, cost)} of every minute the job wrote in."""
+    rows = session.execute(
+        select(
+            JobMinute.minute,
+            JobMinute.accepted,
+            JobMinute.rejected + JobMinute.duplicates + JobMinute.failed,
+            JobMinute.cost_usd,
+        ).where(JobMinute.job_id == job_id)
     )
     return {minute: (int(a), int(other), float(cost)) for minute, a, other, cost in rows}
 

@@ -195,7 +195,8 @@ def overview(request: Request) -> Response:
     )
 
 
-CHART_MINUTES = 180
+CHART_BARS = 180
+BAR_WIDTH = 4  # of the SVG's 720
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,7 @@ class Bar:
     height: float
     accepted: int
     other: int
-    minute: datetime
+    minute: datetime  # the first of its minutes
 
 
 @dataclass(frozen=True)
@@ -213,22 +214,53 @@ class Chart:
     peak: int
     accepted: int
     since: datetime
+    minutes_a_bar: int
 
 
 def _activity_chart(db: Session, team_id: uuid.UUID) -> Chart:
-    """Accepted documents a minute over the last three hours, as bars for an SVG."""
+    """The team's accepted documents a minute over the last three hours."""
     now = utcnow().replace(second=0, microsecond=0)
-    since = now - timedelta(minutes=CHART_MINUTES - 1)
-    minutes = repository.activity_since(db, team_id, since)
-    peak = max((accepted for accepted, _other, _cost in minutes.values()), default=0)
-    bars = []
-    for n in range(CHART_MINUTES):
-        minute = since + timedelta(minutes=n)
-        accepted, other, _cost = minutes.get(minute, (0, 0, 0.0))
-        if accepted or other:
-            bars.append(Bar(n * 4, 100 * accepted / peak if peak else 0, accepted, other, minute))
-    total = sum(accepted for accepted, _other, _cost in minutes.values())
-    return Chart(bars, peak, total, since)
+    since = now - timedelta(minutes=CHART_BARS - 1)
+    return _chart(repository.activity_since(db, team_id, since), since, now)
+
+
+def _job_chart(db: Session, view: JobView) -> Chart | None:
+    """The job's accepted documents over its whole run, in at most 180 bars."""
+    began = view.job.started_at
+    if began is None:
+        return None
+    since = began.replace(second=0, microsecond=0)
+    until = (view.job.finished_at or utcnow()).replace(second=0, microsecond=0)
+    return _chart(repository.job_minutes(db, view.job.id), since, max(until, since))
+
+
+def _chart(
+    minutes: dict[datetime, tuple[int, int, float]], since: datetime, until: datetime
+) -> Chart:
+    """Bars of accepted documents from ``since`` to ``until`` (whole minutes), as many
+    minutes to a bar as it takes to fit ``CHART_BARS``."""
+    span = int((until - since).total_seconds() // 60) + 1
+    width = -(-span // CHART_BARS)  # minutes a bar, rounded up
+    sums: dict[int, list[int]] = {}
+    for minute, (accepted, other, _cost) in minutes.items():
+        if since <= minute <= until:
+            bucket = sums.setdefault(int((minute - since).total_seconds() // 60) // width, [0, 0])
+            bucket[0] += accepted
+            bucket[1] += other
+    peak = max((accepted for accepted, _other in sums.values()), default=0)
+    bars = [
+        Bar(
+            n * BAR_WIDTH,
+            100 * accepted / peak if peak else 0,
+            accepted,
+            other,
+            since + timedelta(minutes=n * width),
+        )
+        for n, (accepted, other) in sorted(sums.items())
+        if accepted or other
+    ]
+    total = sum(accepted for accepted, _other in sums.values())
+    return Chart(bars, peak, total, since, width)
 
 
 def _projected(spent: float, accepted: int, requested: int) -> float:
@@ -346,6 +378,7 @@ def _job_documents(
         documents_query=urlencode({k: v for k, v in query.items() if v is not None}),
         next_after=next_after,
         document_reason=reason or "",
+        chart=_job_chart(state_of(request).db, view) if template == "job.html" else None,
     )
 
 
@@ -362,7 +395,7 @@ def document_page(request: Request, document_id: uuid.UUID) -> Response:
 def job_counters(request: Request, job_id: uuid.UUID) -> Response:
     """The job's counters alone: what the job page polls while the job runs."""
     view = _job_view(request, job_id)
-    return render(request, "_job_counters.html", view=view, active=ACTIVE)
+    return _counters(request, view)
 
 
 @router.post("/jobs/{job_id}/cancel")
@@ -391,8 +424,13 @@ def retry_failed(request: Request, job_id: uuid.UUID) -> Response:
 def _job_changed(request: Request, job_id: uuid.UUID) -> Response:
     """After an action on a job: its counters for htmx, else the job's page again."""
     if is_htmx(request):
-        return render(request, "_job_counters.html", view=_job_view(request, job_id), active=ACTIVE)
+        return _counters(request, _job_view(request, job_id))
     return RedirectResponse(f"/admin/jobs/{job_id}", status_code=303)
+
+
+def _counters(request: Request, view: JobView) -> Response:
+    chart = _job_chart(state_of(request).db, view)
+    return render(request, "_job_counters.html", view=view, active=ACTIVE, chart=chart)
 
 
 def _job_view(request: Request, job_id: uuid.UUID) -> JobView:

@@ -691,7 +691,11 @@ def record_outcomes(
         repository.add_to_tally(session, context.job_id, increments)
         billing.add_usage(session, context.team_id, used)
         repository.add_activity(
-            session, context.team_id, now.replace(second=0, microsecond=0), activity(increments)
+            session,
+            context.team_id,
+            context.job_id,
+            now.replace(second=0, microsecond=0),
+            activity(increments),
         )
     for _index, status in written:
         report.written += 1

@@ -42,6 +42,7 @@ from app.models import (
     Dataset,
     Document,
     Job,
+    JobMinute,
     JobTally,
     LlmBatch,
     Team,
@@ -938,16 +939,25 @@ ACTIVITY = ("accepted", "rejected", "duplicates", "failed", "llm_calls", "cost_u
 
 
 def add_activity(
-    session: Session, team_id: uuid.UUID, minute: datetime, counts: dict[str, float]
+    session: Session,
+    team_id: uuid.UUID,
+    job_id: uuid.UUID,
+    minute: datetime,
+    counts: dict[str, float],
 ) -> None:
-    """Add to the team's counters of one minute (UPSERT), in the caller's transaction."""
+    """Add to the team's and the job's counters of one minute (UPSERT), in the caller's
+    transaction."""
     if not any(counts.values()):
         return
-    table = ActivityMinute.__table__
     values = {name: counts.get(name, 0) for name in ACTIVITY}
-    statement = dialect_insert(session, table).values(team_id=team_id, minute=minute, **values)
-    statement = statement.on_conflict_do_update(
-        index_elements=[table.c.team_id, table.c.minute],
-        set_={name: table.c[name] + statement.excluded[name] for name in ACTIVITY},
-    )
-    session.execute(statement)
+    for model, key, owner in (
+        (ActivityMinute, "team_id", team_id),
+        (JobMinute, "job_id", job_id),
+    ):
+        table = model.__table__
+        statement = dialect_insert(session, table).values(**{key: owner}, minute=minute, **values)
+        statement = statement.on_conflict_do_update(
+            index_elements=[table.c[key], table.c.minute],
+            set_={name: table.c[name] + statement.excluded[name] for name in ACTIVITY},
+        )
+        session.execute(statement)

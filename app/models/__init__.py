@@ -16,6 +16,7 @@ from app.models.eval_run import EvalRun
 from app.models.eval_set import EvalSet
 from app.models.export import Export
 from app.models.job import Job
+from app.models.job_minute import JobMinute
 from app.models.job_tally import JobTally
 from app.models.llm_batch import LlmBatch
 from app.models.minhash_band import MinhashBand
@@ -43,6 +44,7 @@ __all__ = [
     "EvalSet",
     "Export",
     "Job",
+    "JobMinute",
     "JobTally",
     "LlmBatch",
     "MinhashBand",

@@ -9,7 +9,18 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.models.base import Base, UTCDateTime
 
 
-class ActivityMinute(Base):
+class MinuteCounters:
+    """What writers recorded in one minute (UTC): the columns of a per-minute counter."""
+
+    accepted: Mapped[int] = mapped_column(BigInteger, default=0)
+    rejected: Mapped[int] = mapped_column(BigInteger, default=0)
+    duplicates: Mapped[int] = mapped_column(BigInteger, default=0)
+    failed: Mapped[int] = mapped_column(BigInteger, default=0)
+    llm_calls: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class ActivityMinute(MinuteCounters, Base):
     """What a team's writers recorded in one minute (UTC), for the dashboard's chart.
 
     Added to by UPSERT in the transaction that records the outcomes, like the job counters:
@@ -22,9 +33,3 @@ class ActivityMinute(Base):
         ForeignKey("team.id", ondelete="CASCADE"), primary_key=True
     )
     minute: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
-    accepted: Mapped[int] = mapped_column(BigInteger, default=0)
-    rejected: Mapped[int] = mapped_column(BigInteger, default=0)
-    duplicates: Mapped[int] = mapped_column(BigInteger, default=0)
-    failed: Mapped[int] = mapped_column(BigInteger, default=0)
-    llm_calls: Mapped[int] = mapped_column(BigInteger, default=0)
-    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)

@@ -370,3 +370,34 @@ def test_each_rejection_reason_links_to_its_documents_and_the_api_filters_by_rea
         )
         assert bad.status_code == 422
     assert browser.get(f"/admin/jobs/{view.job.id}?reason=Bad!").status_code == 422
+
+
+def test_a_jobs_page_charts_its_throughput_over_its_whole_run(
+    browser: TestClient, team: Team, settings: Any, store: Any
+) -> None:
+    view = run_local(team, {"dataset": "charted", "documents": 5}, settings, store)
+    sign_in(browser, team.keys["admin"])
+    page = browser.get(f"/admin/jobs/{view.job.id}").text
+    desc = re.search(r'<desc id="job-chart-desc">(\d+) documents accepted', page)
+    assert desc is not None
+    assert int(desc.group(1)) == view.progress.accepted == 5
+    # Live with the counters while the job runs: the counters part carries it too.
+    assert 'data-testid="job-chart"' in browser.get(f"/admin/jobs/{view.job.id}/counters").text
+
+
+def test_a_long_run_is_charted_in_at_most_180_bars_that_keep_every_document() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from app.admin.router import CHART_BARS, _chart
+
+    since = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    minutes = {since + timedelta(minutes=m): (m % 7, 1, 0.0) for m in range(0, 600, 3)}
+    chart = _chart(minutes, since, since + timedelta(minutes=599))
+    assert chart.minutes_a_bar == 4  # 600 minutes in 180 bars
+    assert len(chart.bars) <= CHART_BARS
+    assert chart.accepted == sum(a for a, _o, _c in minutes.values())
+    assert sum(bar.accepted for bar in chart.bars) == chart.accepted
+    assert max(bar.accepted for bar in chart.bars) == chart.peak
+    assert all(bar.x < 720 for bar in chart.bars)
+    one = _chart({since: (3, 0, 0.0)}, since, since)
+    assert (one.minutes_a_bar, one.accepted, len(one.bars)) == (1, 3, 1)
