@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from app.admin import repository
@@ -44,6 +45,8 @@ from app.jobs.service import JOB_CURSOR_PATTERN, REASON_PATTERN, JobView
 from app.llm import pause as pauses
 from app.llm import provider as llm_providers
 from app.llm.stats import bucket_quantile
+from app.mixtures import service as mixture_plans
+from app.mixtures.schemas import MixtureCreate
 from app.models.base import utcnow
 from app.prompting.catalog import builtin_catalog
 from app.scenarios import service as scenarios
@@ -675,6 +678,76 @@ def import_scenarios(request: Request) -> Response:
 def forms_page(request: Request) -> Response:
     """The surface forms documents are written in."""
     return render(request, "forms.html", forms=list(builtin_catalog().values()))
+
+
+# Mixtures ------------------------------------------------------------------------------
+
+
+@router.get("/mixtures", response_class=HTMLResponse)
+def mixture_page(
+    request: Request,
+    export: Annotated[uuid.UUID, Query()],
+    dataset: str = Query(max_length=200),
+    version: int = Query(ge=1, le=2**31 - 1),
+    total_tokens: int | None = Query(None, ge=1, le=10**16),
+    seq_len: int = Query(2048, ge=1, le=10**7),
+    fraction: float | None = Query(None, gt=0, le=1),
+    last_fraction: float = Query(1.0, gt=0, le=1),
+    root: str = Query("/data/priorforge", min_length=1, max_length=1000),
+    corpus_name: str | None = Query(None, max_length=64),
+    corpus_tokens: int | None = Query(None, ge=1, le=10**16),
+    corpus_prefix: str | None = Query(None, max_length=1000),
+) -> Response:
+    """Plan a pretraining mixture of an export and the team's own corpus: each part's
+    share, repeats and epochs, and the framework configs (the same plan as POST
+    /v1/mixtures, which takes several exports and corpora)."""
+    asked = {
+        "dataset": dataset,
+        "version": version,
+        "export": export,
+        "total_tokens": total_tokens,
+        "seq_len": seq_len,
+        "fraction": fraction,
+        "last_fraction": last_fraction,
+        "root": root,
+        "corpus_name": corpus_name or "",
+        "corpus_tokens": corpus_tokens,
+        "corpus_prefix": corpus_prefix or "",
+    }
+    planned = None
+    if total_tokens is not None:
+        corpus = []
+        if corpus_name or corpus_tokens:
+            prefixes = [{"path": corpus_prefix}] if corpus_prefix else []
+            corpus = [{"name": corpus_name, "tokens": corpus_tokens, "megatron_prefixes": prefixes}]
+        try:
+            body = MixtureCreate.model_validate(
+                {
+                    "total_tokens": total_tokens,
+                    "seq_len": seq_len,
+                    "last_fraction": last_fraction,
+                    "exports": [
+                        {
+                            "dataset": dataset,
+                            "version": version,
+                            "export": export,
+                            "root": root,
+                            "fraction": fraction,
+                        }
+                    ],
+                    "corpus": corpus,
+                }
+            )
+        except ValidationError as invalid:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+                for error in invalid.errors()
+            )
+            raise InvalidRequest(f"the mixture cannot be planned: {problems}") from None
+        planned = mixture_plans.plan(
+            state_of(request).db, signed_in(request).principal, body, store=get_store()
+        )
+    return render(request, "mixture.html", asked=asked, plan=planned)
 
 
 # Budget --------------------------------------------------------------------------------

@@ -53,7 +53,7 @@ def test_a_version_shows_what_it_adds_and_exports_run_from_the_page(
     none = browser.post(url, data={"csrf_token": token, "tokenizer": "bpe", "eos": EOS})
     assert none.status_code == 422
     assert "tick at least one format" in none.text
-    form = {"csrf_token": token, "tokenizer": "bpe", "eos": EOS, "format_npy": "1"}
+    form = {"csrf_token": token, "tokenizer": "bpe", "eos": EOS, "format_megatron": "1"}
     asked = browser.post(url, data=form)
     assert asked.status_code == 303
     queued = browser.get(asked.headers["location"]).text
@@ -74,3 +74,28 @@ def test_a_version_shows_what_it_adds_and_exports_run_from_the_page(
     # Asked again, it is the same export.
     assert browser.post(url, data=form).status_code == 303
     assert audit_actions(team)[-2:] == ["request_export", "export_exists"]
+    # A succeeded export plans into a mixture with the team's own corpus.
+    link = re.search(r'href="(/admin/mixtures\?[^"]+)">plan a mixture', done)
+    assert link is not None
+    url = link.group(1).replace("&amp;", "&")
+    assert "The plan" not in browser.get(url).text  # the form first
+    with session_scope() as session:
+        tokens = exports.find_export(session, export_id).tokens
+    plan_url = (
+        f"{url}&total_tokens={tokens * 100}&seq_len=128&fraction=0.02"
+        "&corpus_name=web&corpus_tokens=1000000000&corpus_prefix=/data/web_text_document"
+    )
+    planned = browser.get(plan_url)
+    assert planned.status_code == 200, planned.text
+    parts = re.search(r'data-testid="components">.*?<tbody>(.*?)</tbody>', planned.text, re.S)
+    assert parts is not None
+    kinds = re.findall(r"<tr><td>([^<]+)</td><td>(export|corpus)</td>", parts.group(1))
+    assert kinds == [(f"{name}@2", "export"), ("web", "corpus")]
+    assert 'data-testid="summary"' in planned.text
+    frameworks = re.findall(r"<details><summary>\s*([a-z_]+):", planned.text)
+    assert "megatron" in frameworks, frameworks
+    refused = browser.get(f"{url}&total_tokens=1000&fraction=2")
+    assert refused.status_code == 422
+    half = browser.get(f"{url}&total_tokens=1000&corpus_name=web")
+    assert half.status_code == 422
+    assert "corpus" in half.text
