@@ -99,6 +99,19 @@ def activity_since(
     return {minute: (int(a), int(other), float(cost)) for minute, a, other, cost in rows}
 
 
+def calls_and_tokens_since(
+    session: Session, team_id: uuid.UUID, since: datetime
+) -> tuple[int, int]:
+    """The team's LLM calls and tokens (prompt and completion) recorded from ``since`` on."""
+    calls, tokens = session.execute(
+        select(
+            func.coalesce(func.sum(ActivityMinute.llm_calls), 0),
+            func.coalesce(func.sum(ActivityMinute.tokens), 0),
+        ).where(ActivityMinute.team_id == team_id, ActivityMinute.minute >= since)
+    ).one()
+    return int(calls), int(tokens)
+
+
 def job_minutes(session: Session, job_id: uuid.UUID) -> dict[datetime, tuple[int, int, float]]:
     """{minute: (accepted, not accepted, cost)} of every minute the job wrote in."""
     rows = session.execute(

@@ -179,6 +179,8 @@ def overview(request: Request) -> Response:
     url = llm_providers.redis_url(settings)
     spend = repository.running_spend(db, team_id)
     statuses = health.live_workers() if url else None
+    hour_ago = utcnow().replace(second=0, microsecond=0) - timedelta(minutes=60)
+    calls, tokens = repository.calls_and_tokens_since(db, team_id, hour_ago)
     return render(
         request,
         "overview.html",
@@ -193,6 +195,8 @@ def overview(request: Request) -> Response:
         paused=pauses.paused(url, team_id) if url else {},
         chart=_activity_chart(db, team_id),
         workers_online=None if statuses is None else len(statuses),
+        calls_a_minute=calls / 60,
+        tokens_a_minute=tokens / 60,
         provider_health=workers.providers(statuses or []),
         quantile=bucket_quantile,
     )

@@ -717,6 +717,7 @@ def activity(increments: list[Tally]) -> dict[str, float]:
             continue
         counts[column[status]] += tally.items
         counts["llm_calls"] += tally.llm_calls
+        counts["tokens"] += tally.prompt_tokens + tally.completion_tokens
         counts["cost_usd"] += tally.cost_usd
     return counts
 

@@ -935,7 +935,15 @@ def item_plan(session: Session, job_id: uuid.UUID, index: int) -> dict[str, Any]
     )
 
 
-ACTIVITY = ("accepted", "rejected", "duplicates", "failed", "llm_calls", "cost_usd")
+ACTIVITY = (
+    "accepted",
+    "rejected",
+    "duplicates",
+    "failed",
+    "llm_calls",
+    "tokens",
+    "cost_usd",
+)
 
 
 def add_activity(

@@ -17,6 +17,7 @@ class MinuteCounters:
     duplicates: Mapped[int] = mapped_column(BigInteger, default=0)
     failed: Mapped[int] = mapped_column(BigInteger, default=0)
     llm_calls: Mapped[int] = mapped_column(BigInteger, default=0)
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)  # prompt and completion
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
 
 

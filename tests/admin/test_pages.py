@@ -157,17 +157,26 @@ def test_the_overview_counts_rejections_cost_and_the_queue(
     from app.models import ActivityMinute
 
     with session_scope() as session:
-        accepted, not_accepted, calls = session.execute(
+        accepted, not_accepted, calls, tokens = session.execute(
             select(
                 func.sum(ActivityMinute.accepted),
                 func.sum(
                     ActivityMinute.rejected + ActivityMinute.duplicates + ActivityMinute.failed
                 ),
                 func.sum(ActivityMinute.llm_calls),
+                func.sum(ActivityMinute.tokens),
             ).where(ActivityMinute.team_id == team.id)
         ).one()
-    assert (accepted, not_accepted, calls) == (3, rejected, view.usage.llm_calls)
+    used = view.usage.prompt_tokens + view.usage.completion_tokens
+    assert (accepted, not_accepted, calls, tokens) == (3, rejected, view.usage.llm_calls, used)
     assert "3 documents accepted since" in page.text
+    # The last hour's rates: its calls and tokens over 60 minutes.
+    a_minute = re.search(r'data-testid="calls-a-minute">([0-9.,]+)<', page.text)
+    assert a_minute is not None
+    assert a_minute.group(1) == f"{view.usage.llm_calls / 60:,.1f}"
+    tokens_shown = re.search(r'data-testid="tokens-a-minute">([0-9.,]+)<', page.text)
+    assert tokens_shown is not None
+    assert tokens_shown.group(1) == f"{used / 60:,.0f}"
 
 
 def test_a_documents_page_shows_the_exact_prompt_it_was_generated_from(
