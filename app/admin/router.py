@@ -502,6 +502,17 @@ def dataset_page(
 EXPORT_FORMATS = ("megatron", "mds", "npy")
 
 
+@router.get("/datasets/{name}/versions/{version}/exports", response_class=HTMLResponse)
+def version_exports(
+    request: Request, name: str = Path(max_length=200), version: int = Path(ge=1)
+) -> Response:
+    """A version's exports alone: what its page polls while one is queued or running."""
+    db, principal = state_of(request).db, signed_in(request).principal
+    _dataset, shown = datasets.get_version(db, principal, name, version)
+    found = exports.list_exports(db, principal, name, version)
+    return render(request, "_dataset_exports.html", name=name, shown=shown, exports=found)
+
+
 @router.post("/datasets/{name}/versions/{version}/exports")
 def request_export(
     request: Request, name: str = Path(max_length=200), version: int = Path(ge=1)
@@ -718,6 +729,12 @@ def mixture_page(
         "corpus_tokens": corpus_tokens,
         "corpus_prefix": corpus_prefix or "",
     }
+    db, principal = state_of(request).db, signed_in(request).principal
+    _dataset, found = exports.get_export(db, principal, dataset, version, export)
+    if found.status != "succeeded":
+        raise Conflict(
+            f"export {export} is {found.status}: a mixture is planned from a finished export"
+        )
     planned = None
     if total_tokens is not None:
         corpus = []
@@ -748,10 +765,8 @@ def mixture_page(
                 for error in invalid.errors()
             )
             raise InvalidRequest(f"the mixture cannot be planned: {problems}") from None
-        planned = mixture_plans.plan(
-            state_of(request).db, signed_in(request).principal, body, store=get_store()
-        )
-    return render(request, "mixture.html", asked=asked, plan=planned)
+        planned = mixture_plans.plan(db, principal, body, store=get_store())
+    return render(request, "mixture.html", asked=asked, plan=planned, export=found)
 
 
 # Budget --------------------------------------------------------------------------------

@@ -319,3 +319,56 @@ def test_an_admin_pauses_a_provider_and_the_job_waits_until_it_is_resumed(
     page.get_by_role("link", name="Audit log").click()
     expect(page.get_by_role("cell", name="pause provider")).to_be_visible()
     expect(page.get_by_role("cell", name="resume provider")).to_be_visible()
+
+
+def test_an_admin_exports_a_version_and_plans_a_mixture_of_it(
+    dashboard: Watched, team: Team, tmp_path: Path
+) -> None:
+    from tests.datasets.exports.tokenizer_fixture import EOS, train_tokenizer
+
+    page = dashboard.page
+    job_id = submit(dashboard.base_url, team, dataset="mixed", documents=4)
+    uploaded = httpx.post(
+        f"{dashboard.base_url}/v1/tokenizers?name=bpe",
+        content=train_tokenizer(tmp_path, vocab_size=800).read_bytes(),
+        headers=team.headers() | {"content-type": "application/json"},
+        timeout=60,
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    sign_in(page, team.keys["admin"])
+    page.goto(f"/admin/jobs/{job_id}")
+    expect(page.get_by_test_id("job-status")).to_have_text("succeeded", timeout=WAIT_MS)
+    page.goto("/admin/datasets/mixed")
+    page.get_by_role("button", name="Snapshot a new version").click()
+    page.get_by_label("End-of-document token").fill(EOS)
+    page.get_by_role("button", name="Export v1").click()
+    # The exports refresh themselves while the worker runs it.
+    expect(page.get_by_test_id("exports")).to_contain_text("succeeded", timeout=WAIT_MS)
+    dashboard.shot("dataset-exported")
+    page.get_by_role("link", name="plan a mixture").click()
+    page.get_by_label("Run's tokens").fill("2000000")
+    page.get_by_label("Sequence length").fill("128")
+    page.get_by_label("Export's share (0–1)").fill("0.01")
+    page.get_by_label("Corpus name").fill("web")
+    page.get_by_label("Corpus tokens").fill("50000000")
+    page.get_by_label("Corpus Megatron prefix").fill("/data/web_text_document")
+    page.get_by_role("button", name="Plan").click()
+    expect(page.get_by_test_id("components")).to_contain_text("web")
+    expect(page.get_by_test_id("summary")).to_be_visible()
+    dashboard.shot("mixture")
+
+
+def test_an_operator_creates_a_team_and_sets_its_quotas(dashboard: Watched, team: Team) -> None:
+    page = dashboard.page
+    sign_in(page, team.add_operator())
+    page.get_by_role("link", name="Teams").click()
+    name = f"lab-{team.name[-6:]}"
+    page.get_by_label("New team").fill(name)
+    page.get_by_role("button", name="Create team").click()
+    token = page.get_by_test_id("new-team-token").inner_text()
+    keys = httpx.get(f"{dashboard.base_url}/v1/keys", headers={"Authorization": f"Bearer {token}"})
+    assert [key["team"] for key in keys.json()["items"]] == [name]
+    page.get_by_label(f"Jobs at once for {name}").fill("2")
+    page.get_by_role("button", name=f"Save the quotas of {name}").click()
+    expect(page.get_by_test_id(f"team-{name}")).to_contain_text("0 of 2")
+    dashboard.shot("teams")

@@ -61,16 +61,25 @@ def test_a_version_shows_what_it_adds_and_exports_run_from_the_page(
     assert row is not None
     assert "status-queued" in row.group(1)
     assert "0 of 7" in row.group(1)
+    polled = f'hx-get="/admin/datasets/{name}/versions/2/exports"'
+    assert polled in queued  # the exports refresh themselves while one runs
 
     with session_scope() as session:
         (export,) = exports.list_exports(session, team.principal, name, 2)
         export_id = export.id
+    mixture = f"/admin/mixtures?dataset={name}&version=2&export="
+    assert browser.get(f"{mixture}{export_id}").status_code == 409  # not finished yet
+    assert browser.get(f"{mixture}{uuid.uuid4()}").status_code == 404
     exports.run_export(export_id, store=store, settings=settings, sessions=session_scope)
     done = browser.get(f"/admin/datasets/{name}?version=2").text
     row = re.search(r'data-testid="exports">.*?<tbody>(.*?)</tbody>', done, re.S)
     assert row is not None
     assert "status-succeeded" in row.group(1)
     assert "7 of 7" in row.group(1)
+    assert polled not in done
+    part = browser.get(f"/admin/datasets/{name}/versions/2/exports").text
+    assert part.startswith('<div id="exports"')
+    assert "status-succeeded" in part
     # Asked again, it is the same export.
     assert browser.post(url, data=form).status_code == 303
     assert audit_actions(team)[-2:] == ["request_export", "export_exists"]
