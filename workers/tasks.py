@@ -166,10 +166,20 @@ def _start_checking_in_child(**_: Any) -> None:
     checking.start(get_settings())
 
 
-@worker_ready.connect  # the main process: the solo pool runs tasks here
-@worker_process_init.connect  # each prefork child
-def _start_publishing_status(**_: Any) -> None:
-    # The dashboard's workers page and /metrics read what this process publishes.
+@worker_ready.connect
+def _start_publishing_status(sender: Any = None, **_: Any) -> None:
+    # The dashboard's workers page and /metrics read what each process that runs tasks
+    # publishes: this one with the solo pool; a prefork pool's children, not their parent.
+    if isinstance(getattr(sender, "pool", None), SoloPool):
+        _publish_status()
+
+
+@worker_process_init.connect
+def _start_publishing_status_in_child(**_: Any) -> None:
+    _publish_status()
+
+
+def _publish_status() -> None:
     url = redis_url(get_settings())
     if url:
         WORKER.start(url)

@@ -910,7 +910,9 @@ def create_key(request: Request) -> Response:
 def revoke_key(request: Request, prefix: str = Path(pattern=PREFIX_PATTERN)) -> Response:
     """Revoke a key at once."""
     admin = signed_in(request)
-    view = teams.revoke_key(state_of(request).db, prefix, team_id=admin.principal.team_id)
+    view = teams.revoke_key(
+        state_of(request).db, prefix, team_id=admin.principal.team_id, role=admin.principal.role
+    )
     audit(request, "revoke_key", view.key.prefix)
     if view.key.id == admin.principal.key_id:  # its own key: the session ends with it
         state_of(request).signed_out = True

@@ -49,9 +49,14 @@ class WorkerStatus:
     """One process's status, and the thread that publishes it."""
 
     def __init__(self, calls: CallStats = STATS) -> None:
-        self.id = f"{socket.gethostname()}:{os.getpid()}"  # again at start: a forked child
-        self.started_at = utcnow().isoformat()
         self.calls = calls
+        self._reset()
+
+    def _reset(self) -> None:
+        """This process's own status: a forked child (a prefork pool's) starts afresh, with
+        locks no thread of the parent holds and no publishing thread yet."""
+        self.id = f"{socket.gethostname()}:{os.getpid()}"
+        self.started_at = utcnow().isoformat()
         self._lock = threading.Lock()
         self._tasks = _Tasks()
         self._stop = threading.Event()
@@ -102,15 +107,17 @@ class WorkerStatus:
         """Publish every few seconds from a daemon thread, until ``stop``."""
         if self._thread is not None:
             return
-        self.id = f"{socket.gethostname()}:{os.getpid()}"
         self._thread = threading.Thread(
             target=self._run, args=(redis_url,), name="priorforge-status", daemon=True
         )
         self._thread.start()
 
     def stop(self, redis_url: str | None = None) -> None:
-        """Stop publishing; with ``redis_url``, take the status down at once."""
+        """Stop publishing; with ``redis_url``, take the status down at once (after a publish
+        under way, which would put it back)."""
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
         if redis_url:
             client = redis.Redis.from_url(redis_url, socket_timeout=2)
             try:
@@ -134,6 +141,7 @@ class WorkerStatus:
 
 
 WORKER = WorkerStatus()
+os.register_at_fork(after_in_child=WORKER._reset)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import os
 import threading
 import time
 from collections import deque
@@ -41,9 +42,14 @@ class CallStats:
 
     def __init__(self, clock: Any = time.monotonic) -> None:
         self._clock = clock
+        self._reset()
+
+    def _reset(self) -> None:
+        """No counts, and a lock of its own: a forked child counts its own calls (and a lock
+        held by another thread of the parent at the fork would never be released)."""
         self._lock = threading.Lock()
         self._providers: dict[str, _Provider] = {}
-        self._recent: deque[tuple[float, str, str, float]] = deque(maxlen=MAX_RECENT)
+        self._recent: deque[tuple[float, str, str, int]] = deque(maxlen=MAX_RECENT)
 
     @contextmanager
     def attempt(self, provider: str) -> Iterator[dict[str, str]]:
@@ -113,3 +119,4 @@ def bucket_quantile(counts: list[int], q: float) -> float | None:
 
 
 STATS = CallStats()
+os.register_at_fork(after_in_child=STATS._reset)

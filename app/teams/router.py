@@ -74,7 +74,7 @@ def get_key(prefix: KeyPrefix, principal: Admin, session: SessionDep) -> KeyRead
 @router.post("/{prefix}/revoke", response_model=KeyRead)
 def revoke_key(prefix: KeyPrefix, principal: Admin, session: SessionDep) -> KeyRead:
     """Revoke a key at once; revoking it again changes nothing."""
-    view = service.revoke_key(session, prefix, team_id=principal.team_id)
+    view = service.revoke_key(session, prefix, team_id=principal.team_id, role=principal.role)
     return _read(view, principal, "this request's own key: it no longer works")
 
 
@@ -93,7 +93,9 @@ def rotate_key(
 ) -> KeyRotated:
     """Replace a key with a new one (same role and name); the old one stops after the grace."""
     grace = timedelta(seconds=body.grace_seconds if body is not None else 0)
-    issued, old = service.rotate_key(session, prefix, team_id=principal.team_id, grace=grace)
+    issued, old = service.rotate_key(
+        session, prefix, team_id=principal.team_id, grace=grace, role=principal.role
+    )
     created = _created(issued, principal, response)
     note = (
         f"this request's own key: it works until {service.when(old.key.expires_at)}"

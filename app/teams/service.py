@@ -170,9 +170,19 @@ def get_key(session: Session, prefix: str, *, team_id: uuid.UUID | None) -> KeyV
     return _view(key, team.name, utcnow())
 
 
-def revoke_key(session: Session, prefix: str, *, team_id: uuid.UUID | None) -> KeyView:
+def _may_manage(key: ApiKey, role: Role | None, action: str) -> None:
+    """A key may only revoke or rotate keys of a role it could create: an admin who rotated
+    an operator's key would hold the new operator token (``role`` None: the command line)."""
+    if role is not None and not role.allows(Role(key.role)):
+        raise Forbidden(f"a {role.value!r} key cannot {action} a {key.role!r} key; ask an operator")
+
+
+def revoke_key(
+    session: Session, prefix: str, *, team_id: uuid.UUID | None, role: Role | None = None
+) -> KeyView:
     """Refuse the key from now on; revoking it again changes nothing."""
     key, team = _find(session, prefix, team_id)
+    _may_manage(key, role, "revoke")
     now = utcnow()
     repository.revoke_key(session, key, now)
     return _view(key, team.name, now)
@@ -184,6 +194,7 @@ def rotate_key(
     *,
     team_id: uuid.UUID | None,
     grace: timedelta | None = None,
+    role: Role | None = None,
 ) -> tuple[IssuedKey, KeyView]:
     """A new key with the old one's team, role and name; the old one is revoked at once, or
     with a ``grace`` period keeps working until it expires then. Returns (new, old)."""
@@ -191,6 +202,7 @@ def rotate_key(
         raise InvalidRequest(f"the grace period must be between 0 and {MAX_GRACE.days} days")
     # Locked, so that of two rotations of one key at once the second sees the first's mark.
     key, team = _find(session, prefix, team_id, for_update=True)
+    _may_manage(key, role, "rotate")
     now = utcnow()
     current = keys.state(key.revoked_at, key.expires_at, now)
     if current is not KeyState.ACTIVE:

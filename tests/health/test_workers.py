@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -128,3 +129,46 @@ def test_limiter_states_are_read_with_their_model_whole(client: redis.Redis) -> 
     assert (state.model, state.key_digest) == ("llama3:8b", "0123abcd")
     assert (state.limit, state.rate, state.in_flight) == (2.5, 0.25, 2)
     assert state.blocked_for == pytest.approx(30)
+
+
+def _in_child(queue: Any) -> None:
+    from app.health.workers import WORKER
+    from app.llm.stats import STATS
+
+    # A lock the parent's thread held at the fork would never be released: it must not be.
+    acquired = WORKER._lock.acquire(timeout=1) and STATS._lock.acquire(timeout=1)
+    if acquired:
+        WORKER._lock.release()
+        STATS._lock.release()
+    queue.put((acquired, STATS.snapshot(), WORKER._thread is None, WORKER.id))
+
+
+def test_a_forked_child_starts_its_own_status_and_counts() -> None:
+    """A prefork pool's child inherits the parent's counters, locks and publishing thread
+    field: it must start afresh, or it would never publish (and could hang on a lock)."""
+    import multiprocessing
+    import os
+
+    from app.health.workers import WORKER
+    from app.llm.stats import STATS
+
+    with STATS.attempt("parent-only") as counted:
+        counted["outcome"] = "ok"
+    held = STATS._lock
+    held.acquire()  # as if another thread of the parent held it at the fork
+    WORKER._thread = object()  # type: ignore[assignment]  # as if the parent published
+    try:
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        child = context.Process(target=_in_child, args=(queue,))
+        child.start()
+        acquired, counts, no_thread, child_id = queue.get(timeout=10)
+        child.join(timeout=10)
+    finally:
+        held.release()
+        WORKER._thread = None
+    assert acquired
+    assert "parent-only" not in counts
+    assert no_thread
+    assert child_id.endswith(f":{child.pid}")
+    assert child_id != f"{WORKER.id.rsplit(':', 1)[0]}:{os.getpid()}"

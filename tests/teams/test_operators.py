@@ -75,3 +75,25 @@ def test_a_teams_own_quotas_bind_its_next_submission_and_null_gives_back_the_def
     for bad in ({"max_active_jobs": 0}, {"max_active_jobs": "3"}, {"other": 1}):
         assert client.patch(url, json=bad, headers=operator).status_code == 422, bad
     assert client.patch(url, json={"max_active_jobs": 2}, headers=team.headers()).status_code == 403
+
+
+def test_an_admin_can_neither_rotate_nor_revoke_an_operators_key(client: Any, team: Team) -> None:
+    """Rotating gives the caller the new token: an admin who rotated the operator's key
+    would hold an operator key."""
+    token = team.add_operator()
+    prefix = token.split("_")[1]
+    rotated = client.post(
+        f"/v1/keys/{prefix}/rotate", json={"grace_seconds": 60}, headers=team.headers()
+    )
+    assert rotated.status_code == 403
+    assert "cannot rotate a 'operator' key" in rotated.json()["detail"]
+    revoked = client.post(f"/v1/keys/{prefix}/revoke", headers=team.headers())
+    assert revoked.status_code == 403
+    assert client.get("/v1/teams", headers=team.headers("operator")).status_code == 200
+    # The operator itself may; an admin still rotates an admin key.
+    mine = team.keys["admin"].split("_")[1]
+    assert client.post(f"/v1/keys/{mine}/rotate", headers=team.headers()).status_code == 201
+    assert (
+        client.post(f"/v1/keys/{prefix}/revoke", headers=team.headers("operator")).status_code
+        == 200
+    )
