@@ -8,6 +8,7 @@ process: the figures are the deployment's, not the process's, whichever process 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +26,7 @@ from app.health.workers import TASK_BUCKETS
 from app.llm.limits import LimiterState
 from app.llm.stats import LATENCY_BUCKETS
 
+log = logging.getLogger(__name__)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -88,30 +90,40 @@ class _SnapshotCollector(Collector):
         yield from self._limiters()
 
     def _workers(self) -> Iterator[Metric]:
-        """What the live workers published (app/health/workers.py), summed over them. Their
-        counters start at each worker's start, so a worker that goes takes its own away:
-        ``rate()`` and ``increase()`` treat that as the reset of a counter."""
+        """What the live workers published (app/health/workers.py). Counters and histograms
+        are one series per worker process (``worker``): each starts with its process, and
+        ``sum(rate(...))`` over workers reads a worker that leaves or restarts as the reset
+        of its own series, not as a drop of a total. Gauges are summed."""
         yield GaugeMetricFamily(
             "priorforge_workers_online",
             "Worker processes that published their status in the last 20 s.",
             value=len(self.workers),
         )
         running: dict[str, int] = {}
-        durations: dict[str, tuple[list[int], float]] = {}
-        attempts: dict[tuple[str, str], int] = {}
         in_flight: dict[str, int] = {}
-        latency: dict[str, tuple[list[int], float]] = {}
+        durations: dict[tuple[str, ...], tuple[list[int], float]] = {}
+        attempts: dict[tuple[str, ...], int] = {}
+        latency: dict[tuple[str, ...], tuple[list[int], float]] = {}
         for status in self.workers:
-            tasks = status.get("tasks", {})
-            for task in tasks.get("running", []):
-                running[task["task"]] = running.get(task["task"], 0) + 1
-            for name, counts in tasks.get("finished", {}).items():
-                _add_histogram(durations, name, counts, tasks.get("seconds", {}).get(name, 0.0))
-            for provider, figures in status.get("llm", {}).items():
-                in_flight[provider] = in_flight.get(provider, 0) + figures["in_flight"]
-                for outcome, count in figures["attempts"].items():
-                    attempts[provider, outcome] = attempts.get((provider, outcome), 0) + count
-                _add_histogram(latency, provider, figures["latency_counts"], figures["latency_sum"])
+            try:
+                worker = str(status["id"])
+                tasks = status.get("tasks", {})
+                for task in tasks.get("running", []):
+                    running[task["task"]] = running.get(task["task"], 0) + 1
+                for name, counts in tasks.get("finished", {}).items():
+                    total = tasks.get("seconds", {}).get(name, 0.0)
+                    durations[worker, name] = (list(counts), float(total))
+                for provider, figures in status.get("llm", {}).items():
+                    in_flight[provider] = in_flight.get(provider, 0) + figures["in_flight"]
+                    for outcome, count in figures["attempts"].items():
+                        attempts[worker, provider, outcome] = count
+                    latency[worker, provider] = (
+                        list(figures["latency_counts"]),
+                        float(figures["latency_sum"]),
+                    )
+            except (KeyError, TypeError, ValueError, AttributeError):
+                # One worker of another version mid-deploy must not take the scrape down.
+                log.warning("a worker status this version cannot read: %r", status)
         tasks_running = GaugeMetricFamily(
             "priorforge_tasks_running", "Tasks the workers run now.", labels=["task"]
         )
@@ -120,19 +132,19 @@ class _SnapshotCollector(Collector):
         yield tasks_running
         yield _histogram(
             "priorforge_task_duration_seconds",
-            "How long the workers' finished tasks took.",
-            "task",
+            "How long each worker's finished tasks took.",
+            ["worker", "task"],
             durations,
             TASK_BUCKETS,
         )
         attempted = CounterMetricFamily(
             "priorforge_llm_attempts",
-            "HTTP attempts of LLM calls, by outcome (ok, rate_limited: a 429, error, "
-            "cancelled), each retry one more.",
-            labels=["provider", "outcome"],
+            "HTTP attempts of LLM calls by each worker, by outcome (ok, rate_limited: a 429, "
+            "error, cancelled), each retry one more.",
+            labels=["worker", "provider", "outcome"],
         )
-        for (provider, outcome), count in sorted(attempts.items()):
-            attempted.add_metric([provider, outcome], count)
+        for key, count in sorted(attempts.items()):
+            attempted.add_metric(list(key), count)
         yield attempted
         flying = GaugeMetricFamily(
             "priorforge_llm_calls_in_flight", "LLM calls waiting on a reply now.",
@@ -143,8 +155,8 @@ class _SnapshotCollector(Collector):
         yield flying
         yield _histogram(
             "priorforge_llm_attempt_latency_seconds",
-            "How long LLM attempts took, from request to reply or error.",
-            "provider",
+            "How long each worker's LLM attempts took, from request to reply or error.",
+            ["worker", "provider"],
             latency,
             LATENCY_BUCKETS,
         )
@@ -176,27 +188,23 @@ class _SnapshotCollector(Collector):
         yield from (limit, share, blocked)
 
 
-def _add_histogram(
-    into: dict[str, tuple[list[int], float]], name: str, counts: list[int], total: float
-) -> None:
-    known, known_total = into.get(name, ([0] * len(counts), 0.0))
-    into[name] = ([a + b for a, b in zip(known, counts, strict=True)], known_total + total)
-
-
 def _histogram(
     name: str,
     documentation: str,
-    label: str,
-    values: dict[str, tuple[list[int], float]],
+    labels: list[str],
+    values: dict[tuple[str, ...], tuple[list[int], float]],
     bounds: tuple[float, ...],
 ) -> HistogramMetricFamily:
-    family = HistogramMetricFamily(name, documentation, labels=[label])
+    family = HistogramMetricFamily(name, documentation, labels=labels)
     for key, (counts, total) in sorted(values.items()):
+        if len(counts) != len(bounds) + 1:
+            log.warning("%s %s: %d buckets, not %d", name, key, len(counts), len(bounds) + 1)
+            continue
         cumulative, buckets = 0, []
         for bound, count in zip((*bounds, float("inf")), counts, strict=True):
             cumulative += count
             buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
-        family.add_metric([key], buckets, sum_value=total)
+        family.add_metric(list(key), buckets, sum_value=total)
     return family
 
 

@@ -168,7 +168,7 @@ def read(redis_url: str) -> list[dict[str, Any]]:
     """Every live worker's status, by id."""
     client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
     try:
-        keys = sorted(client.scan_iter(f"{PREFIX}:*", count=500))
+        keys = sorted(set(client.scan_iter(f"{PREFIX}:*", count=500)))  # SCAN may repeat one
         values = client.mget(keys) if keys else []
     finally:
         client.close()
@@ -177,16 +177,37 @@ def read(redis_url: str) -> list[dict[str, Any]]:
         if value is None:  # expired between the scan and the read
             continue
         try:
-            statuses.append(json.loads(value))
+            status = json.loads(value)
         except ValueError:
             log.warning("a worker status that is not JSON: %r", value[:200])
+            continue
+        if _readable(status):
+            statuses.append(status)
+        else:
+            log.warning("a worker status this version cannot read: %r", value[:200])
     return statuses
+
+
+def _readable(status: dict[str, Any]) -> bool:
+    """Whether a status has the shape this version publishes (a worker of another version
+    mid-deploy is left out, not a page's 500)."""
+    try:
+        for figures in status.get("llm", {}).values():
+            if len(figures["minute"]["latency_counts"]) != len(LATENCY_BUCKETS) + 1:
+                return False
+            int(figures["in_flight"])
+            dict(figures["minute"]["attempts"])
+        return isinstance(status["tasks"]["running"], list)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return False
 
 
 def providers(statuses: list[dict[str, Any]]) -> list[ProviderHealth]:
     """The last minute's calls per provider, summed over the workers."""
     merged: dict[str, dict[str, Any]] = {}
     for status in statuses:
+        if not _readable(status):
+            continue
         for name, figures in status.get("llm", {}).items():
             total = merged.setdefault(
                 name,

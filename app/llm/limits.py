@@ -221,9 +221,11 @@ def limiter_states(redis_url: str, now: float | None = None) -> list[LimiterStat
     client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
     try:
         keys = sorted(
-            key
-            for key in client.scan_iter("priorforge:limits:*", count=500)
-            if not key.endswith(b":inflight")
+            {  # SCAN may return a key twice
+                key
+                for key in client.scan_iter("priorforge:limits:*", count=500)
+                if not key.endswith(b":inflight")
+            }
         )
         pipe = client.pipeline(transaction=False)
         for key in keys:

@@ -94,19 +94,23 @@ def test_metrics_add_up_the_live_workers_calls_tasks_and_limiters(
         return after[key] - before.get(key, 0.0)
 
     assert after[("priorforge_workers_online", ())] >= 1
-    assert grew("priorforge_llm_attempts_total", provider="default", outcome="ok") == (
-        view.usage.llm_calls
-    )
+    # Counters and histograms are a series per worker: a worker that goes is a reset of its
+    # own series, not a drop of a total.
+    me = {"worker": "metrics-test:1"}
+    ok = grew("priorforge_llm_attempts_total", provider="default", outcome="ok", **me)
+    assert ok == view.usage.llm_calls
     latency = "priorforge_llm_attempt_latency_seconds"
-    assert grew(f"{latency}_count", provider="default") == view.usage.llm_calls
-    assert grew(f"{latency}_bucket", provider="default", le="+Inf") == view.usage.llm_calls
+    assert grew(f"{latency}_count", provider="default", **me) == view.usage.llm_calls
+    assert grew(f"{latency}_bucket", provider="default", le="+Inf", **me) == view.usage.llm_calls
     assert during[("priorforge_tasks_running", (("task", "jobs.run_chunk"),))] >= 1
     tasks = "priorforge_task_duration_seconds"
-    assert grew(f"{tasks}_count", task="jobs.run_chunk") == 1
+    assert grew(f"{tasks}_count", task="jobs.run_chunk", **me) == 1
     buckets = sorted(
         (float(dict(labels)["le"]), value)
         for (name, labels), value in after.items()
-        if name == f"{tasks}_bucket" and dict(labels)["task"] == "jobs.run_chunk"
+        if name == f"{tasks}_bucket"
+        and dict(labels)["task"] == "jobs.run_chunk"
+        and dict(labels)["worker"] == me["worker"]
     )
     assert [value for _le, value in buckets] == sorted(value for _le, value in buckets)
     labels = (("key", "feedface"), ("model", "test:model"), ("provider", "default"))

@@ -172,3 +172,17 @@ def test_a_forked_child_starts_its_own_status_and_counts() -> None:
     assert no_thread
     assert child_id.endswith(f":{child.pid}")
     assert child_id != f"{WORKER.id.rsplit(':', 1)[0]}:{os.getpid()}"
+
+
+def test_a_status_of_another_shape_is_left_out_not_an_error(client: redis.Redis) -> None:
+    """A worker of another version mid-deploy publishes what this one cannot read: the pages
+    and /metrics leave it out rather than answer 500."""
+    key = f"{workers.PREFIX}:odd-{time.monotonic_ns()}"
+    client.set(key, '{"id": "odd", "llm": {"p": {"minute": {}}}}', ex=5)
+    client.set(f"{key}-2", "not json", ex=5)
+    try:
+        statuses = workers.read(REDIS_URL)
+        assert not [s for s in statuses if s.get("id") == "odd"]
+        workers.providers(statuses)  # no KeyError
+    finally:
+        client.delete(key, f"{key}-2")
