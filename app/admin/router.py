@@ -179,7 +179,8 @@ def overview(request: Request) -> Response:
     url = llm_providers.redis_url(settings)
     spend = repository.running_spend(db, team_id)
     statuses = health.live_workers() if url else None
-    hour_ago = utcnow().replace(second=0, microsecond=0) - timedelta(minutes=60)
+    # The last 60 minute rows, this one (under way) included.
+    hour_ago = utcnow().replace(second=0, microsecond=0) - timedelta(minutes=59)
     calls, tokens = repository.calls_and_tokens_since(db, team_id, hour_ago)
     return render(
         request,
@@ -237,8 +238,14 @@ def _job_chart(db: Session, view: JobView) -> Chart | None:
     if began is None:
         return None
     since = began.replace(second=0, microsecond=0)
-    until = (view.job.finished_at or utcnow()).replace(second=0, microsecond=0)
-    return _chart(repository.job_minutes(db, view.job.id), since, max(until, since))
+    minutes = repository.job_minutes(db, view.job.id)
+    # Calls in flight at a cancel are written after the job's end: their minutes count too.
+    until = max(
+        (view.job.finished_at or utcnow()).replace(second=0, microsecond=0),
+        max(minutes, default=since),
+        since,
+    )
+    return _chart(minutes, since, until)
 
 
 def _chart(
@@ -970,7 +977,7 @@ def _whole_number(field: str, given: str) -> int | None:
     given = given.strip().replace(",", "").replace("_", "")
     if not given:
         return None
-    if not given.isdigit():
+    if not (given.isascii() and given.isdigit()):
         raise InvalidRequest(
             f"{field} is a whole number, or empty for the deployment's; got {given!r}"
         )

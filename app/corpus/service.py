@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.corpus import repository
-from app.corpus.repository import Pair
+from app.corpus.repository import Summed
 from app.datasets.service import require_dataset
 from app.models import Dataset
 from app.teams.service import Principal
@@ -18,6 +18,7 @@ from app.teams.service import Principal
 CLUSTERS = 8
 COPIES_SHOWN = 3
 HITS = 10
+HITS_READ = 2_000  # contaminated documents read to name the items leaked most
 PAGE = 50  # scenarios a page
 
 
@@ -48,36 +49,28 @@ class Totals:
     covered: int  # scenario x form x stance cells with an accepted document
 
 
-def _grouped(pairs: list[Pair], by: str) -> list[Group]:
-    sums: dict[str, list[int]] = {}
-    for pair in pairs:
-        numbers = sums.setdefault(getattr(pair, by), [0] * 6)
-        numbers[0] += pair.aligned
-        numbers[1] += pair.misaligned
-        numbers[2] += pair.rejected
-        numbers[3] += pair.duplicate
-        numbers[4] += pair.failed
-        numbers[5] += 1 if pair.aligned or pair.misaligned else 0
-    return [Group(name, *numbers) for name, numbers in sums.items()]
+def _group(row: Summed) -> Group:
+    return Group(
+        row.name, row.aligned, row.misaligned, row.rejected, row.duplicate, row.failed, row.covering
+    )
 
 
-def _totals(pairs: list[Pair]) -> Totals:
-    aligned = sum(pair.aligned for pair in pairs)
-    misaligned = sum(pair.misaligned for pair in pairs)
-    by_status = {
-        "accepted": aligned + misaligned,
-        "rejected": sum(pair.rejected for pair in pairs),
-        "duplicate": sum(pair.duplicate for pair in pairs),
-        "failed": sum(pair.failed for pair in pairs),
-    }
-    stances = any(pair.any_aligned for pair in pairs) + any(pair.any_misaligned for pair in pairs)
+def _totals(rows: list[Summed]) -> Totals:
+    total = next((row for row in rows if row.kind == "all"), None)
+    if total is None:
+        total = Summed("all", "", *([0] * 9))
     return Totals(
-        by_status=by_status,
-        accepted_by_stance={"aligned": aligned, "misaligned": misaligned},
-        scenarios=len({pair.scenario_id for pair in pairs}),
-        forms=len({pair.surface_form for pair in pairs}),
-        stances=stances,
-        covered=sum((pair.aligned > 0) + (pair.misaligned > 0) for pair in pairs),
+        by_status={
+            "accepted": total.aligned + total.misaligned,
+            "rejected": total.rejected,
+            "duplicate": total.duplicate,
+            "failed": total.failed,
+        },
+        accepted_by_stance={"aligned": total.aligned, "misaligned": total.misaligned},
+        scenarios=sum(row.kind == "scenario" for row in rows),
+        forms=sum(row.kind == "form" for row in rows),
+        stances=(total.any_aligned > 0) + (total.any_misaligned > 0),
+        covered=total.covered,
     )
 
 
@@ -99,7 +92,9 @@ class Corpus:
     more_scenarios: bool
     forms: list[Group]
     clusters: list[Cluster]
-    leaked_items: list[Any]  # (evaluation item, documents)
+    leaked_items: list[Any]  # (evaluation item, documents) among ``hits_read`` hits
+    hits: int
+    hits_read: int
     contaminated: list[Any]  # (id, contamination, detail, opening)
 
     @property
@@ -127,13 +122,14 @@ def corpus(
 ) -> Corpus:
     """The team's dataset ``name`` as a corpus; its scenarios a page at a time."""
     dataset = require_dataset(session, principal, name)
-    pairs = repository.pairs(session, dataset.id)
+    rows = repository.summed(session, dataset.id)
+    hits, read, leaked = repository.contamination_hits(session, dataset.id, HITS, HITS_READ)
     scenarios = sorted(
-        _grouped(pairs, "scenario_id"),
+        (_group(row) for row in rows if row.kind == "scenario"),
         key=lambda group: (group.accepted if fewest_first else -group.accepted, group.name),
     )
     forms = sorted(
-        _grouped(pairs, "surface_form"),
+        (_group(row) for row in rows if row.kind == "form"),
         key=lambda group: (group.accepted if fewest_first else -group.accepted, group.name),
     )
     largest = repository.largest_clusters(session, dataset.id, CLUSTERS)
@@ -145,11 +141,13 @@ def corpus(
     ]
     return Corpus(
         dataset=dataset,
-        totals=_totals(pairs),
+        totals=_totals(rows),
         scenarios=scenarios[offset : offset + page],
         more_scenarios=len(scenarios) > offset + page,
         forms=forms,
         clusters=clusters,
-        leaked_items=repository.contamination_hits(session, dataset.id, HITS),
+        leaked_items=leaked,
+        hits=hits,
+        hits_read=read,
         contaminated=repository.contaminated(session, dataset.id, 3),
     )

@@ -47,6 +47,15 @@ class Document(Base):
             postgresql_where=text("status = 'duplicate'"),
             sqlite_where=text("status = 'duplicate'"),
         ),
+        # A job's documents of one reason, in item order (its page's rejection examples).
+        Index(
+            "ix_document_job_reason",
+            "job_id",
+            "reason",
+            "item_index",
+            postgresql_where=text("reason IS NOT NULL"),
+            sqlite_where=text("reason IS NOT NULL"),
+        ),
         Index(
             "ix_document_contaminated",
             "dataset_id",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.billing import repository as billing
@@ -70,9 +71,14 @@ def get_team(session: Session, principal: Principal, name: str, settings: Settin
 def create_team(session: Session, principal: Principal, name: str) -> IssuedKey:
     """A new team and its first admin key (the token is in the result only)."""
     require_operator(principal)
+    taken = Conflict(f"a team named {name!r} exists already")
     if TEAM_NAME.match(name) and repository.get_team_by_name(session, name) is not None:
-        raise Conflict(f"a team named {name!r} exists already")
-    return create_key(session, name, Role.ADMIN, name="first admin key")
+        raise taken
+    try:
+        with session.begin_nested():  # another operator may create it at the same moment
+            return create_key(session, name, Role.ADMIN, name="first admin key")
+    except IntegrityError:
+        raise taken from None
 
 
 def set_quotas(

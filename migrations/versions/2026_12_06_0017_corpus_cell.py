@@ -7,7 +7,9 @@ inserts, re-labels or deletes documents (COPY included) keeps them right, in its
 statement. On Postgres inserts and deletes are counted once per statement, from its
 transition table; a status change (a document found a duplicate) once per row, and only
 when the status really changes, so the many updates that place or shard documents cost
-nothing. SQLite (the embedded mode) has row triggers only.
+nothing. A statement locks its cells in key order (ORDER BY), as the rest of the recording
+locks its rows in a fixed order, so two writers of one dataset cannot deadlock on them. SQLite
+(the embedded mode) has row triggers only, and one writer.
 
 Revision ID: 0017
 Revises: 0016
@@ -65,13 +67,13 @@ POSTGRES = f"""
 CREATE FUNCTION corpus_cell_count() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   IF TG_OP = 'INSERT' THEN
-    {_counted("inserted", "")} GROUP BY {KEY}
+    {_counted("inserted", "")} GROUP BY {KEY} ORDER BY {KEY}
     ON CONFLICT ({KEY}) DO UPDATE SET {ADD};
   ELSIF TG_OP = 'DELETE' THEN
     -- A dataset being deleted takes its cells with it: nothing to take back.
     {_counted("deleted", "-")}
     WHERE EXISTS (SELECT 1 FROM dataset WHERE dataset.id = deleted.dataset_id)
-    GROUP BY {KEY}
+    GROUP BY {KEY} ORDER BY {KEY}
     ON CONFLICT ({KEY}) DO UPDATE SET {ADD};
   ELSE
     {_moved("OLD", "NEW")};

@@ -95,6 +95,7 @@ def test_the_corpus_page_counts_cells_balance_clusters_and_leaks(
     assert "2 copies turned away" in text
     leaked = rows_of(text, "leaked-items")
     assert leaked == [[f"scenario:{scenario_id}", "1"]]
+    assert "1 document rejected for leaking an evaluation item." in text
 
     most = browser.get("/admin/corpus?dataset=corpus&order=most").text
     per_scenario = [int(row[1]) + int(row[2]) for row in rows_of(most, "scenarios")]

@@ -345,6 +345,10 @@ def test_an_operator_creates_a_team_and_sets_its_quotas_and_an_admin_may_not(
     )
     assert refused.status_code == 422
     assert "whole number" in refused.text
+    superscript = browser.post(
+        f"/admin/teams/{name}/quotas", data={"csrf_token": token, "max_active_jobs": "²"}
+    )
+    assert superscript.status_code == 422  # a digit to str.isdigit, not to int()
     assert audit_actions(team)[-2:] == ["create_team", "set_quotas"]
 
 

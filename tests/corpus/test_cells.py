@@ -173,3 +173,36 @@ def test_the_migration_counts_the_documents_already_there(url: str) -> None:
         connection.execute(delete(Document).where(Document.item_index < 4))
         assert_cells_agree(connection)
     engine.dispose()
+
+
+def test_the_cells_sum_by_scenario_form_and_in_all_on_both_backends(url: str) -> None:
+    from sqlalchemy.orm import Session as OrmSession
+
+    from app.corpus.repository import summed
+
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        ids = seed(connection, 30)
+        rows = documents(ids["job"], ids["team"], ids["dataset"], 30)
+        connection.execute(insert(Document), rows)
+        connection.execute(delete(Document).where(Document.scenario_id == "s2"))  # zero cells
+    with OrmSession(engine) as session:
+        found = summed(session, ids["dataset"])
+    live = [row for row in rows if row["scenario_id"] != "s2"]
+    by_kind = {(row.kind, row.name): row for row in found}
+    assert {name for kind, name in by_kind if kind == "scenario"} == {"s0", "s1"}
+    for (kind, name), row in by_kind.items():
+        mine = [
+            d
+            for d in live
+            if kind == "all" or d["scenario_id" if kind == "scenario" else "surface_form"] == name
+        ]
+        ok = [d for d in mine if d["status"] == "accepted"]
+        assert row.aligned == sum(d["stance"] == "aligned" for d in ok)
+        assert row.misaligned == sum(d["stance"] == "misaligned" for d in ok)
+        assert row.rejected == sum(d["status"] == "rejected" for d in mine)
+        assert row.failed == sum(d["status"] == "failed" for d in mine)
+        assert row.covering == len({(d["scenario_id"], d["surface_form"]) for d in ok})
+        assert row.covered == len({(d["scenario_id"], d["surface_form"], d["stance"]) for d in ok})
+    engine.dispose()
