@@ -134,6 +134,10 @@ class ChatClient:
             api_key=config.api_key,
             timeout=config.timeout_seconds,
             max_retries=0,
+            # The client's aiohttp transport: the same requests and errors as its default
+            # one, at about half the CPU a call (bench/pipeline.py), which at zero latency is
+            # a worker's whole limit.
+            http_client=openai.DefaultAioHttpClient(),
         )
         self._redis: Any = None
         self.limiter: SharedLimiter | None = None
