@@ -175,7 +175,11 @@ def compose(prompt: str, seed: int | None, words: int) -> str:
     produced = 0
     while produced < words:
         length = min(words - produced, rng.randint(8, 18))
-        chosen = [rng.choice(GLUE if i % 2 else WORDS) for i in range(length)]
+        # Drawn a sentence at a time (``choices``, not a ``choice`` a word): this server
+        # shares the bench machine's CPU with the worker it serves.
+        chosen = [""] * length
+        chosen[::2] = rng.choices(WORDS, k=(length + 1) // 2)
+        chosen[1::2] = rng.choices(GLUE, k=length // 2)
         sentences.append(" ".join(chosen).capitalize() + ".")
         produced += length
     paragraphs = [" ".join(sentences[i : i + 5]) for i in range(0, len(sentences), 5)]
