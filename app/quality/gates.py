@@ -45,6 +45,12 @@ class Candidate:
         """The text's words, lowercased: computed once for every gate that reads them."""
         return words(self.text)
 
+    @functools.cached_property
+    def spaced(self) -> str:
+        """The words joined by spaces, with a space either end: a run of words occurs in the
+        text exactly when it occurs here, spaced the same way."""
+        return f" {' '.join(self.words)} "
+
 
 @dataclass(frozen=True)
 class Rejection:
@@ -133,12 +139,57 @@ def _may_leak(text: str) -> bool:
     return _LEAK_ANCHOR.search(text) is not None
 
 
+# Farther than a match of _PROMPT_LEAK reaches either side of the anchor it contains: its
+# longest run before one is "in this document, " (18 characters), after one "situation>"
+# and the character its final \b looks at.
+_LEAK_REACH = 32
+
+
+def _anchors(text: str) -> list[tuple[int, int]]:
+    """Where the leak pattern's anchors are in ``text``: (start, end), in order."""
+    if not text.isascii():  # lowercasing may move characters: the (slow) pattern finds them
+        return [match.span() for match in _LEAK_ANCHOR.finditer(text)]
+    lowered, found = text.lower(), []
+    for anchor in _LEAK_ANCHORS:
+        at = lowered.find(anchor)
+        while at >= 0:
+            found.append((at, at + len(anchor)))
+            at = lowered.find(anchor, at + 1)
+    return sorted(found)
+
+
+def _prompt_leak(text: str) -> re.Match[str] | None:
+    """``_PROMPT_LEAK.search(text)``, searched only around the anchors its every match holds.
+
+    Over a whole text the pattern tries its leading alternation at every position: about
+    0.4 ms for 600 words, and a text that says "option A" once paid it all. Each anchor's
+    window reaches ``_LEAK_REACH`` either side, overlapping windows merged: a match lies
+    within its anchor's window, with the character after it, and a search from a window's
+    start sees the character before it, so a window's first match is a match of the whole
+    text, and the first window's the first.
+    """
+    windows: list[list[int]] = []
+    for anchor_start, anchor_end in _anchors(text):
+        start, end = max(0, anchor_start - _LEAK_REACH), anchor_end + _LEAK_REACH
+        if windows and start <= windows[-1][1]:
+            windows[-1][1] = max(windows[-1][1], end)
+        else:
+            windows.append([start, end])
+    for start, end in windows:
+        found = _PROMPT_LEAK.search(text, start, end)
+        if found:
+            return found
+    return None
+
+
 def refusal_or_meta(candidate: Candidate) -> Rejection | None:
     text = candidate.text
-    leak = _PROMPT_LEAK.search(text) if _may_leak(text) else None
+    leak = _prompt_leak(text) if _may_leak(text) else None
     if leak:
         return Rejection("meta_text", f"the prompt shows through: {leak.group(0)!r}")
-    unquoted = _QUOTED.sub(lambda m: " " * len(m.group(0)), text)
+    unquoted = (
+        _QUOTED.sub(lambda m: " " * len(m.group(0)), text) if '"' in text or "“" in text else text
+    )
     for part in (unquoted[:_EDGE], unquoted[-_EDGE:]):
         found = _ASSISTANT_VOICE.search(part)
         if found:
@@ -168,28 +219,21 @@ def language(candidate: Candidate) -> Rejection | None:
     return None
 
 
-def _grams(tokens: list[str], n: int) -> list[tuple[str, ...]]:
-    return list(zip(*(tokens[i:] for i in range(n)), strict=False))
-
-
 @functools.lru_cache(maxsize=4096)
-def _spans(option: str, n: int) -> tuple[tuple[str, ...], ...]:
-    """Each run of ``n`` words of an option, in order (a scenario's options recur)."""
-    return tuple(_grams(words(option), n))
+def _spans(option: str, n: int) -> tuple[str, ...]:
+    """Each run of ``n`` words of an option, in order, spaced as ``Candidate.spaced`` (a
+    scenario's options recur)."""
+    tokens = words(option)
+    return tuple(f" {' '.join(tokens[i : i + n])} " for i in range(len(tokens) - n + 1))
 
 
 def quoted_option(candidate: Candidate) -> Rejection | None:
     n = candidate.settings.quote_ngram
-    text: set[tuple[str, ...]] | None = None
     for option in candidate.options:
-        spans = _spans(option, n)
-        if not spans:
-            continue
-        if text is None:
-            text = set(_grams(candidate.words, n))
-        for span in spans:
-            if span in text:
-                return Rejection("quoted_option", f"copies the option text: {' '.join(span)!r}")
+        for span in _spans(option, n):
+            # A substring search in C: no set of the text's n-grams is built.
+            if span in candidate.spaced:
+                return Rejection("quoted_option", f"copies the option text: {span.strip()!r}")
     return None
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from app.quality import gates
@@ -256,3 +256,25 @@ def test_quoted_option_finds_exactly_the_word_runs_a_text_search_finds(
     settings = GateSettings(quote_ngram=n)
     candidate = Candidate(text, "stop", 1, 10_000, (option,), settings)
     assert (quoted_option(candidate) is not None) == expected
+
+
+_LEAK_PIECES = st.lists(
+    st.sampled_from(
+        "took Takes xtook option Option a B ab < </ situation> option_a> these instructions in "
+        "this the document , AI takes İ ſ é".split()
+        + ["x" * 40, "x" * 10, "y" * 25, "İ" * 40, "in this document, the AI takes"]
+        + ["took option A", "chooses option b", "</situation>", "<option_a>", "these instructions"]
+    ),
+    max_size=12,  # few: the first match is often one that only some windows hold
+)
+
+
+@given(_LEAK_PIECES, st.lists(st.sampled_from([" ", "", "\n", ", ", "  "]), min_size=12))
+@example(["İ" * 40, "took option A"], [" ", " "])  # lowercased, "İ" is two characters
+def test_the_leak_search_around_anchors_finds_what_the_whole_text_search_finds(
+    pieces: list[str], gaps: list[str]
+) -> None:
+    text = "".join(piece + gap for piece, gap in zip(pieces, gaps, strict=False))
+    whole = gates._PROMPT_LEAK.search(text)
+    found = gates._prompt_leak(text)
+    assert (found and (found.span(), found.group(0))) == (whole and (whole.span(), whole.group(0)))
