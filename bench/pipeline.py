@@ -111,7 +111,7 @@ def run_job(documents: int, seed: int) -> tuple[float, Any]:
 
     from sqlalchemy import select
 
-    from app.core.db import session_scope
+    from app.core.db import get_engine, session_scope
     from app.core.settings import Settings
     from app.jobs import service as jobs
     from app.jobs.dispatch import CeleryDispatcher
@@ -142,13 +142,14 @@ def run_job(documents: int, seed: int) -> tuple[float, Any]:
             dispatcher=CeleryDispatcher(),
             settings=Settings(),
         )
-    # Only the status while it runs: this process also serves the LLM calls, and a full
-    # view of a large job every 50 ms would take the CPU they need.
+    # Only the status while it runs, on one connection: this process also serves the LLM
+    # calls, and a session (a pool checkout and its ping) every 50 ms took a fifth of it.
     status = job.status
-    while status in ("queued", "running"):
-        time.sleep(0.05)
-        with session_scope() as session:
-            status = session.scalar(select(Job.status).where(Job.id == job.id)) or "missing"
+    read = select(Job.status).where(Job.id == job.id)
+    with get_engine().connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        while status in ("queued", "running"):
+            time.sleep(0.05)
+            status = connection.scalar(read) or "missing"
     elapsed = time.perf_counter() - started
     with session_scope() as session:
         return elapsed, jobs.view(session, jobs.get_job(session, principal, job.id))
@@ -181,6 +182,44 @@ def phases(job_id: Any) -> tuple[str, float]:
         f"the last; LLM calls took {latency:.0f} ms on average, as the worker saw them"
     )
     return described, (count - 1) / span if span > 0 else float("nan")
+
+
+def cpu_seconds() -> dict[int, tuple[str, int, float]]:
+    """Each process's CPU seconds so far, with its name and parent (Linux's /proc; empty
+    elsewhere)."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    found: dict[int, tuple[str, int, float]] = {}
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            stat = entry.read_text()
+        except OSError:  # ended meanwhile
+            continue
+        name, _, rest = stat.partition(" (")[2].rpartition(") ")
+        fields = rest.split()
+        found[int(entry.parent.name)] = (
+            name,
+            int(fields[1]),
+            (int(fields[11]) + int(fields[12])) / tick,
+        )
+    return found
+
+
+def cpu_split(before: dict[int, tuple[str, int, float]], worker: int, documents: int) -> str:
+    """Where the machine's CPU went since ``before``, in milliseconds a document."""
+    after = cpu_seconds()
+    groups = {"worker": 0.0, "its checking and writing processes": 0.0, "Postgres": 0.0,
+              "LLM server and this bench": 0.0, "other": 0.0}  # fmt: skip
+    for pid, (name, parent, seconds) in after.items():
+        spent = seconds - before.get(pid, (name, parent, 0.0))[2]
+        group = (
+            "worker" if pid == worker
+            else "its checking and writing processes" if parent == worker
+            else "Postgres" if name.startswith("postgres")
+            else "LLM server and this bench" if pid == os.getpid()
+            else "other"
+        )  # fmt: skip
+        groups[group] += spent
+    return ", ".join(f"{name} {seconds / documents * 1000:.2f}" for name, seconds in groups.items())
 
 
 def bare_calls_per_second(base_url: str, concurrency: int, calls: int) -> float:
@@ -243,8 +282,10 @@ def main() -> None:
                      for _ in range(3))  # fmt: skip
         own = max(bare_calls_per_second(server.base_url, args.concurrency, 1000)
                   for _ in range(3))  # fmt: skip
+        before = cpu_seconds()
         wall, view = run_job(args.documents, seed=1)
         assert view.job.status == "succeeded", view.job.error
+        spent = cpu_split(before, worker.pid, view.progress.accepted)
         rate = view.progress.accepted / wall
         print(f"[0 ms]   baseline: bare async chat calls, in the server's process {shared:8.1f}/s")
         print(f"[0 ms]   baseline: bare async chat calls, in a process of its own {own:8.1f}/s")
@@ -259,11 +300,14 @@ def main() -> None:
             f"         steady: {steady:8.1f} docs/s  (ratio to the baselines "
             f"{steady / shared:.2f}, {steady / own:.2f})"
         )
+        print(f"         CPU ms a document: {spent}")
 
         server.reset(FaultConfig(latency=args.latency))
         ideal = args.concurrency / args.latency
+        before = cpu_seconds()
         wall, view = run_job(args.latency_documents, seed=2)
         assert view.job.status == "succeeded", view.job.error
+        spent = cpu_split(before, worker.pid, view.progress.accepted)
         achieved = view.progress.accepted / wall
         print(
             f"[{args.latency * 1000:.0f} ms] pipeline: {view.progress.accepted} accepted in "
@@ -273,6 +317,7 @@ def main() -> None:
         described, steady = phases(view.job.id)
         print(f"         {described}")
         print(f"         steady: {steady:8.1f} docs/s  (ratio to ideal {steady / ideal:.2f})")
+        print(f"         CPU ms a document: {spent}")
         bare = bare_calls_per_second(server.base_url, args.concurrency, 2000)
         print(
             f"[{args.latency * 1000:.0f} ms] for reference, bare async chat calls: {bare:8.1f} "

@@ -100,8 +100,10 @@ class ServerState:
     served: int = 0
     recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=1000))
     lock: threading.Lock = field(default_factory=threading.Lock)
-    # Every document written, by its words: the option its prompt told the AI to take.
+    # Every document written, by its words: the option its prompt told the AI to take. Only
+    # the judge reads it: documents wait in ``written`` until a judge request indexes them.
     taken: dict[str, str] = field(default_factory=dict)
+    written: list[tuple[str, str]] = field(default_factory=list)
     judged: int = 0
     # When each chat request arrived (monotonic seconds), and how many got a 429.
     arrivals: list[float] = field(default_factory=list)
@@ -113,6 +115,13 @@ class ServerState:
     batches: dict[str, dict[str, Any]] = field(default_factory=dict)
     batch_requests: list[str] = field(default_factory=list)
     _window: deque[float] = field(default_factory=deque)
+
+    def option_taken(self, document: str) -> str | None:
+        """The option the prompt of ``document`` told the AI to take (call under the lock)."""
+        for text, option in self.written:
+            self.taken[_words(text)] = option
+        self.written.clear()
+        return self.taken.get(_words(document))
 
     def over_limit(self) -> float | None:
         """Seconds to wait if this request is over the provider's own limit, else None."""
@@ -475,7 +484,7 @@ class LLMTestApp:
             taken = _OPTION_TAKEN.search(prompt)
             option = _OPTION[taken.group(1).lower()].search(prompt) if taken else None
             if option is not None:
-                state.taken[_words(text)] = option.group(1)
+                state.written.append((text, option.group(1)))
         return reply
 
     async def _judge(self, request: dict[str, Any], prompt: str, number: int, send: Send) -> None:
@@ -486,7 +495,7 @@ class LLMTestApp:
             state.judged += 1
             state.served += 1
             fault = state.faults.judge_script.popleft() if state.faults.judge_script else "right"
-            taken = state.taken.get(_words(document.group(1))) if document else None
+            taken = state.option_taken(document.group(1)) if document else None
         if fault in ("too_long", "bad_key"):
             status, message = {
                 "too_long": (400, "This model's maximum context length is 8192 tokens"),
