@@ -98,10 +98,16 @@ def run_chunk(
             return report
         team_id = job.team_id
         kind = job.kind
-        if job.status == "queued" and repository.transition(
-            session, job_id, ("queued",), status="running", started_at=now, updated_at=now
+        if (
+            job.status == "queued"
+            and repository.transition(
+                session, job_id, ("queued",), status="running", started_at=now, updated_at=now
+            )
+            and (kind == jobs.EXTRACT_SCENARIOS or job.spec.get("batch"))
         ):
-            # The submission planned one chunk; the job's first worker plans its window.
+            # The submission planned one chunk; the job's first worker plans its window: here,
+            # or, for calls streamed from this worker, when its feeder first finds nothing to
+            # lease (``_MoreWork``), in a thread while the chunk's first calls run.
             jobs.advance_job(session, job_id, dispatcher=dispatcher, settings=settings, store=store)
         expires = now + timedelta(seconds=settings.lease_seconds)
         leased = repository.lease_items(session, job_id, start, end, worker_id, now, expires)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import func, select
@@ -76,26 +77,36 @@ def test_the_attempt_budget_still_ends_a_job_planned_in_windows(
     assert view.progress.rejected == {"refusal_or_meta": 8}
 
 
-def test_a_submission_plans_one_chunk_and_the_first_worker_plans_the_window(
-    team: Team, settings: Any, store: Any, monkeypatch: Any
+def test_a_submission_plans_one_chunk_and_the_first_worker_plans_the_window_as_it_calls(
+    llm: LLMTestServer, team: Team, settings: Any, store: Any, monkeypatch: Any
 ) -> None:
-    from app.generation import pipeline
-
-    window = settings.model_copy(update={"plan_ahead_items": 40})  # chunks of 10 in tests
+    llm.reset(FaultConfig(latency=0.3))
+    # Chunks of 10 in tests; the chunk leases more of the job for a second.
+    window = settings.model_copy(update={"plan_ahead_items": 40, "chunk_seconds": 1})
     job, dispatcher = submit_local(team, spec(documents=100), window)
     first = dispatcher.pop()
     assert first == (job.id, 0, 10)
     assert dispatcher.pop() is None
-    seen: list[int] = []
+    planning: list[tuple[int, int]] = []  # (items planned, LLM requests arrived) at each plan
+    advance = jobs.advance_job
 
-    def planned_while_running(context: Any, *_args: Any) -> None:
-        with session_scope() as session:
-            seen.append(jobs.get_job(session, team.principal, context.job_id).planned_items)
+    def watched(session: Any, job_id: Any, **kwargs: Any) -> str:
+        with session_scope() as other:
+            planned = other.scalar(select(Job.planned_items).where(Job.id == job_id))
+        # The first plan waits for the chunk's first call: one that must wait for the plan
+        # never comes.
+        deadline = time.monotonic() + 5
+        while not planning and not llm.state.arrivals and time.monotonic() < deadline:
+            time.sleep(0.01)
+        planning.append((int(planned or 0), len(llm.state.arrivals)))
+        return advance(session, job_id, **kwargs)
 
-    monkeypatch.setattr(pipeline, "_run_generation", planned_while_running)
+    monkeypatch.setattr(jobs, "advance_job", watched)
     run_chunk(*first, worker_id="w", dispatcher=dispatcher, settings=window, store=store)
-    # Before its first LLM call the worker had planned the window and sent its chunks.
-    assert seen == [40]
+    # The window was planned while the chunk's first calls ran, not before them...
+    assert planning[0][0] == 10
+    assert planning[0][1] > 0
+    # ...and its chunks sent to the job's other workers.
     sent = []
     while (chunk := dispatcher.pop()) is not None:
         sent.append(chunk[1:])
