@@ -10,13 +10,14 @@ bytes, so a re-packed file that did not change keeps its name (its sha256).
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import zstandard
+
+from app.datasets.shards import json_line
 
 ZSTD_LEVEL = 10
 
@@ -56,7 +57,7 @@ def pack(
                 raise ValueError(
                     f"positions must be contiguous: {position} follows {first + count - 1}"
                 )
-            line = json.dumps(record, ensure_ascii=False).encode() + b"\n"
+            line = json_line(record)
             if staging is not None and size + len(line) > target_bytes:
                 staging.close()
                 staging = None

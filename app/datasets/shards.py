@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import zstandard
 
 # A job's shards are written by its last worker as the job ends, and read again when a
@@ -43,6 +44,12 @@ class _HashingWriter(io.RawIOBase):
         return len(view)
 
 
+def json_line(record: dict[str, Any]) -> bytes:
+    """A record as one line of JSON, UTF-8 as written (orjson: about ten times Python's
+    ``json`` on these records, the larger part of publishing a job's documents)."""
+    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+
+
 def write_shard(records: Iterable[dict[str, Any]], path: Path) -> ShardFile:
     """Write records as one zstd frame of JSON lines; return the file's sha256 and size."""
     count = 0
@@ -51,7 +58,7 @@ def write_shard(records: Iterable[dict[str, Any]], path: Path) -> ShardFile:
         compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True)
         with compressor.stream_writer(hashing, closefd=False) as writer:  # type: ignore[arg-type]
             for record in records:
-                writer.write(json.dumps(record, ensure_ascii=False).encode() + b"\n")
+                writer.write(json_line(record))
                 count += 1
     return ShardFile(
         path=path, sha256=hashing.digest.hexdigest(), bytes=hashing.size, records=count
