@@ -206,6 +206,14 @@ def count_active_jobs(session: Session, team_id: uuid.UUID) -> int:
     )
 
 
+def active_jobs_by_team(session: Session) -> dict[uuid.UUID, int]:
+    """Each team's queued and running jobs (teams with none are left out)."""
+    rows = session.execute(
+        select(Job.team_id, func.count()).where(Job.status.in_(ACTIVE)).group_by(Job.team_id)
+    )
+    return {team_id: int(count) for team_id, count in rows}
+
+
 def active_job_specs(
     session: Session, team_id: uuid.UUID
 ) -> list[tuple[uuid.UUID, dict[str, Any]]]:

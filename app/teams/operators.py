@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -13,8 +12,8 @@ from app.billing import repository as billing
 from app.billing.service import month_start, today
 from app.core.errors import Conflict, Forbidden, InvalidRequest
 from app.core.settings import Settings
-from app.jobs.repository import ACTIVE
-from app.models import Job, Team
+from app.jobs import repository as jobs
+from app.models import Team
 from app.teams import repository
 from app.teams.keys import Role
 from app.teams.service import TEAM_NAME, IssuedKey, Principal, create_key, find_team
@@ -54,13 +53,11 @@ def _view(session: Session, team: Team, active: int, settings: Settings) -> Team
 def list_teams(session: Session, principal: Principal, settings: Settings) -> list[TeamView]:
     """Every team, by name, with its spend this month, its jobs running and its quotas."""
     require_operator(principal)
-    active = dict(
-        session.execute(
-            select(Job.team_id, func.count()).where(Job.status.in_(ACTIVE)).group_by(Job.team_id)
-        ).all()
-    )
-    teams = session.scalars(select(Team).order_by(Team.name))
-    return [_view(session, team, active.get(team.id, 0), settings) for team in teams]
+    active = jobs.active_jobs_by_team(session)
+    return [
+        _view(session, team, active.get(team.id, 0), settings)
+        for team in repository.list_teams(session)
+    ]
 
 
 def get_team(session: Session, principal: Principal, name: str, settings: Settings) -> TeamView:
@@ -104,10 +101,7 @@ def set_quotas(
 
 
 def team_view(session: Session, team: Team, settings: Settings) -> TeamView:
-    active = session.scalar(
-        select(func.count()).where(Job.team_id == team.id, Job.status.in_(ACTIVE))
-    )
-    return _view(session, team, int(active or 0), settings)
+    return _view(session, team, jobs.count_active_jobs(session, team.id), settings)
 
 
 def _quota(field: str, value: object, ceiling: int) -> int | None:

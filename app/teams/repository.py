@@ -13,6 +13,11 @@ def get_team_by_name(session: Session, name: str) -> Team | None:
     return session.scalars(select(Team).where(Team.name == name)).one_or_none()
 
 
+def list_teams(session: Session) -> list[Team]:
+    """Every team, by name."""
+    return list(session.scalars(select(Team).order_by(Team.name)))
+
+
 def add_team(session: Session, name: str) -> Team:
     team = Team(name=name)
     session.add(team)
