@@ -883,9 +883,9 @@ def _keys(request: Request, created: teams.IssuedKey | None) -> Response:
     views = teams.list_keys(
         state_of(request).db, team_id=admin.principal.team_id, include_inactive=True
     )
-    return render(
-        request, "keys.html", views=views, roles=[role.value for role in Role], created=created
-    )
+    # Only the roles this key may create (an admin cannot make an operator key).
+    roles = [role.value for role in Role if admin.principal.role.allows(role)]
+    return render(request, "keys.html", views=views, roles=roles, created=created)
 
 
 @router.post("/keys", response_class=HTMLResponse)

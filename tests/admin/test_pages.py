@@ -27,6 +27,20 @@ def test_a_bad_form_value_is_a_page_that_says_what_to_fix(browser: TestClient, t
     assert audit_actions(team) == ["sign_in"]
 
 
+def test_the_key_form_offers_only_the_roles_the_signed_in_key_may_create(
+    browser: TestClient, team: Team
+) -> None:
+    def offered() -> list[str]:
+        page = browser.get("/admin/keys").text
+        select = page.split('id="key-role"', 1)[1].split("</select>", 1)[0]
+        return re.findall(r'<option value="([a-z]+)"', select)
+
+    sign_in(browser, team.keys["admin"])
+    assert offered() == ["read", "submit", "admin"]
+    sign_in(browser, team.add_operator())
+    assert offered() == ["read", "submit", "admin", "operator"]
+
+
 def test_revoking_the_sessions_own_key_ends_the_session(browser: TestClient, team: Team) -> None:
     sign_in(browser, team.keys["admin"])
     token = csrf_of(browser.get("/admin/keys").text)
