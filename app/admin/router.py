@@ -11,12 +11,12 @@ from pathlib import PurePosixPath as Path_
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from app.admin import repository
+from app.admin import charts, repository
 from app.admin import session as sessions
 from app.admin.routing import (
     LOGIN_COOKIE_PATH,
@@ -203,36 +203,14 @@ def overview(request: Request) -> Response:
     )
 
 
-CHART_BARS = 180
-BAR_WIDTH = 4  # of the SVG's 720
-
-
-@dataclass(frozen=True)
-class Bar:
-    x: int
-    height: float
-    accepted: int
-    other: int
-    minute: datetime  # the first of its minutes
-
-
-@dataclass(frozen=True)
-class Chart:
-    bars: list[Bar]
-    peak: int
-    accepted: int
-    since: datetime
-    minutes_a_bar: int
-
-
-def _activity_chart(db: Session, team_id: uuid.UUID) -> Chart:
+def _activity_chart(db: Session, team_id: uuid.UUID) -> charts.Chart:
     """The team's accepted documents a minute over the last three hours."""
     now = utcnow().replace(second=0, microsecond=0)
-    since = now - timedelta(minutes=CHART_BARS - 1)
-    return _chart(repository.activity_since(db, team_id, since), since, now)
+    since = now - timedelta(minutes=charts.CHART_BARS - 1)
+    return charts.binned(repository.activity_since(db, team_id, since), since, now)
 
 
-def _job_chart(db: Session, view: JobView) -> Chart | None:
+def _job_chart(db: Session, view: JobView) -> charts.Chart | None:
     """The job's accepted documents over its whole run, in at most 180 bars."""
     began = view.job.started_at
     if began is None:
@@ -245,36 +223,7 @@ def _job_chart(db: Session, view: JobView) -> Chart | None:
         max(minutes, default=since),
         since,
     )
-    return _chart(minutes, since, until)
-
-
-def _chart(
-    minutes: dict[datetime, tuple[int, int, float]], since: datetime, until: datetime
-) -> Chart:
-    """Bars of accepted documents from ``since`` to ``until`` (whole minutes), as many
-    minutes to a bar as it takes to fit ``CHART_BARS``."""
-    span = int((until - since).total_seconds() // 60) + 1
-    width = -(-span // CHART_BARS)  # minutes a bar, rounded up
-    sums: dict[int, list[int]] = {}
-    for minute, (accepted, other, _cost) in minutes.items():
-        if since <= minute <= until:
-            bucket = sums.setdefault(int((minute - since).total_seconds() // 60) // width, [0, 0])
-            bucket[0] += accepted
-            bucket[1] += other
-    peak = max((accepted for accepted, _other in sums.values()), default=0)
-    bars = [
-        Bar(
-            n * BAR_WIDTH,
-            100 * accepted / peak if peak else 0,
-            accepted,
-            other,
-            since + timedelta(minutes=n * width),
-        )
-        for n, (accepted, other) in sorted(sums.items())
-        if accepted or other
-    ]
-    total = sum(accepted for accepted, _other in sums.values())
-    return Chart(bars, peak, total, since, width)
+    return charts.binned(minutes, since, until)
 
 
 def _projected(spent: float, accepted: int, requested: int) -> float:
@@ -333,39 +282,38 @@ def cancel_jobs(request: Request) -> Response:
     return RedirectResponse("/admin/jobs", status_code=303)
 
 
+class DocumentFilter:
+    """The query of a job's document list: status, reason and the page after an index."""
+
+    def __init__(
+        self,
+        documents: str | None = Query(None),
+        after: int | None = Query(None, ge=0, le=2**31 - 1),
+        reason: str | None = Query(None, pattern=REASON_PATTERN, max_length=64),
+    ) -> None:
+        self.status, self.after, self.reason = documents, after, reason
+
+
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(
-    request: Request,
-    job_id: uuid.UUID,
-    documents: str | None = Query(None),
-    after: int | None = Query(None, ge=0, le=2**31 - 1),
-    reason: str | None = Query(None, pattern=REASON_PATTERN, max_length=64),
+    request: Request, job_id: uuid.UUID, query: Annotated[DocumentFilter, Depends()]
 ) -> Response:
     """One job: its counters and documents (both live while it runs), cost and errors."""
-    return _job_documents(request, "job.html", job_id, documents, after, reason)
+    return _job_documents(request, "job.html", job_id, query)
 
 
 @router.get("/jobs/{job_id}/documents", response_class=HTMLResponse)
 def job_documents(
-    request: Request,
-    job_id: uuid.UUID,
-    documents: str | None = Query(None),
-    after: int | None = Query(None, ge=0, le=2**31 - 1),
-    reason: str | None = Query(None, pattern=REASON_PATTERN, max_length=64),
+    request: Request, job_id: uuid.UUID, query: Annotated[DocumentFilter, Depends()]
 ) -> Response:
     """The job's list of documents alone: what the job page polls while the job runs."""
-    return _job_documents(request, "_job_documents.html", job_id, documents, after, reason)
+    return _job_documents(request, "_job_documents.html", job_id, query)
 
 
 def _job_documents(
-    request: Request,
-    template: str,
-    job_id: uuid.UUID,
-    status: str | None,
-    after: int | None,
-    reason: str | None,
+    request: Request, template: str, job_id: uuid.UUID, query: DocumentFilter
 ) -> Response:
-    status = status or None
+    status, after, reason = query.status or None, query.after, query.reason
     if status is not None and status not in DOCUMENT_STATUSES:
         raise InvalidRequest(
             f"unknown document status {status!r}; one of {', '.join(DOCUMENT_STATUSES)}"
@@ -380,7 +328,7 @@ def _job_documents(
         limit=DOCUMENTS_PAGE,
         reason=reason,
     )
-    query = {"documents": status, "reason": reason, "after": after}
+    shown = {"documents": status, "reason": reason, "after": after}
     return render(
         request,
         template,
@@ -389,7 +337,7 @@ def _job_documents(
         documents=page,
         document_status=status or "",
         document_statuses=DOCUMENT_STATUSES,
-        documents_query=urlencode({k: v for k, v in query.items() if v is not None}),
+        documents_query=urlencode({k: v for k, v in shown.items() if v is not None}),
         next_after=next_after,
         document_reason=reason or "",
         chart=_job_chart(state_of(request).db, view) if template == "job.html" else None,

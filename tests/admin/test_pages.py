@@ -415,16 +415,16 @@ def test_a_jobs_page_charts_its_throughput_over_its_whole_run(
 def test_a_long_run_is_charted_in_at_most_180_bars_that_keep_every_document() -> None:
     from datetime import UTC, datetime, timedelta
 
-    from app.admin.router import CHART_BARS, _chart
+    from app.admin.charts import CHART_BARS, binned
 
     since = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
     minutes = {since + timedelta(minutes=m): (m % 7, 1, 0.0) for m in range(0, 600, 3)}
-    chart = _chart(minutes, since, since + timedelta(minutes=599))
+    chart = binned(minutes, since, since + timedelta(minutes=599))
     assert chart.minutes_a_bar == 4  # 600 minutes in 180 bars
     assert len(chart.bars) <= CHART_BARS
     assert chart.accepted == sum(a for a, _o, _c in minutes.values())
     assert sum(bar.accepted for bar in chart.bars) == chart.accepted
     assert max(bar.accepted for bar in chart.bars) == chart.peak
     assert all(bar.x < 720 for bar in chart.bars)
-    one = _chart({since: (3, 0, 0.0)}, since, since)
+    one = binned({since: (3, 0, 0.0)}, since, since)
     assert (one.minutes_a_bar, one.accepted, len(one.bars)) == (1, 3, 1)
