@@ -259,6 +259,13 @@ class LLMTestApp:
         body = await read_body(receive)
         path = scope["path"]
         if path == "/v1/chat/completions" and scope["method"] == "POST":
+            content_type = dict(scope["headers"]).get(b"content-type", b"").decode()
+            if content_type.split(";")[0].strip().lower() != "application/json":
+                # As a real server's JSON body parsing does: a body sent as anything else
+                # is not read as the request.
+                message = f"expected Content-Type application/json, not {content_type!r}"
+                await _json(send, 415, {"error": {"message": message, "type": "invalid"}})
+                return
             await self._chat(json.loads(body or b"{}"), send)
         elif path.startswith(("/v1/files", "/v1/batches")):
             await self._batch_api(scope, body, send)

@@ -225,9 +225,9 @@ class Checks:
 def _check_here(
     context: JobContext, replies: list[tuple[PlannedItem, str, str | None]]
 ) -> list[dict[str, Any]]:
-    from app.generation.pipeline import check
+    from app.generation.pipeline import check_all
 
-    return [check(context, item, raw, finish) for item, raw, finish in replies]
+    return check_all(context, replies)
 
 
 # In a checking process: the contexts of the chunks it checks for, newest last.
@@ -287,7 +287,7 @@ def prepare(job_id: uuid.UUID, token: str, decontaminate: bool) -> None:
 def check_batch(
     job_id: uuid.UUID, token: str, rows: list[tuple[dict[str, Any], str, str | None]]
 ) -> list[dict[str, Any]]:
-    """In a checking process: ``pipeline.check`` for each (item, reply, finish reason)."""
+    """In a checking process: ``pipeline.check_all`` for (item, reply, finish reason) rows."""
     with logs.job_context(job_id):
         context = _context(job_id, token, decontaminate=True)
         replies = [(PlannedItem.from_json(item), raw, finish) for item, raw, finish in rows]

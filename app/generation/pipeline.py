@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -898,10 +899,46 @@ def call_values(generated: Generated) -> dict[str, Any]:
 def check(
     context: JobContext, item: PlannedItem, raw: str, finish_reason: str | None
 ) -> dict[str, Any]:
-    """Clean a reply's text and gate it; what passes is an accepted candidate pending dedup.
+    """Clean a reply's text and gate it; what passes is an accepted candidate pending dedup."""
+    return check_all(context, [(item, raw, finish_reason)])[0]
 
-    Pure CPU work on the text, the job's settings and its decontamination index: it may run
+
+def check_all(
+    context: JobContext, replies: Sequence[tuple[PlannedItem, str, str | None]]
+) -> list[dict[str, Any]]:
+    """``check`` for each (item, reply, finish reason): the gates one reply at a time, then
+    decontamination for those that passed, all at once (``ContaminationIndex.match_many``).
+
+    Pure CPU work on the texts, the job's settings and its decontamination index: it may run
     in a checking process of its own (``app.generation.checking``)."""
+    checked = [_gated(context, item, raw, finish) for item, raw, finish in replies]
+    passed = [values for values in checked if values["status"] == "accepted"]
+    decontam = context.spec.decontam
+    leaks = (
+        context.contamination.match_many([values["text"] for values in passed], decontam.threshold)
+        if context.contamination is not None
+        else [None] * len(passed)
+    )
+    for values, leak in zip(passed, leaks, strict=True):
+        if leak is None:
+            values["content_sha256"] = fingerprint(values["text"])
+            continue
+        values |= {
+            "status": "rejected",
+            "reason": "contaminated",
+            "detail": (
+                f"{leak.matched} of the {leak.ngrams} {decontam.ngram}-grams of "
+                f"{leak.item} ({leak.overlap:.0%}) appear in the text"
+            ),
+            "contamination": dataclasses.asdict(leak),
+        }
+    return checked
+
+
+def _gated(
+    context: JobContext, item: PlannedItem, raw: str, finish_reason: str | None
+) -> dict[str, Any]:
+    """A reply's cleaned text, accepted (pending decontamination) or rejected by a gate."""
     text = clean(raw, has_title=context.forms[item.surface_form].has_title)
     length = context.spec.length_words
     scenario = context.scenarios[item.scenario_id]
@@ -922,20 +959,4 @@ def check(
             "reason": rejection.reason,
             "detail": rejection.detail,
         }
-    leak = (
-        context.contamination.match(text, context.spec.decontam.threshold)
-        if context.contamination is not None
-        else None
-    )
-    if leak is not None:
-        return {
-            "text": text,
-            "status": "rejected",
-            "reason": "contaminated",
-            "detail": (
-                f"{leak.matched} of the {leak.ngrams} {context.spec.decontam.ngram}-grams of "
-                f"{leak.item} ({leak.overlap:.0%}) appear in the text"
-            ),
-            "contamination": dataclasses.asdict(leak),
-        }
-    return {"text": text, "status": "accepted", "content_sha256": fingerprint(text)}
+    return {"text": text, "status": "accepted"}

@@ -16,13 +16,13 @@ n-gram of their own length, down to ``MIN_WORDS``; shorter ones are too generic 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-from app.dedup.minhash import batch_word_hashes, normalise, word_hashes
+from app.dedup.minhash import batch_word_hashes, normalise
 
 DEFAULT_NGRAM = 13
 MIN_WORDS = 8
@@ -148,25 +148,45 @@ class ContaminationIndex:
 
     def match(self, text: str, threshold: float = 0.0) -> Contamination | None:
         """The item with the highest overlap above ``threshold``, if any."""
-        if not self.keys:
-            return None
-        words = word_hashes(normalise(text))
-        hits = [
-            table.owners_of(ngram_hashes(words, length)) for length, table in self._tables.items()
-        ]
-        owners, matched = np.unique(np.concatenate(hits), return_counts=True)
-        if owners.size == 0:
-            return None
-        overlap = matched / self.sizes[owners]
-        best = int(np.argmax(overlap))
-        if overlap[best] <= threshold:
-            return None
-        return Contamination(
-            item=self.keys[owners[best]],
-            overlap=float(overlap[best]),
-            matched=int(matched[best]),
-            ngrams=int(self.sizes[owners[best]]),
-        )
+        return self.match_many([text], threshold)[0]
+
+    def match_many(
+        self, texts: Sequence[str], threshold: float = 0.0
+    ) -> list[Contamination | None]:
+        """``match`` for each of ``texts``, in one pass over them all.
+
+        The texts' words are hashed in one call and their n-grams looked up together (a
+        checking process's batch: a dozen array operations for all of them, where one text
+        at a time paid those for each); windows reaching past their text's last word are
+        dropped, so no n-gram spans two texts.
+        """
+        found: list[Contamination | None] = [None] * len(texts)
+        if not self.keys or not texts:
+            return found
+        words, offsets = batch_word_hashes([normalise(text) for text in texts])
+        text_of = np.repeat(np.arange(len(texts)), np.diff(offsets))  # each word's text
+        hits = []
+        for length, table in self._tables.items():
+            grams = ngram_hashes(words, length)
+            inside = text_of[: grams.size] == text_of[length - 1 :]
+            hits.append(table.owners_of(grams[inside], text_of[: grams.size][inside]))
+        texts_hit = np.concatenate([t for t, _o in hits])
+        owners_hit = np.concatenate([o for _t, o in hits]).astype(np.int64)
+        # Distinct (text, item) pairs, by text then item, with how many n-grams they share.
+        pairs, matched = np.unique(texts_hit * len(self.keys) + owners_hit, return_counts=True)
+        text, owner = np.divmod(pairs, len(self.keys))
+        overlap = matched / self.sizes[owner]
+        # Each text's best item: the highest overlap, the first item of those tied (argmax).
+        order = np.lexsort((owner, -overlap, text))
+        first = order[np.r_[True, text[order][1:] != text[order][:-1]]] if order.size else order
+        for best in first[overlap[first] > threshold]:
+            found[int(text[best])] = Contamination(
+                item=self.keys[int(owner[best])],
+                overlap=float(overlap[best]),
+                matched=int(matched[best]),
+                ngrams=int(self.sizes[owner[best]]),
+            )
+        return found
 
 
 class _Table:
@@ -199,16 +219,25 @@ class _Table:
         held: NDArray[np.bool_] = bit.astype(bool)
         return held
 
-    def owners_of(self, grams: NDArray[np.uint64]) -> NDArray[np.int32]:
-        """The item of every indexed n-gram among ``grams``, once per distinct n-gram."""
-        candidates = np.unique(grams[self.might_hold(grams)])
-        position = np.searchsorted(self.hashes, candidates)
-        # Candidates beyond the last hash can only be a suffix: they are sorted.
-        position = position[position < self.hashes.size]
-        position = position[self.hashes[position] == candidates[: position.size]]
+    def owners_of(
+        self, grams: NDArray[np.uint64], texts: NDArray[np.int64]
+    ) -> tuple[NDArray[np.int64], NDArray[np.int32]]:
+        """The item of every indexed n-gram among ``grams``, once per distinct n-gram of each
+        text (``texts``: the text of each n-gram), with that text: (texts, items)."""
+        held = self.might_hold(grams)
+        grams, texts = grams[held], texts[held]
+        order = np.lexsort((grams, texts))
+        grams, texts = grams[order], texts[order]
+        distinct = np.ones(grams.size, dtype=bool)
+        distinct[1:] = (grams[1:] != grams[:-1]) | (texts[1:] != texts[:-1])
+        grams, texts = grams[distinct], texts[distinct]
+        position = np.searchsorted(self.hashes, grams)
+        indexed = position < self.hashes.size
+        indexed[indexed] = self.hashes[position[indexed]] == grams[indexed]
+        position, texts = position[indexed], texts[indexed]
         starts, ends = self.offsets[position], self.offsets[position + 1]
         # Every owner of every found n-gram: the ranges [start, end) laid end to end.
         spans = ends - starts
         flat = np.repeat(starts - np.cumsum(spans) + spans, spans) + np.arange(spans.sum())
         owners: NDArray[np.int32] = self.owners[flat]
-        return owners
+        return np.repeat(texts, spans), owners

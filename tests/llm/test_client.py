@@ -50,6 +50,22 @@ def complete(cfg: ProviderConfig) -> object:
     return asyncio.run(go())
 
 
+def test_a_call_sends_its_parameters_as_a_json_body(llm: LLMTestServer) -> None:
+    # The test server answers 415 to a body sent as anything but application/json.
+    completion = complete(config(llm.base_url))
+    assert not isinstance(completion, CompletionFailed)
+    assert llm.state.recent[-1] == {
+        "model": "m",
+        "messages": [{"role": "user", "content": "write about 20 words"}],
+        "temperature": 0.5,
+        "top_p": 1.0,
+        "max_tokens": 200,
+        "frequency_penalty": 0.0,
+        "presence_penalty": 0.0,
+        "seed": 1,
+    }
+
+
 def test_permanent_errors_are_not_retried(llm: LLMTestServer) -> None:
     with pytest.raises(CompletionFailed) as failed:
         complete(config(llm.base_url.replace("/v1", "/nowhere")))

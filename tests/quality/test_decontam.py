@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from app.dedup.minhash import normalise
 from app.quality import decontam
 from app.quality.decontam import MAX_NGRAM, ContaminationIndex
 from tests.llm_server import compose
@@ -211,4 +214,47 @@ def test_ngrams_beyond_the_last_indexed_hash_are_not_found() -> None:
     # 2**64 - 1 shares the last hash's filter slot, then sorts past the end of the table.
     grams = np.array([2**64 - 1, 5], dtype=np.uint64)
     assert table.might_hold(grams).all()
-    assert table.owners_of(grams).tolist() == [0]
+    texts, owners = table.owners_of(grams, np.array([3, 4]))
+    assert (texts.tolist(), owners.tolist()) == ([4], [0])
+
+
+def _overlaps_by_brute_force(
+    items: list[tuple[str, str]], text: str, n: int, threshold: float
+) -> decontam.Contamination | None:
+    """What ``match`` must find, from the definition: word tuples, no hashing, no tables."""
+    words = normalise(text).split()
+    best: decontam.Contamination | None = None
+    for key, item_text in items:
+        item = normalise(item_text).split()
+        if len(item) < min(n, decontam.MIN_WORDS):
+            continue  # too short to index
+        length = min(n, len(item))
+        grams = {tuple(item[i : i + length]) for i in range(len(item) - length + 1)}
+        seen = {tuple(words[i : i + length]) for i in range(len(words) - length + 1)}
+        matched = len(grams & seen)
+        overlap = matched / len(grams)
+        if matched and (best is None or overlap > best.overlap):  # ties: the first item
+            best = decontam.Contamination(key, overlap, matched, len(grams))
+    return best if best is not None and best.overlap > threshold else None
+
+
+_WORD = st.sampled_from(["red", "green", "blue", "Tea", "tea,", "ox", "a-b"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    items=st.lists(st.lists(_WORD, max_size=16).map(" ".join), max_size=6),
+    texts=st.lists(st.lists(_WORD, max_size=30).map(" ".join), max_size=6),
+    n=st.sampled_from([2, 3, 9, 13]),
+    threshold=st.sampled_from([0.0, 0.3]),
+)
+def test_many_texts_at_once_find_what_each_alone_would(
+    items: list[str], texts: list[str], n: int, threshold: float
+) -> None:
+    # Small vocabularies: n-grams recur within and across texts and items, and a text's tail
+    # and the next text's head often make an item's n-gram that neither holds.
+    keyed = [(f"i{k}", text) for k, text in enumerate(items)]
+    index = ContaminationIndex(keyed, n=n)
+    expected = [_overlaps_by_brute_force(keyed, text, n, threshold) for text in texts]
+    assert index.match_many(texts, threshold) == expected
+    assert [index.match(text, threshold) for text in texts] == expected
