@@ -9,7 +9,7 @@ process: the figures are the deployment's, not the process's, whichever process 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -40,17 +40,15 @@ class _SnapshotCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         s = self.snapshot
-        jobs = GaugeMetricFamily("priorforge_jobs", "Jobs by status.", labels=["status"])
-        for status in sorted(set(s.jobs) | {"queued", "running", "succeeded", "failed"}):
-            jobs.add_metric([status], s.jobs.get(status, 0))
-        yield jobs
-        documents = CounterMetricFamily(
-            "priorforge_documents", "Documents written, by status and reason.",
-            labels=["status", "reason"],
+        statuses = sorted(set(s.jobs) | {"queued", "running", "succeeded", "failed"})
+        yield _family(
+            GaugeMetricFamily, "priorforge_jobs", "Jobs by status.", ["status"],
+            [((status,), s.jobs.get(status, 0)) for status in statuses],
         )  # fmt: skip
-        for (status, reason), count in sorted(s.documents.items()):
-            documents.add_metric([status, reason], count)
-        yield documents
+        yield _family(
+            CounterMetricFamily, "priorforge_documents", "Documents written, by status and reason.",
+            ["status", "reason"], sorted(s.documents.items()),
+        )  # fmt: skip
         yield GaugeMetricFamily(
             "priorforge_items_in_flight",
             "Work items of active jobs leased by a worker now.",
@@ -75,17 +73,15 @@ class _SnapshotCollector(Collector):
             tokens.add_metric([*key, "completion"], completion)
             cost.add_metric(key, usd)
         yield from (requests, errors, tokens, cost)
-        depth = GaugeMetricFamily(
-            "priorforge_queue_depth", "Messages waiting in a task queue.", labels=["queue"]
-        )
-        up = GaugeMetricFamily(
-            "priorforge_broker_up", "1 if the broker answered this scrape.", labels=["queue"]
-        )
-        for queue, waiting in sorted(s.queues.items()):
-            up.add_metric([queue], 0 if waiting is None else 1)
-            if waiting is not None:
-                depth.add_metric([queue], waiting)
-        yield from (depth, up)
+        queues = sorted(s.queues.items())
+        yield _family(
+            GaugeMetricFamily, "priorforge_queue_depth", "Messages waiting in a task queue.",
+            ["queue"], [((queue,), waiting) for queue, waiting in queues if waiting is not None],
+        )  # fmt: skip
+        yield _family(
+            GaugeMetricFamily, "priorforge_broker_up", "1 if the broker answered this scrape.",
+            ["queue"], [((queue,), 0 if waiting is None else 1) for queue, waiting in queues],
+        )  # fmt: skip
         yield from self._workers()
         yield from self._limiters()
 
@@ -124,12 +120,10 @@ class _SnapshotCollector(Collector):
             except (KeyError, TypeError, ValueError, AttributeError):
                 # One worker of another version mid-deploy must not take the scrape down.
                 log.warning("a worker status this version cannot read: %r", status)
-        tasks_running = GaugeMetricFamily(
-            "priorforge_tasks_running", "Tasks the workers run now.", labels=["task"]
-        )
-        for name, count in sorted(running.items()):
-            tasks_running.add_metric([name], count)
-        yield tasks_running
+        yield _family(
+            GaugeMetricFamily, "priorforge_tasks_running", "Tasks the workers run now.", ["task"],
+            [((name,), count) for name, count in sorted(running.items())],
+        )  # fmt: skip
         yield _histogram(
             "priorforge_task_duration_seconds",
             "How long each worker's finished tasks took.",
@@ -137,22 +131,19 @@ class _SnapshotCollector(Collector):
             durations,
             TASK_BUCKETS,
         )
-        attempted = CounterMetricFamily(
+        yield _family(
+            CounterMetricFamily,
             "priorforge_llm_attempts",
             "HTTP attempts of LLM calls by each worker, by outcome (ok, rate_limited: a 429, "
             "error, cancelled), each retry one more.",
-            labels=["worker", "provider", "outcome"],
+            ["worker", "provider", "outcome"],
+            sorted(attempts.items()),
         )
-        for key, count in sorted(attempts.items()):
-            attempted.add_metric(list(key), count)
-        yield attempted
-        flying = GaugeMetricFamily(
-            "priorforge_llm_calls_in_flight", "LLM calls waiting on a reply now.",
-            labels=["provider"],
+        yield _family(
+            GaugeMetricFamily, "priorforge_llm_calls_in_flight",
+            "LLM calls waiting on a reply now.", ["provider"],
+            [((provider,), count) for provider, count in sorted(in_flight.items())],
         )  # fmt: skip
-        for provider, count in sorted(in_flight.items()):
-            flying.add_metric([provider], count)
-        yield flying
         yield _histogram(
             "priorforge_llm_attempt_latency_seconds",
             "How long each worker's LLM attempts took, from request to reply or error.",
@@ -186,6 +177,20 @@ class _SnapshotCollector(Collector):
             share.add_metric(key, state.rate)
             blocked.add_metric(key, state.blocked_for)
         yield from (limit, share, blocked)
+
+
+def _family(
+    kind: type[CounterMetricFamily] | type[GaugeMetricFamily],
+    name: str,
+    documentation: str,
+    labels: list[str],
+    samples: Iterable[tuple[tuple[str, ...], float]],
+) -> Metric:
+    """A counter or gauge family of (label values, value) samples, in their order."""
+    family = kind(name, documentation, labels=labels)
+    for key, value in samples:
+        family.add_metric(list(key), value)
+    return family
 
 
 def _histogram(
