@@ -126,17 +126,9 @@ _EDGE = 200
 # Every match of _PROMPT_LEAK contains one of these: a text without any (most texts) is
 # spared the full pattern, whose leading alternation makes it slow.
 _LEAK_ANCHOR = re.compile(r"option [ab]\b|<|these instructions|the ai takes", re.IGNORECASE)
-
-
+# The same, found with str.find in lowercased ASCII text (no letter folds to ASCII from
+# outside it, so positions stay); "option a" also where the pattern's \b would not hold.
 _LEAK_ANCHORS = ("option a", "option b", "<", "these instructions", "the ai takes")
-
-
-def _may_leak(text: str) -> bool:
-    """Whether ``text`` holds one of the leak pattern's anchors (case-insensitively)."""
-    if text.isascii():  # no letter folds to ASCII from outside it: plain lowercase will do
-        lowered = text.lower()
-        return any(anchor in lowered for anchor in _LEAK_ANCHORS)
-    return _LEAK_ANCHOR.search(text) is not None
 
 
 # Farther than a match of _PROMPT_LEAK reaches either side of the anchor it contains: its
@@ -184,7 +176,7 @@ def _prompt_leak(text: str) -> re.Match[str] | None:
 
 def refusal_or_meta(candidate: Candidate) -> Rejection | None:
     text = candidate.text
-    leak = _prompt_leak(text) if _may_leak(text) else None
+    leak = _prompt_leak(text)
     if leak:
         return Rejection("meta_text", f"the prompt shows through: {leak.group(0)!r}")
     unquoted = (

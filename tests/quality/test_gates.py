@@ -236,9 +236,10 @@ def test_words_fast_path_finds_the_words_the_pattern_finds(text: str) -> None:
 
 
 @given(_MIXED)
-def test_the_leak_prefilter_passes_every_text_the_anchor_pattern_matches(text: str) -> None:
+def test_the_leak_search_looks_around_every_anchor_the_anchor_pattern_finds(text: str) -> None:
     for probe in (text, text + " option a", "THESE INSTRUCTIONS " + text):
-        assert gates._may_leak(probe) == (gates._LEAK_ANCHOR.search(probe) is not None)
+        spans = {match.span() for match in gates._LEAK_ANCHOR.finditer(probe)}
+        assert spans <= set(gates._anchors(probe))
 
 
 _FEW_WORDS = st.lists(st.sampled_from(["the", "AI", "took", "option", "a", "report"]), max_size=14)
