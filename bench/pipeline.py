@@ -280,12 +280,13 @@ def main() -> None:
 
     from tests.llm_server import FaultConfig, LLMTestServer
 
-    TMP.mkdir()
+    TMP.mkdir(mode=0o700)
     server = LLMTestServer().start()
-    configure(server.base_url, args.concurrency, args.chunk)
-    create_database()
-    worker = start_worker()
+    worker: subprocess.Popen[bytes] | None = None
     try:
+        configure(server.base_url, args.concurrency, args.chunk)
+        create_database()
+        worker = start_worker()
         print(
             f"concurrency {args.concurrency} per worker, chunk {args.chunk} items, 1 worker process"
         )
@@ -343,8 +344,9 @@ def main() -> None:
             f"calls/s  (ratio to ideal {bare / ideal:.2f})"
         )
     finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=30)
         server.stop()
         drop_database()
         import redis

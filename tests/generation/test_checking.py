@@ -76,7 +76,7 @@ def test_a_checking_process_gives_the_values_checking_here_gives(
     def not_here(*_args: Any) -> dict[str, Any]:
         raise AssertionError("checked in the worker's process, not in a checking process")
 
-    monkeypatch.setattr(pipeline, "check", not_here)  # this process only
+    monkeypatch.setattr(pipeline, "check_all", not_here)  # this process only; check uses it
     assert checked_there(context, settings) == here
 
 
@@ -120,7 +120,7 @@ def test_checking_processes_started_from_a_thread_outlive_it(
     def not_here(*_args: Any) -> dict[str, Any]:
         raise AssertionError("checked in the worker's process, not in a checking process")
 
-    monkeypatch.setattr(pipeline, "check", not_here)
+    monkeypatch.setattr(pipeline, "check_all", not_here)  # check uses it too
     here_values = [v["status"] for v in checked_there(context, settings)]
     assert here_values == ["accepted", "rejected", "rejected", "rejected"]
     assert checking.pool(settings) is started

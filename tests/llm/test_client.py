@@ -51,7 +51,9 @@ def complete(cfg: ProviderConfig) -> object:
 
 
 def test_a_call_sends_its_parameters_as_a_json_body(llm: LLMTestServer) -> None:
-    # The test server answers 415 to a body sent as anything but application/json.
+    # The body goes out as bytes we encode: what the server decodes must be the request,
+    # every parameter with its value, declared as JSON (the test server answers 415 to a
+    # chat request of another content type, as real servers do).
     completion = complete(config(llm.base_url))
     assert not isinstance(completion, CompletionFailed)
     assert llm.state.recent[-1] == {
