@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 import tomllib
+import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -324,7 +325,20 @@ def _in_child(module: str, tests: list[str], max_children: int) -> Outcome:
     receive, send = fork.Pipe(duplex=False)
 
     def child() -> None:
-        send.send(run_module(module, tests, max_children))
+        # The child ends as soon as its outcome is sent, without the exit handlers: those
+        # would wait on the processes the tests left running (a worker's checking processes,
+        # which end within a second of their parent), and hold the parent's join forever.
+        try:
+            outcome = run_module(module, tests, max_children)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        else:
+            send.send(outcome)
+            code = 0
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
     process = fork.Process(target=child)
     process.start()

@@ -200,6 +200,13 @@ def test_repetition_is_judged_from_forty_4_grams_and_accepts_its_maximum() -> No
     assert repetition(alone(" ".join(["same"] * 42), max_repeated_ngrams=0.0)) is None
 
 
+def test_repetition_counts_runs_of_four_consecutive_words() -> None:
+    # "a b c" fifteen times, each time followed by a word of its own: every run of three
+    # words (and every skip-gram) repeats, and no run of four does.
+    text = " ".join(f"a b c u{i}" for i in range(15))
+    assert repetition(alone(text, max_repeated_ngrams=0.0)) is None
+
+
 def test_the_assistant_voice_is_looked_for_in_the_texts_first_200_characters_unquoted() -> None:
     quote = '"' + "x" * 98 + '"'  # 100 characters, blanked before the search
     filler = " ".join(["the ward was quiet that week"] * 20)
@@ -211,6 +218,9 @@ def test_the_assistant_voice_is_looked_for_in_the_texts_first_200_characters_unq
     # Blanked, not removed: the quote keeps its length, so what follows stays where it was.
     later = f"{quote} {'z' * 150} I'm sorry, but the story goes on. {filler}"
     assert refusal_or_meta(alone(later)) is None
+    # Typographic quotes are blanked too, in a text that holds no straight ones.
+    said = f"“I'm sorry,” she said, and the story goes on. {filler}"
+    assert refusal_or_meta(alone(said)) is None
 
 
 def test_fixed_rejections_say_what_happened() -> None:
@@ -236,6 +246,8 @@ def test_words_fast_path_finds_the_words_the_pattern_finds(text: str) -> None:
 
 
 @given(_MIXED)
+@example("x < y < z < w")  # one anchor three times: each occurrence, not the first and last
+@example("x << y")  # and occurrences one character apart
 def test_the_leak_search_looks_around_every_anchor_the_anchor_pattern_finds(text: str) -> None:
     for probe in (text, text + " option a", "THESE INSTRUCTIONS " + text):
         spans = {match.span() for match in gates._LEAK_ANCHOR.finditer(probe)}
