@@ -58,6 +58,18 @@ def ngram_hashes(words: NDArray[np.uint64], n: int) -> NDArray[np.uint64]:
     return mixed
 
 
+def ngrams_within(
+    words: NDArray[np.uint64], offsets: NDArray[np.int64], n: int
+) -> tuple[NDArray[np.uint64], NDArray[np.int64]]:
+    """The ``n``-gram hashes of several texts' words laid end to end (text ``t`` holds words
+    ``offsets[t]`` to ``offsets[t + 1]``), with the text of each: windows that reach past
+    their text's last word are dropped, so no n-gram spans two texts."""
+    grams = ngram_hashes(words, n)
+    text_of = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))  # each word's text
+    inside = text_of[: grams.size] == text_of[n - 1 :]
+    return grams[inside], text_of[: grams.size][inside]
+
+
 def ngram_hashes_of_rows(rows: NDArray[np.uint64]) -> NDArray[np.uint64]:
     """The hash of each row of word hashes as one n-gram (n = the row length)."""
     with np.errstate(over="ignore"):
@@ -122,11 +134,9 @@ class ContaminationIndex:
         self.skipped += int((~kept).sum())
 
         pairs: dict[int, tuple[NDArray[np.uint64], NDArray[np.int64]]] = {}
-        grams = ngram_hashes(words, n)
-        if grams.size:
-            item_of = np.repeat(np.arange(len(batch)), lengths)  # each word's item
-            inside = item_of[: grams.size] == item_of[n - 1 :]
-            pairs[n] = (grams[inside], number[item_of[: grams.size][inside]])
+        if words.size >= n:
+            grams, item_of = ngrams_within(words, offsets, n)
+            pairs[n] = (grams, number[item_of])
         short: dict[int, list[int]] = {}  # short items: one n-gram of their own length
         for item in np.flatnonzero(kept & (lengths < n)):
             short.setdefault(int(lengths[item]), []).append(int(item))
@@ -164,12 +174,10 @@ class ContaminationIndex:
         if not self.keys or not texts:
             return found
         words, offsets = batch_word_hashes([normalise(text) for text in texts])
-        text_of = np.repeat(np.arange(len(texts)), np.diff(offsets))  # each word's text
-        hits = []
-        for length, table in self._tables.items():
-            grams = ngram_hashes(words, length)
-            inside = text_of[: grams.size] == text_of[length - 1 :]
-            hits.append(table.owners_of(grams[inside], text_of[: grams.size][inside]))
+        hits = [
+            table.owners_of(*ngrams_within(words, offsets, length))
+            for length, table in self._tables.items()
+        ]
         texts_hit = np.concatenate([t for t, _o in hits])
         owners_hit = np.concatenate([o for _t, o in hits]).astype(np.int64)
         # Distinct (text, item) pairs, by text then item, with how many n-grams they share.
